@@ -1,0 +1,1 @@
+"""All I/O of casework: recording to SQL, the outbox, (later) delivery channels."""

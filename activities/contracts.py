@@ -1,0 +1,12 @@
+"""What workflows send to activities. Kept apart so workflows import no I/O code."""
+
+from __future__ import annotations
+
+from domain.events import Event
+from domain.models import Case, Model
+
+
+class RecordBatch(Model):
+    case: Case  # the case as it is now (for the projection)
+    case_seq: int  # the seq of the last event applied to `case`; the projection only moves forward
+    events: list[Event]

@@ -1,0 +1,275 @@
+"""Deciding and applying changes: the functional core the workflow executes.
+
+    decide(case, change, program, now) -> Event   (raises Rejected)
+    apply(case, event) -> Case                    (never fails for a decided event)
+
+The workflow's update validator calls `decide` to accept or refuse a command;
+the handler calls it again and `apply`s the event. Replaying the events from
+`open_case` rebuilds the case exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from domain import commands as c
+from domain.events import Archive, Change, Event, NoticeIssued
+from domain.lifecycle import Context, Rejected, next_stage
+from domain.models import (
+    SYSTEM,
+    Case,
+    FollowUp,
+    FollowUpStatus,
+    GoalStatus,
+    Hold,
+    Note,
+    Outcome,
+    Plan,
+    PlanStatus,
+    Referral,
+    Role,
+    Stage,
+)
+from domain.policy import Program
+from domain.schedule import Due, obligations
+
+__all__ = ["Rejected", "apply", "decide", "notice_for", "open_case", "replay"]
+
+
+def open_case(command: c.OpenCase, program: Program, now: datetime) -> tuple[Case, Event]:
+    if command.program != program.key:
+        raise Rejected("validation", f"case is for program {command.program}, not {program.key}")
+    event = Event(seq=1, at=now, stage_before=None, stage_after=Stage.INTAKE, change=command)
+    return apply_open(command, now), event
+
+
+def apply_open(command: c.OpenCase, now: datetime) -> Case:
+    notes = [Note(at=now, author=command.actor, text=command.note)] if command.note else []
+    return Case(
+        number=command.number,
+        program=command.program,
+        client=command.client,
+        manager=command.manager,
+        supervisor=command.supervisor,
+        risk=command.risk,
+        stage=Stage.INTAKE,
+        stage_entered_at=now,
+        opened_at=now,
+        intake_reference=command.intake_reference,
+        notes=notes,
+    )
+
+
+def decide(case: Case, change: Change, program: Program, now: datetime, seq: int) -> Event:
+    """The event that `change` produces now, or Rejected saying why it may not happen."""
+    if isinstance(change, c.OpenCase):
+        raise Rejected("invalid_transition", f"case {case.number} is already open")
+    dest = next_stage(Context(case=case, change=change, program=program, now=now))
+    return Event(seq=seq, at=now, stage_before=case.stage, stage_after=dest, change=change)
+
+
+def apply(case: Case, event: Event, program: Program) -> Case:
+    """The case after `event`. Pure: returns a new Case."""
+    new = case.model_copy(deep=True)
+    ch, now = event.change, event.at
+    _APPLY.get(type(ch), _nothing_more)(new, ch, event)  # sees the stage before the change
+    if event.stage_after != case.stage:
+        new.stage = event.stage_after
+        # Resuming returns to the held stage with its original clock (held time excluded).
+        if not isinstance(ch, c.Resume):
+            new.stage_entered_at = now
+    _forget_stale_notices(new, program)
+    return new
+
+
+def replay(events: list[Event], program: Program) -> Case:
+    first = events[0].change
+    assert isinstance(first, c.OpenCase), "a case's history starts with its opening"
+    case = apply_open(first, events[0].at)
+    for event in events[1:]:
+        case = apply(case, event, program)
+    return case
+
+
+# --- what each change does beyond moving the stage -------------------------
+
+
+def _nothing_more(case: Case, change: Change, now: datetime) -> None:
+    return None
+
+
+def _closed(case: Case, outcome: Outcome, reason: str, now: datetime) -> None:
+    _end_open_hold(case, now)
+    case.closed_at, case.outcome, case.close_reason = now, outcome, reason
+
+
+def _decline(case: Case, ch: c.Decline, event: Event) -> None:
+    now = event.at
+    _closed(case, Outcome.DECLINED, ch.reason, now)
+
+
+def _withdraw(case: Case, ch: c.Withdraw, event: Event) -> None:
+    now = event.at
+    _closed(case, Outcome.WITHDRAWN, ch.reason, now)
+
+
+def _close(case: Case, ch: c.Close, event: Event) -> None:
+    now = event.at
+    assert case.plan is not None
+    for goal in case.plan.goals:
+        goal.status = GoalStatus.MET if goal.id in ch.goals_met else GoalStatus.UNMET
+    _closed(case, ch.outcome, ch.summary, now)
+
+
+def _complete_assessment(case: Case, ch: c.CompleteAssessment, event: Event) -> None:
+    now = event.at
+    case.assessment = ch.assessment
+    case.risk = ch.assessment.risk
+
+
+def _submit_plan(case: Case, ch: c.SubmitPlan, event: Event) -> None:
+    now = event.at
+    case.plan = Plan(goals=ch.goals, status=PlanStatus.SUBMITTED, submitted_by=ch.actor)
+
+
+def _approve_plan(case: Case, ch: c.ApprovePlan, event: Event) -> None:
+    now = event.at
+    assert case.plan is not None
+    case.plan.status, case.plan.decided_by, case.plan.decision_note = PlanStatus.APPROVED, ch.actor, ch.note
+    case.plan_reviewed_at = now
+
+
+def _reject_plan(case: Case, ch: c.RejectPlan, event: Event) -> None:
+    now = event.at
+    assert case.plan is not None
+    case.plan.status, case.plan.decided_by, case.plan.decision_note = PlanStatus.REJECTED, ch.actor, ch.reason
+
+
+def _suspend(case: Case, ch: c.Suspend, event: Event) -> None:
+    now = event.at
+    case.held_from, case.held_stage_entered_at = case.stage, case.stage_entered_at
+    case.holds.append(Hold(start=now, reason=ch.reason))
+
+
+def _resume(case: Case, ch: c.Resume, event: Event) -> None:
+    now = event.at
+    if case.held_stage_entered_at is not None:
+        case.stage_entered_at = case.held_stage_entered_at
+    _end_open_hold(case, now)
+
+
+def _end_open_hold(case: Case, now: datetime) -> None:
+    if case.holds and case.holds[-1].end is None:
+        case.holds[-1].end = now
+    case.held_from = case.held_stage_entered_at = None
+
+
+def _reopen(case: Case, ch: c.Reopen, event: Event) -> None:
+    now = event.at
+    case.closed_at, case.outcome, case.close_reason = None, None, ""
+    case.reopen_count += 1
+
+
+def _transfer(case: Case, ch: c.Transfer, event: Event) -> None:
+    now = event.at
+    case.manager = ch.to_manager
+
+
+def _refer(case: Case, ch: c.Refer, event: Event) -> None:
+    now = event.at
+    referral_id = f"R{event.seq}"  # unique and stable: the seq of the event that made it
+    case.referrals.append(Referral(id=referral_id, provider=ch.provider, service=ch.service,
+                                   reason=ch.reason, requested_at=now, requested_by=ch.actor))
+
+
+def _record_follow_up(case: Case, ch: c.RecordFollowUp, event: Event) -> None:
+    now = event.at
+    case.last_contact_at = now
+    due = [f for f in case.follow_ups if f.status is FollowUpStatus.DUE]
+    for f in due:
+        f.status, f.done_at, f.summary = FollowUpStatus.DONE, now, ch.summary
+    if not due:
+        case.follow_ups.append(FollowUp(id=f"F{len(case.follow_ups) + 1}", due_at=now,
+                                        status=FollowUpStatus.DONE, done_at=now, summary=ch.summary))
+
+
+def _review_plan(case: Case, ch: c.ReviewPlan, event: Event) -> None:
+    now = event.at
+    case.plan_reviewed_at = now
+    case.notes.append(Note(at=now, author=ch.actor, text=f"Plan review: {ch.summary}"))
+
+
+def _add_note(case: Case, ch: c.AddNote, event: Event) -> None:
+    now = event.at
+    case.notes.append(Note(at=now, author=ch.actor, text=ch.text))
+
+
+def _note_if_given(case: Case, ch: Change, event: Event) -> None:
+    now = event.at
+    text = getattr(ch, "note", "") or getattr(ch, "reason", "")
+    if text:
+        case.notes.append(Note(at=now, author=ch.actor, text=f"{ch.action}: {text}"))
+
+
+def _notice(case: Case, ch: NoticeIssued, event: Event) -> None:
+    now = event.at
+    case.notices_sent.append(ch.key)
+    # The first notice about a follow-up puts the contact on the case's list of follow-ups.
+    if ch.obligation_kind == "follow_up" and not any(f.due_at == ch.due for f in case.follow_ups):
+        case.follow_ups.append(FollowUp(id=f"F{len(case.follow_ups) + 1}", due_at=ch.due))
+
+
+def _forget_stale_notices(case: Case, program: Program) -> None:
+    """Keep only notice keys of obligations that still exist, so the list stays small."""
+    live = {o.key for o in obligations(case, program)}
+    case.notices_sent = [k for k in case.notices_sent if k.split("#", 1)[0] in live]
+
+
+_APPLY: dict[type, Callable[[Case, Any, Event], None]] = {
+    c.Decline: _decline,
+    c.Withdraw: _withdraw,
+    c.Close: _close,
+    c.CompleteAssessment: _complete_assessment,
+    c.SubmitPlan: _submit_plan,
+    c.ApprovePlan: _approve_plan,
+    c.RejectPlan: _reject_plan,
+    c.Suspend: _suspend,
+    c.Resume: _resume,
+    c.Reopen: _reopen,
+    c.Transfer: _transfer,
+    c.Refer: _refer,
+    c.RecordFollowUp: _record_follow_up,
+    c.ReviewPlan: _review_plan,
+    c.AddNote: _add_note,
+    NoticeIssued: _notice,
+    Archive: _nothing_more,
+    c.Accept: _note_if_given,
+    c.StartMonitoring: _note_if_given,
+    c.RevisePlan: _note_if_given,
+    c.Reassess: _note_if_given,
+    c.BeginEvaluation: _note_if_given,
+    c.ResumeMonitoring: _note_if_given,
+}
+
+
+def notice_for(case: Case, due: Due, program: Program) -> NoticeIssued:
+    """The notice a due reminder or escalation issues, addressed to a person."""
+    assert due.obligation is not None and due.obligation.due is not None and due.notify is not None
+    recipients = {
+        Role.CASE_MANAGER: case.manager,
+        Role.SUPERVISOR: case.supervisor or program.lead,
+        Role.PROGRAM_LEAD: program.lead,
+    }
+    return NoticeIssued(
+        actor=SYSTEM,
+        key=due.key,
+        obligation=due.obligation.what,
+        obligation_kind=due.obligation.kind,
+        due=due.obligation.due,
+        kind="reminder" if due.kind == "reminder" else "escalation",
+        level=due.level,
+        notify=due.notify,
+        recipient=recipients.get(due.notify, program.lead),
+    )

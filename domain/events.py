@@ -1,0 +1,65 @@
+"""What happened to a case: one event per change, with who and when.
+
+The event log is the audit trail. It is recorded to SQL by an activity, keyed
+by (case number, seq), so a retried recording never writes an event twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from domain.commands import OpenCase, StaffCommand
+from domain.models import Actor, Model, Role, Stage
+from domain.schedule import ObligationKind
+
+
+class NoticeIssued(Model):
+    """A reminder before a deadline, or an escalation after it (level = rung of the ladder)."""
+
+    action: Literal["issue_notice"] = "issue_notice"
+    actor: Actor
+    key: str = Field(description="obligation key + rung; issued once per case")
+    obligation: str = Field(description="what is due, e.g. 'assessment'")
+    obligation_kind: ObligationKind
+    due: datetime
+    kind: Literal["reminder", "escalation"]
+    level: int = Field(ge=0, description="0 for reminders; ladder rung index for escalations")
+    notify: Role
+    recipient: str
+
+
+class Archive(Model):
+    """The reopen window has passed: the case workflow completes."""
+
+    action: Literal["archive"] = "archive"
+    actor: Actor
+
+
+Change = Annotated[OpenCase | StaffCommand | NoticeIssued | Archive, Field(discriminator="action")]
+
+
+class Event(Model):
+    seq: int = Field(ge=1)
+    at: datetime
+    stage_before: Stage | None
+    stage_after: Stage
+    change: Change
+
+    @property
+    def action(self) -> str:
+        return self.change.action
+
+    @property
+    def actor(self) -> Actor:
+        return self.change.actor
+
+    def describe(self) -> str:
+        stage = (
+            f"{self.stage_before} → {self.stage_after}"
+            if self.stage_before is not None and self.stage_before != self.stage_after
+            else str(self.stage_after)
+        )
+        return f"#{self.seq} {self.action} by {self.actor} [{stage}]"

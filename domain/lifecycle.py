@@ -1,0 +1,294 @@
+"""The case lifecycle: the only place that says what may happen, when, and by whom.
+
+Read LIFECYCLE top to bottom: each row is one rule — a trigger, the stages it
+may fire from, where it leads (None: the case stays where it is), the roles
+that may give it, and the guards that must hold. A `transitions` state machine
+is built from this table for each decision; nothing else in casework decides
+whether an action is allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from transitions import Machine, MachineError  # type: ignore[import-untyped]
+
+from domain import commands as c
+from domain.events import Change
+from domain.models import OPEN_STAGES, Case, Role, Stage
+from domain.policy import Program, human
+
+# transitions logs every trigger through stdlib logging; inside a workflow that
+# would repeat on every replay.
+logging.getLogger("transitions").setLevel(logging.WARNING)
+
+S = Stage
+STAFF = frozenset({Role.CASE_MANAGER, Role.SUPERVISOR, Role.PROGRAM_LEAD})
+SUPERVISORS = frozenset({Role.SUPERVISOR, Role.PROGRAM_LEAD})
+SYSTEM_ONLY = frozenset({Role.SYSTEM})
+WORKING = (S.ASSESSMENT, S.PLANNING, S.COORDINATION, S.MONITORING, S.EVALUATION)
+HOLDABLE = tuple(s for s in OPEN_STAGES if s is not S.ON_HOLD)
+
+
+@dataclass(frozen=True)
+class Rule:
+    trigger: str
+    sources: tuple[Stage, ...]
+    dest: Stage | None
+    roles: frozenset[Role]
+    guards: tuple[str, ...] = ()
+
+
+def rule(trigger: str, sources: Stage | Iterable[Stage], dest: Stage | None,
+         roles: frozenset[Role] = STAFF, *guards: str) -> Rule:
+    srcs = (sources,) if isinstance(sources, Stage) else tuple(sources)
+    return Rule(trigger, srcs, dest, roles, guards)
+
+
+# fmt: off
+LIFECYCLE: tuple[Rule, ...] = (
+    #     trigger               from                       to               who          guards
+    rule("accept",              S.INTAKE,                  S.ASSESSMENT),
+    rule("decline",             S.INTAKE,                  S.CLOSED),
+    rule("complete_assessment", S.ASSESSMENT,              S.PLANNING),
+    rule("submit_plan",         S.PLANNING,                None,            STAFF,       "no_plan_awaiting_decision"),
+    rule("approve_plan",        S.PLANNING,                S.COORDINATION,  STAFF,       "plan_awaiting_decision", "approver_has_authority"),
+    rule("reject_plan",         S.PLANNING,                None,            STAFF,       "plan_awaiting_decision", "approver_has_authority"),
+    rule("start_monitoring",    S.COORDINATION,            S.MONITORING),
+    rule("revise_plan",         S.MONITORING,              S.PLANNING),
+    rule("reassess",            S.MONITORING,              S.ASSESSMENT),
+    rule("begin_evaluation",    S.MONITORING,              S.EVALUATION),
+    rule("resume_monitoring",   S.EVALUATION,              S.MONITORING),
+    rule("close",               S.EVALUATION,              S.CLOSED,        STAFF,       "goal_results_name_plan_goals", "closer_has_authority"),
+    rule("withdraw",            OPEN_STAGES,               S.CLOSED),
+    rule("suspend",             HOLDABLE,                  S.ON_HOLD),
+    *(rule("resume",            S.ON_HOLD,                 stage,           STAFF,       "returns_to_held_stage") for stage in HOLDABLE),
+    rule("reopen",              S.CLOSED,                  S.ASSESSMENT,    STAFF,       "chosen_destination", "within_reopen_window"),
+    rule("reopen",              S.CLOSED,                  S.MONITORING,    STAFF,       "chosen_destination", "within_reopen_window", "has_approved_plan"),
+    rule("transfer",            OPEN_STAGES,               None,            SUPERVISORS, "new_manager_differs"),
+    rule("refer",               WORKING,                   None),
+    rule("record_follow_up",    (S.COORDINATION, S.MONITORING, S.EVALUATION), None),
+    rule("review_plan",         S.MONITORING,              None,            STAFF,       "has_approved_plan"),
+    rule("add_note",            tuple(Stage),              None),
+    rule("issue_notice",        OPEN_STAGES,               None,            SYSTEM_ONLY),
+    rule("archive",             S.CLOSED,                  None,            SYSTEM_ONLY, "reopen_window_passed"),
+)
+# fmt: on
+
+
+class Rejected(Exception):
+    """An action that may not happen now. `kind` lets callers map it to a status code."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "invalid_transition" | "forbidden" | "guard_failed"
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a guard may look at. Time comes in as data: the domain has no clock."""
+
+    case: Case
+    change: Change
+    program: Program
+    now: datetime
+
+
+Guard = Callable[[Context, Stage], "str | None"]
+"""A guard returns None when it holds, or the reason the action is refused."""
+
+
+def _no_plan_awaiting_decision(ctx: Context, dest: Stage) -> str | None:
+    plan = ctx.case.plan
+    if plan is not None and plan.status == "submitted":
+        return "a plan is already awaiting approval; approve or reject it first"
+    return None
+
+
+def _plan_awaiting_decision(ctx: Context, dest: Stage) -> str | None:
+    plan = ctx.case.plan
+    if plan is None or plan.status != "submitted":
+        return "there is no submitted plan awaiting a decision"
+    return None
+
+
+def _approver_has_authority(ctx: Context, dest: Stage) -> str | None:
+    needs_supervisor = ctx.case.risk in ctx.program.approvals.plan_needs_supervisor_at
+    if needs_supervisor and ctx.change.actor.role not in SUPERVISORS:
+        return (f"a {ctx.case.risk}-risk plan needs a supervisor's decision "
+                f"in program {ctx.program.key}")
+    return None
+
+
+def _goal_results_name_plan_goals(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.Close)
+    plan_goals = {g.id for g in ctx.case.plan.goals} if ctx.case.plan else set()
+    unknown = sorted(set(ctx.change.goals_met) - plan_goals)
+    if unknown:
+        return f"goals_met names goals that are not in the plan: {', '.join(unknown)}"
+    return None
+
+
+def _closer_has_authority(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.Close)
+    plan_goals = {g.id for g in ctx.case.plan.goals} if ctx.case.plan else set()
+    unmet = plan_goals - set(ctx.change.goals_met)
+    if (unmet and ctx.program.approvals.close_with_unmet_goals_needs_supervisor
+            and ctx.change.actor.role not in SUPERVISORS):
+        return f"closing with unmet goals ({', '.join(sorted(unmet))}) needs a supervisor"
+    return None
+
+
+def _returns_to_held_stage(ctx: Context, dest: Stage) -> str | None:
+    return None if ctx.case.held_from == dest else f"the case was not held from {dest}"
+
+
+def _chosen_destination(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.Reopen)
+    return None if ctx.change.to == dest else f"reopen was asked to go to {ctx.change.to}"
+
+
+def _within_reopen_window(ctx: Context, dest: Stage) -> str | None:
+    closed_at = ctx.case.closed_at
+    if closed_at is None or ctx.now > closed_at + ctx.program.reopen_window:
+        return (f"the reopen window of program {ctx.program.key} "
+                f"({human(ctx.program.reopen_window)} after closure) has passed")
+    return None
+
+
+def _reopen_window_passed(ctx: Context, dest: Stage) -> str | None:
+    return None if _within_reopen_window(ctx, dest) else "the case may still be reopened"
+
+
+def _has_approved_plan(ctx: Context, dest: Stage) -> str | None:
+    plan = ctx.case.plan
+    return None if plan is not None and plan.status == "approved" else "the case has no approved plan"
+
+
+def _new_manager_differs(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.Transfer)
+    if ctx.change.to_manager == ctx.case.manager:
+        return f"the case is already managed by {ctx.case.manager}"
+    return None
+
+
+GUARDS: dict[str, Guard] = {
+    "no_plan_awaiting_decision": _no_plan_awaiting_decision,
+    "plan_awaiting_decision": _plan_awaiting_decision,
+    "approver_has_authority": _approver_has_authority,
+    "goal_results_name_plan_goals": _goal_results_name_plan_goals,
+    "closer_has_authority": _closer_has_authority,
+    "returns_to_held_stage": _returns_to_held_stage,
+    "chosen_destination": _chosen_destination,
+    "within_reopen_window": _within_reopen_window,
+    "reopen_window_passed": _reopen_window_passed,
+    "has_approved_plan": _has_approved_plan,
+    "new_manager_differs": _new_manager_differs,
+}
+
+
+# Guards about who may decide (refusals are "forbidden", not "not now").
+AUTHORITY_GUARDS = frozenset({"approver_has_authority", "closer_has_authority"})
+# Guards that only pick among rows of one trigger (which stage to return to).
+ROUTING_GUARDS = frozenset({"returns_to_held_stage", "chosen_destination"})
+
+
+class _Subject:
+    """The model object the state machine moves; guards read the context from it."""
+
+    state: str
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def holds(self, event: Any) -> bool:
+        rule_: Rule = event.transition.rule
+        dest = Stage(event.transition.dest or event.transition.source)
+        return all(GUARDS[g](self.ctx, dest) is None for g in rule_.guards)
+
+
+def _machine(subject: _Subject, initial: Stage) -> Machine:
+    machine = Machine(
+        model=subject,
+        states=[s.value for s in Stage],
+        initial=initial.value,
+        auto_transitions=False,
+        send_event=True,
+    )
+    for r in LIFECYCLE:
+        for source in r.sources:
+            machine.add_transition(
+                r.trigger, source.value, r.dest.value if r.dest else None, conditions="holds"
+            )
+            # let the condition find its table row
+            machine.get_transitions(r.trigger, source.value)[-1].rule = r
+    return machine
+
+
+def rules_for(trigger: str) -> list[Rule]:
+    return [r for r in LIFECYCLE if r.trigger == trigger]
+
+
+def check_actor(ctx: Context, rules: list[Rule]) -> None:
+    actor = ctx.change.actor
+    roles = frozenset().union(*(r.roles for r in rules))
+    if actor.role not in roles:
+        allowed = ", ".join(sorted(r.value for r in roles))
+        raise Rejected("forbidden", f"{ctx.change.action} may not be done by a {actor.role} (allowed: {allowed})")
+    # A case manager acts on their own caseload; supervisors and leads on any case.
+    if actor.role is Role.CASE_MANAGER and actor.id != ctx.case.manager:
+        raise Rejected("forbidden", f"case {ctx.case.number} is managed by {ctx.case.manager}, not {actor.id}")
+
+
+def next_stage(ctx: Context) -> Stage:
+    """Decide whether ctx.change may happen now; return the stage the case moves to.
+
+    Raises Rejected with a message a caseworker can act on.
+    """
+    trigger = ctx.change.action
+    rules = rules_for(trigger)
+    if not rules:
+        raise Rejected("invalid_transition", f"unknown action {trigger!r}")
+    check_actor(ctx, rules)
+    stage = ctx.case.stage
+    here = [r for r in rules if stage in r.sources]
+    if not here:
+        allowed = sorted({s.value for r in rules for s in r.sources})
+        raise Rejected("invalid_transition",
+                       f"cannot {trigger} a case in {stage} (only from: {', '.join(allowed)})")
+    subject = _Subject(ctx)
+    _machine(subject, stage)
+    try:
+        moved = getattr(subject, trigger)()
+    except MachineError as exc:  # pragma: no cover - excluded above; kept as a safety net
+        raise Rejected("invalid_transition", str(exc)) from exc
+    if not moved:
+        guard, reason = _first_refusal(ctx, here)
+        raise Rejected("forbidden" if guard in AUTHORITY_GUARDS else "guard_failed", reason)
+    return Stage(subject.state)
+
+
+def _first_refusal(ctx: Context, rules: list[Rule]) -> tuple[str, str]:
+    refusals: list[tuple[str, str]] = []
+    for r in rules:
+        dest = r.dest or ctx.case.stage
+        for g in r.guards:
+            reason = GUARDS[g](ctx, dest)
+            if reason is not None:
+                refusals.append((g, reason))
+                break
+    # Several rows (reopen to assessment / to monitoring) may refuse for different
+    # reasons; the one about the destination the caller chose is the useful one.
+    meaningful = [r for r in refusals if r[0] not in ROUTING_GUARDS]
+    return (meaningful or refusals or [("", f"{ctx.change.action} is not allowed now")])[0]
+
+
+def allowed_actions(case: Case, program: Program) -> list[str]:
+    """Triggers that exist from the case's stage (guards and roles aside): for views and help."""
+    return sorted({r.trigger for r in LIFECYCLE if case.stage in r.sources and r.roles != SYSTEM_ONLY})
+

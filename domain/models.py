@@ -1,0 +1,223 @@
+"""What a case is made of: clients, assessments, plans, referrals, follow-ups.
+
+Pydantic models so they cross the Temporal boundary typed (the worker and the
+client use the pydantic data converter) and validate input at the edge.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class Model(BaseModel):
+    """Base for every domain model: unknown fields are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stage(StrEnum):
+    INTAKE = "intake"
+    ASSESSMENT = "assessment"
+    PLANNING = "planning"
+    COORDINATION = "coordination"
+    MONITORING = "monitoring"
+    EVALUATION = "evaluation"
+    ON_HOLD = "on_hold"
+    CLOSED = "closed"
+
+
+OPEN_STAGES: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.CLOSED)
+
+
+class Role(StrEnum):
+    CASE_MANAGER = "case_manager"
+    SUPERVISOR = "supervisor"
+    PROGRAM_LEAD = "program_lead"
+    PROVIDER = "provider"
+    SYSTEM = "system"
+
+
+class Actor(Model):
+    """Who did something. Every command and every event carries one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: Role
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.role.value})"
+
+
+SYSTEM = Actor(id="casework", role=Role.SYSTEM)
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class NeedDomain(StrEnum):
+    HOUSING = "housing"
+    HEALTH = "health"
+    MENTAL_HEALTH = "mental_health"
+    INCOME = "income"
+    LEGAL = "legal"
+    SAFETY = "safety"
+    FAMILY = "family"
+
+
+class Client(Model):
+    """The person the case is for. Personal data: never in search attributes or logs."""
+
+    given_name: str = Field(min_length=1, max_length=100)
+    family_name: str = Field(min_length=1, max_length=100)
+    birth_date: date | None = None
+    phone: str | None = Field(default=None, max_length=40)
+    email: EmailStr | None = None
+    address: str | None = Field(default=None, max_length=300)
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.given_name} {self.family_name}"
+
+
+class Need(Model):
+    domain: NeedDomain
+    severity: int = Field(ge=0, le=3, description="0 none, 1 low, 2 moderate, 3 severe")
+    notes: str = Field(default="", max_length=2000)
+
+
+class Assessment(Model):
+    needs: list[Need] = Field(min_length=1)
+    strengths: list[str] = Field(default_factory=list)
+    barriers: list[str] = Field(default_factory=list)
+    risk: RiskLevel
+    summary: str = Field(default="", max_length=4000)
+
+
+class GoalStatus(StrEnum):
+    OPEN = "open"
+    MET = "met"
+    UNMET = "unmet"
+
+
+class Goal(Model):
+    id: str = Field(min_length=1, max_length=32)
+    description: str = Field(min_length=1, max_length=500)
+    objective: str = Field(min_length=1, max_length=500, description="how success is measured")
+    target_date: date
+    domain: NeedDomain | None = None
+    status: GoalStatus = GoalStatus.OPEN
+
+
+class PlanStatus(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Plan(Model):
+    goals: list[Goal] = Field(min_length=1)
+    status: PlanStatus = PlanStatus.SUBMITTED
+    submitted_by: Actor | None = None
+    decided_by: Actor | None = None
+    decision_note: str = ""
+
+
+class ReferralStatus(StrEnum):
+    PENDING = "pending"
+
+
+class Referral(Model):
+    id: str
+    provider: str
+    service: str
+    reason: str
+    status: ReferralStatus = ReferralStatus.PENDING
+    requested_at: datetime
+    requested_by: Actor
+
+
+class FollowUpStatus(StrEnum):
+    DUE = "due"
+    DONE = "done"
+
+
+class FollowUp(Model):
+    """A monitoring contact the program's cadence asks for."""
+
+    id: str
+    due_at: datetime
+    status: FollowUpStatus = FollowUpStatus.DUE
+    done_at: datetime | None = None
+    summary: str = ""
+
+
+class Note(Model):
+    at: datetime
+    author: Actor
+    text: str
+
+
+class Outcome(StrEnum):
+    GOALS_MET = "goals_met"
+    PARTIALLY_MET = "partially_met"
+    GOALS_NOT_MET = "goals_not_met"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+
+
+class Hold(Model):
+    """A period on hold; deadlines do not run during it."""
+
+    start: datetime
+    end: datetime | None = None
+    reason: str = ""
+
+
+class Case(Model):
+    """The whole state of one case. The workflow keeps exactly this (plus the events)."""
+
+    number: str
+    program: str
+    client: Client
+    manager: str
+    supervisor: str | None = None
+    risk: RiskLevel = RiskLevel.LOW
+    stage: Stage = Stage.INTAKE
+    stage_entered_at: datetime
+    opened_at: datetime
+    intake_reference: str | None = None
+    assessment: Assessment | None = None
+    plan: Plan | None = None
+    plan_reviewed_at: datetime | None = None
+    last_contact_at: datetime | None = None
+    referrals: list[Referral] = Field(default_factory=list)
+    follow_ups: list[FollowUp] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)
+    holds: list[Hold] = Field(default_factory=list)
+    held_from: Stage | None = None
+    held_stage_entered_at: datetime | None = None
+    closed_at: datetime | None = None
+    outcome: Outcome | None = None
+    close_reason: str = ""
+    reopen_count: int = 0
+    notices_sent: list[str] = Field(
+        default_factory=list, description="keys of reminders/escalations already issued"
+    )
+
+    @property
+    def is_open(self) -> bool:
+        return self.stage is not Stage.CLOSED
+
+    @property
+    def unmet_goals(self) -> list[Goal]:
+        if self.plan is None:
+            return []
+        return [g for g in self.plan.goals if g.status is not GoalStatus.MET]

@@ -1,0 +1,127 @@
+"""Programs as data: deadlines, cadences, the escalation ladder, approval rules.
+
+A program is defined by a TOML file in programs/. Durations are ISO-8601
+("P14D", "PT30S") so a test program can run a whole lifecycle in seconds.
+A running case keeps the snapshot of its program it was opened with, so editing
+a program file never changes the history of a case already running.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from domain.models import RiskLevel, Role, Stage
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rung(_Strict):
+    """One step of the escalation ladder: `after` the deadline, tell `notify`."""
+
+    after: timedelta = Field(ge=timedelta(0))
+    notify: Role
+
+
+class Escalation(_Strict):
+    reminder_lead: timedelta = Field(ge=timedelta(0), description="remind this long before a deadline")
+    ladder: list[Rung] = Field(min_length=1)
+
+    @field_validator("ladder")
+    @classmethod
+    def _ascending(cls, ladder: list[Rung]) -> list[Rung]:
+        afters = [r.after for r in ladder]
+        if afters != sorted(afters) or len(set(afters)) != len(afters):
+            raise ValueError("ladder rungs must have strictly increasing 'after' durations")
+        return ladder
+
+
+class Monitoring(_Strict):
+    follow_up_every: timedelta = Field(gt=timedelta(0))
+    plan_review_every: timedelta = Field(gt=timedelta(0))
+
+
+class Approvals(_Strict):
+    plan_needs_supervisor_at: frozenset[RiskLevel] = frozenset({RiskLevel.HIGH})
+    close_with_unmet_goals_needs_supervisor: bool = True
+
+
+# Only these stages have a "must leave by" deadline; monitoring runs on cadences
+# and on_hold/closed stop the clock.
+DEADLINE_STAGES = (Stage.INTAKE, Stage.ASSESSMENT, Stage.PLANNING, Stage.COORDINATION, Stage.EVALUATION)
+
+
+class Program(_Strict):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    lead: str = Field(description="actor id of the program lead, the top of the escalation ladder")
+    reopen_window: timedelta = Field(ge=timedelta(0))
+    deadlines: dict[Stage, timedelta]
+    monitoring: Monitoring
+    escalation: Escalation
+    approvals: Approvals = Approvals()
+
+    @model_validator(mode="after")
+    def _deadline_stages(self) -> Program:
+        for stage in (Stage.INTAKE, Stage.ASSESSMENT, Stage.PLANNING):
+            if stage not in self.deadlines:
+                raise ValueError(f"deadlines.{stage.value} is required")
+        for stage, allowed in self.deadlines.items():
+            if stage not in DEADLINE_STAGES:
+                raise ValueError(f"deadlines.{stage.value}: stage has no deadline (allowed: "
+                                 f"{', '.join(s.value for s in DEADLINE_STAGES)})")
+            if allowed <= timedelta(0):
+                raise ValueError(f"deadlines.{stage.value} must be positive")
+        return self
+
+
+class ProgramError(ValueError):
+    """A program file that cannot be used; the message names the file and field."""
+
+
+def load_program(path: Path) -> Program:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ProgramError(f"{path}: not valid TOML: {exc}") from exc
+    data.setdefault("key", path.stem)
+    try:
+        program = Program.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ProgramError(f"{path}: {problems}") from exc
+    if program.key != path.stem:
+        raise ProgramError(f"{path}: key: '{program.key}' must match the file name '{path.stem}'")
+    return program
+
+
+def load_programs(directory: Path) -> dict[str, Program]:
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise ProgramError(f"{directory}: no program files (*.toml)")
+    return {p.key: p for p in map(load_program, files)}
+
+
+def human(duration: timedelta) -> str:
+    """A duration as people say it: '90 days', '2 days 4 hours', '30 seconds'."""
+    total = int(duration.total_seconds())
+    parts = []
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count} {name}{'s' if count != 1 else ''}")
+    return " ".join(parts) or "0 seconds"

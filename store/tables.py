@@ -1,0 +1,72 @@
+"""Tables (SQLAlchemy Core). The Alembic migrations in store/migrations create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("number", String(40), primary_key=True),
+    Column("program", String(40), nullable=False),
+    Column("stage", String(20), nullable=False),
+    Column("manager", String(64), nullable=False),
+    Column("supervisor", String(64)),
+    Column("risk", String(10), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("outcome", String(20)),
+    Column("last_seq", Integer, nullable=False),
+    Column("state", JSON, nullable=False),  # the whole Case, personal data included
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_cases_stage", "stage"),
+    Index("ix_cases_manager", "manager"),
+)
+
+case_events = Table(
+    "case_events",
+    metadata,
+    Column("case_number", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("actor_id", String(64), nullable=False),
+    Column("actor_role", String(20), nullable=False),
+    Column("stage_before", String(20)),
+    Column("stage_after", String(20), nullable=False),
+    Column("change", JSON, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(300), nullable=False),
+    Column("case_number", String(40), nullable=False),
+    Column("event_seq", Integer, nullable=False),
+    Column("kind", String(30), nullable=False),  # reminder | escalation | referral_request
+    Column("level", Integer, nullable=False, default=0),
+    Column("recipient", String(100), nullable=False),
+    Column("recipient_role", String(20), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(20), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("idempotency_key", name="uq_outbox_idempotency_key"),
+    Index("ix_outbox_status", "status"),
+)

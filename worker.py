@@ -1,0 +1,66 @@
+"""The worker: wires a Temporal client, the case workflow and the recording activities.
+
+    casework worker        # against CASEWORK_TEMPORAL_ADDRESS
+    casework dev           # starts a local Temporal dev server first, then this
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.records import CaseRecorder
+from ops.settings import Settings
+from store.db import engine as make_engine
+from store.db import migrate
+from workflows.case import CaseWorkflow
+
+log = structlog.get_logger("casework.worker")
+
+# Our pure domain and these libraries are deterministic and import-safe: pass them
+# through the sandbox instead of re-importing them for every workflow run.
+PASSTHROUGH: Sequence[str] = ("domain", "activities.contracts", "pydantic", "pydantic_core",
+                              "transitions", "annotated_types", "email_validator")
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def build_worker(client: Client, engine: AsyncEngine, task_queue: str) -> Worker:
+    recorder = CaseRecorder(engine)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[CaseWorkflow],
+        activities=[recorder.record],
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or forever). Migrates the record store first."""
+    engine = make_engine(settings.database_url)
+    await migrate(engine)
+    client = await connect(settings)
+    worker = build_worker(client, engine, settings.task_queue)
+    log.info("worker started", task_queue=settings.task_queue, temporal=settings.temporal_address)
+    try:
+        async with worker:
+            await (stop.wait() if stop else asyncio.Event().wait())
+    finally:
+        await engine.dispose()
+        log.info("worker stopped")

@@ -1,0 +1,1 @@
+"""Temporal workflow code: deterministic, no I/O. Imports the domain only."""
