@@ -1,7 +1,7 @@
 """The worker: wires a Temporal client, the case workflow and the recording activities.
 
-    casework worker        # against CASEWORK_TEMPORAL_ADDRESS
-    casework dev           # starts a local Temporal dev server first, then this
+casework worker        # against CASEWORK_TEMPORAL_ADDRESS
+casework dev           # starts a local Temporal dev server first, then this
 """
 
 from __future__ import annotations
@@ -26,8 +26,15 @@ log = structlog.get_logger("casework.worker")
 
 # Our pure domain and these libraries are deterministic and import-safe: pass them
 # through the sandbox instead of re-importing them for every workflow run.
-PASSTHROUGH: Sequence[str] = ("domain", "activities.contracts", "pydantic", "pydantic_core",
-                              "transitions", "annotated_types", "email_validator")
+PASSTHROUGH: Sequence[str] = (
+    "domain",
+    "activities.contracts",
+    "pydantic",
+    "pydantic_core",
+    "transitions",
+    "annotated_types",
+    "email_validator",
+)
 
 
 async def connect(settings: Settings) -> Client:

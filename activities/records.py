@@ -45,26 +45,47 @@ def event_row(number: str, event: Event, now: datetime) -> dict[str, Any]:
 def outbox_row(case: Case, event: Event, now: datetime) -> dict[str, Any] | None:
     """The message an event asks to send, if any. Subjects never carry personal data."""
     ch = event.change
-    base = {"case_number": case.number, "event_seq": event.seq, "status": "pending",
-            "attempts": 0, "created_at": now}
+    base = {
+        "case_number": case.number,
+        "event_seq": event.seq,
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+    }
     if isinstance(ch, NoticeIssued):
         if ch.kind == "reminder":
             subject = f"Case {case.number}: {ch.obligation} due {ch.due:%Y-%m-%d %H:%M} UTC"
         else:
             subject = f"Case {case.number}: {ch.obligation} overdue (escalation level {ch.level})"
-        body = (f"{subject}\n\nThe {ch.obligation} for case {case.number} (program {case.program}) "
-                f"was due {ch.due.isoformat()}.\nYou are notified as {ch.notify.value}.\n")
-        return base | {"idempotency_key": f"{case.number}:{ch.key}", "kind": ch.kind, "level": ch.level,
-                       "recipient": ch.recipient, "recipient_role": ch.notify.value,
-                       "subject": subject, "body": body}
+        body = (
+            f"{subject}\n\nThe {ch.obligation} for case {case.number} (program {case.program}) "
+            f"was due {ch.due.isoformat()}.\nYou are notified as {ch.notify.value}.\n"
+        )
+        return base | {
+            "idempotency_key": f"{case.number}:{ch.key}",
+            "kind": ch.kind,
+            "level": ch.level,
+            "recipient": ch.recipient,
+            "recipient_role": ch.notify.value,
+            "subject": subject,
+            "body": body,
+        }
     if isinstance(ch, c.Refer):
         referral = f"R{event.seq}"  # as domain.case names it
         subject = f"Referral request {case.number}/{referral}: {ch.service}"
-        body = (f"Case {case.number} (program {case.program}) asks {ch.provider} for {ch.service}.\n"
-                f"Reason: {ch.reason}\nReferred by {ch.actor.id}.\n")
-        return base | {"idempotency_key": f"{case.number}:referral:{referral}", "kind": "referral_request",
-                       "level": 0, "recipient": ch.provider, "recipient_role": Role.PROVIDER.value,
-                       "subject": subject, "body": body}
+        body = (
+            f"Case {case.number} (program {case.program}) asks {ch.provider} for {ch.service}.\n"
+            f"Reason: {ch.reason}\nReferred by {ch.actor.id}.\n"
+        )
+        return base | {
+            "idempotency_key": f"{case.number}:referral:{referral}",
+            "kind": "referral_request",
+            "level": 0,
+            "recipient": ch.provider,
+            "recipient_role": Role.PROVIDER.value,
+            "subject": subject,
+            "body": body,
+        }
     return None
 
 
@@ -84,17 +105,29 @@ class CaseRecorder:
             new = await insert_ignoring_duplicates(conn, case_events, events, ["case_number", "seq"])
             await insert_ignoring_duplicates(conn, outbox, messages, ["idempotency_key"])
             await self._project(conn, case, batch.case_seq, now)
-        log.info("recorded case events", case=case.number, received=len(events), new=new,
-                 seqs=f"{batch.events[0].seq}-{batch.events[-1].seq}" if batch.events else "")
+        log.info(
+            "recorded case events",
+            case=case.number,
+            received=len(events),
+            new=new,
+            seqs=f"{batch.events[0].seq}-{batch.events[-1].seq}" if batch.events else "",
+        )
         return new
 
     @staticmethod
     async def _project(conn: Any, case: Case, seq: int, now: datetime) -> None:
         row = {
-            "program": case.program, "stage": case.stage.value, "manager": case.manager,
-            "supervisor": case.supervisor, "risk": case.risk.value, "opened_at": case.opened_at,
-            "closed_at": case.closed_at, "outcome": case.outcome.value if case.outcome else None,
-            "last_seq": seq, "state": case.model_dump(mode="json"), "updated_at": now,
+            "program": case.program,
+            "stage": case.stage.value,
+            "manager": case.manager,
+            "supervisor": case.supervisor,
+            "risk": case.risk.value,
+            "opened_at": case.opened_at,
+            "closed_at": case.closed_at,
+            "outcome": case.outcome.value if case.outcome else None,
+            "last_seq": seq,
+            "state": case.model_dump(mode="json"),
+            "updated_at": now,
         }
         inserted = await insert_ignoring_duplicates(conn, cases, [row | {"number": case.number}], ["number"])
         if not inserted:  # only move forward: an older retried batch must not overwrite a newer state

@@ -96,7 +96,7 @@ def replay(events: list[Event], program: Program) -> Case:
 # --- what each change does beyond moving the stage -------------------------
 
 
-def _nothing_more(case: Case, change: Change, now: datetime) -> None:
+def _nothing_more(case: Case, change: Change, event: Event) -> None:
     return None
 
 
@@ -124,13 +124,11 @@ def _close(case: Case, ch: c.Close, event: Event) -> None:
 
 
 def _complete_assessment(case: Case, ch: c.CompleteAssessment, event: Event) -> None:
-    now = event.at
     case.assessment = ch.assessment
     case.risk = ch.assessment.risk
 
 
 def _submit_plan(case: Case, ch: c.SubmitPlan, event: Event) -> None:
-    now = event.at
     case.plan = Plan(goals=ch.goals, status=PlanStatus.SUBMITTED, submitted_by=ch.actor)
 
 
@@ -142,7 +140,6 @@ def _approve_plan(case: Case, ch: c.ApprovePlan, event: Event) -> None:
 
 
 def _reject_plan(case: Case, ch: c.RejectPlan, event: Event) -> None:
-    now = event.at
     assert case.plan is not None
     case.plan.status, case.plan.decided_by, case.plan.decision_note = PlanStatus.REJECTED, ch.actor, ch.reason
 
@@ -167,21 +164,27 @@ def _end_open_hold(case: Case, now: datetime) -> None:
 
 
 def _reopen(case: Case, ch: c.Reopen, event: Event) -> None:
-    now = event.at
     case.closed_at, case.outcome, case.close_reason = None, None, ""
     case.reopen_count += 1
 
 
 def _transfer(case: Case, ch: c.Transfer, event: Event) -> None:
-    now = event.at
     case.manager = ch.to_manager
 
 
 def _refer(case: Case, ch: c.Refer, event: Event) -> None:
     now = event.at
     referral_id = f"R{event.seq}"  # unique and stable: the seq of the event that made it
-    case.referrals.append(Referral(id=referral_id, provider=ch.provider, service=ch.service,
-                                   reason=ch.reason, requested_at=now, requested_by=ch.actor))
+    case.referrals.append(
+        Referral(
+            id=referral_id,
+            provider=ch.provider,
+            service=ch.service,
+            reason=ch.reason,
+            requested_at=now,
+            requested_by=ch.actor,
+        )
+    )
 
 
 def _record_follow_up(case: Case, ch: c.RecordFollowUp, event: Event) -> None:
@@ -191,8 +194,15 @@ def _record_follow_up(case: Case, ch: c.RecordFollowUp, event: Event) -> None:
     for f in due:
         f.status, f.done_at, f.summary = FollowUpStatus.DONE, now, ch.summary
     if not due:
-        case.follow_ups.append(FollowUp(id=f"F{len(case.follow_ups) + 1}", due_at=now,
-                                        status=FollowUpStatus.DONE, done_at=now, summary=ch.summary))
+        case.follow_ups.append(
+            FollowUp(
+                id=f"F{len(case.follow_ups) + 1}",
+                due_at=now,
+                status=FollowUpStatus.DONE,
+                done_at=now,
+                summary=ch.summary,
+            )
+        )
 
 
 def _review_plan(case: Case, ch: c.ReviewPlan, event: Event) -> None:
@@ -214,7 +224,6 @@ def _note_if_given(case: Case, ch: Change, event: Event) -> None:
 
 
 def _notice(case: Case, ch: NoticeIssued, event: Event) -> None:
-    now = event.at
     case.notices_sent.append(ch.key)
     # The first notice about a follow-up puts the contact on the case's list of follow-ups.
     if ch.obligation_kind == "follow_up" and not any(f.due_at == ch.due for f in case.follow_ups):

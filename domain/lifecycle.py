@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from transitions import Machine, MachineError  # type: ignore[import-untyped]
+from transitions import Machine, MachineError
 
 from domain import commands as c
 from domain.events import Change
@@ -43,8 +43,13 @@ class Rule:
     guards: tuple[str, ...] = ()
 
 
-def rule(trigger: str, sources: Stage | Iterable[Stage], dest: Stage | None,
-         roles: frozenset[Role] = STAFF, *guards: str) -> Rule:
+def rule(
+    trigger: str,
+    sources: Stage | Iterable[Stage],
+    dest: Stage | None,
+    roles: frozenset[Role] = STAFF,
+    *guards: str,
+) -> Rule:
     srcs = (sources,) if isinstance(sources, Stage) else tuple(sources)
     return Rule(trigger, srcs, dest, roles, guards)
 
@@ -120,8 +125,7 @@ def _plan_awaiting_decision(ctx: Context, dest: Stage) -> str | None:
 def _approver_has_authority(ctx: Context, dest: Stage) -> str | None:
     needs_supervisor = ctx.case.risk in ctx.program.approvals.plan_needs_supervisor_at
     if needs_supervisor and ctx.change.actor.role not in SUPERVISORS:
-        return (f"a {ctx.case.risk}-risk plan needs a supervisor's decision "
-                f"in program {ctx.program.key}")
+        return f"a {ctx.case.risk}-risk plan needs a supervisor's decision in program {ctx.program.key}"
     return None
 
 
@@ -138,8 +142,11 @@ def _closer_has_authority(ctx: Context, dest: Stage) -> str | None:
     assert isinstance(ctx.change, c.Close)
     plan_goals = {g.id for g in ctx.case.plan.goals} if ctx.case.plan else set()
     unmet = plan_goals - set(ctx.change.goals_met)
-    if (unmet and ctx.program.approvals.close_with_unmet_goals_needs_supervisor
-            and ctx.change.actor.role not in SUPERVISORS):
+    if (
+        unmet
+        and ctx.program.approvals.close_with_unmet_goals_needs_supervisor
+        and ctx.change.actor.role not in SUPERVISORS
+    ):
         return f"closing with unmet goals ({', '.join(sorted(unmet))}) needs a supervisor"
     return None
 
@@ -156,8 +163,10 @@ def _chosen_destination(ctx: Context, dest: Stage) -> str | None:
 def _within_reopen_window(ctx: Context, dest: Stage) -> str | None:
     closed_at = ctx.case.closed_at
     if closed_at is None or ctx.now > closed_at + ctx.program.reopen_window:
-        return (f"the reopen window of program {ctx.program.key} "
-                f"({human(ctx.program.reopen_window)} after closure) has passed")
+        return (
+            f"the reopen window of program {ctx.program.key} "
+            f"({human(ctx.program.reopen_window)} after closure) has passed"
+        )
     return None
 
 
@@ -199,34 +208,37 @@ ROUTING_GUARDS = frozenset({"returns_to_held_stage", "chosen_destination"})
 
 
 class _Subject:
-    """The model object the state machine moves; guards read the context from it."""
+    """The model object the state machine moves."""
 
     state: str
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
 
-    def holds(self, event: Any) -> bool:
-        rule_: Rule = event.transition.rule
+def _condition(ctx: Context, guard: str) -> Callable[[Any], bool]:
+    """A transitions condition that asks one of our guards (with the destination stage)."""
+
+    def holds(event: Any) -> bool:
         dest = Stage(event.transition.dest or event.transition.source)
-        return all(GUARDS[g](self.ctx, dest) is None for g in rule_.guards)
+        return GUARDS[guard](ctx, dest) is None
+
+    return holds
 
 
-def _machine(subject: _Subject, initial: Stage) -> Machine:
+def _machine(subject: _Subject, ctx: Context) -> Machine:
+    """The state machine for one decision, built from LIFECYCLE (never shared: it holds ctx)."""
     machine = Machine(
         model=subject,
         states=[s.value for s in Stage],
-        initial=initial.value,
+        initial=ctx.case.stage.value,
         auto_transitions=False,
         send_event=True,
     )
     for r in LIFECYCLE:
-        for source in r.sources:
-            machine.add_transition(
-                r.trigger, source.value, r.dest.value if r.dest else None, conditions="holds"
-            )
-            # let the condition find its table row
-            machine.get_transitions(r.trigger, source.value)[-1].rule = r
+        machine.add_transition(
+            r.trigger,
+            [s.value for s in r.sources],
+            r.dest.value if r.dest else None,
+            conditions=[_condition(ctx, g) for g in r.guards],
+        )
     return machine
 
 
@@ -239,10 +251,12 @@ def check_actor(ctx: Context, rules: list[Rule]) -> None:
     roles = frozenset().union(*(r.roles for r in rules))
     if actor.role not in roles:
         allowed = ", ".join(sorted(r.value for r in roles))
-        raise Rejected("forbidden", f"{ctx.change.action} may not be done by a {actor.role} (allowed: {allowed})")
+        raise Rejected("forbidden", f"a {actor.role} may not {ctx.change.action} (allowed: {allowed})")
     # A case manager acts on their own caseload; supervisors and leads on any case.
     if actor.role is Role.CASE_MANAGER and actor.id != ctx.case.manager:
-        raise Rejected("forbidden", f"case {ctx.case.number} is managed by {ctx.case.manager}, not {actor.id}")
+        raise Rejected(
+            "forbidden", f"case {ctx.case.number} is managed by {ctx.case.manager}, not {actor.id}"
+        )
 
 
 def next_stage(ctx: Context) -> Stage:
@@ -259,10 +273,11 @@ def next_stage(ctx: Context) -> Stage:
     here = [r for r in rules if stage in r.sources]
     if not here:
         allowed = sorted({s.value for r in rules for s in r.sources})
-        raise Rejected("invalid_transition",
-                       f"cannot {trigger} a case in {stage} (only from: {', '.join(allowed)})")
-    subject = _Subject(ctx)
-    _machine(subject, stage)
+        raise Rejected(
+            "invalid_transition", f"cannot {trigger} a case in {stage} (only from: {', '.join(allowed)})"
+        )
+    subject = _Subject()
+    _machine(subject, ctx)
     try:
         moved = getattr(subject, trigger)()
     except MachineError as exc:  # pragma: no cover - excluded above; kept as a safety net
@@ -291,4 +306,3 @@ def _first_refusal(ctx: Context, rules: list[Rule]) -> tuple[str, str]:
 def allowed_actions(case: Case, program: Program) -> list[str]:
     """Triggers that exist from the case's stage (guards and roles aside): for views and help."""
     return sorted({r.trigger for r in LIFECYCLE if case.stage in r.sources and r.roles != SYSTEM_ONLY})
-

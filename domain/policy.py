@@ -80,8 +80,10 @@ class Program(_Strict):
                 raise ValueError(f"deadlines.{stage.value} is required")
         for stage, allowed in self.deadlines.items():
             if stage not in DEADLINE_STAGES:
-                raise ValueError(f"deadlines.{stage.value}: stage has no deadline (allowed: "
-                                 f"{', '.join(s.value for s in DEADLINE_STAGES)})")
+                raise ValueError(
+                    f"deadlines.{stage.value}: stage has no deadline (allowed: "
+                    f"{', '.join(s.value for s in DEADLINE_STAGES)})"
+                )
             if allowed <= timedelta(0):
                 raise ValueError(f"deadlines.{stage.value} must be positive")
         return self

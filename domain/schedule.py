@@ -95,11 +95,26 @@ def notices(obligation: Obligation, program: Program, now: datetime) -> list[Due
     lead = program.escalation.reminder_lead
     # A reminder is only useful before the deadline; once it has passed, the ladder takes over.
     if lead > timedelta(0) and now < due:
-        out.append(Due(at=due - lead, kind="reminder", key=f"{obligation.key}#reminder",
-                       obligation=obligation, notify=Role.CASE_MANAGER))
+        out.append(
+            Due(
+                at=due - lead,
+                kind="reminder",
+                key=f"{obligation.key}#reminder",
+                obligation=obligation,
+                notify=Role.CASE_MANAGER,
+            )
+        )
     for level, rung in enumerate(program.escalation.ladder):
-        out.append(Due(at=due + rung.after, kind="escalation", key=f"{obligation.key}#L{level}",
-                       obligation=obligation, level=level, notify=rung.notify))
+        out.append(
+            Due(
+                at=due + rung.after,
+                kind="escalation",
+                key=f"{obligation.key}#L{level}",
+                obligation=obligation,
+                level=level,
+                notify=rung.notify,
+            )
+        )
     return out
 
 
@@ -108,8 +123,11 @@ def next_due(case: Case, program: Program, now: datetime) -> Due | None:
     if not case.is_open:
         if case.closed_at is None:
             return None
-        return Due(at=case.closed_at + program.reopen_window, kind="archive",
-                   key=f"archive@{case.closed_at.isoformat()}")
+        return Due(
+            at=case.closed_at + program.reopen_window,
+            kind="archive",
+            key=f"archive@{case.closed_at.isoformat()}",
+        )
     sent = set(case.notices_sent)
     pending = [n for o in obligations(case, program) for n in notices(o, program, now) if n.key not in sent]
     return min(pending, key=lambda n: n.at, default=None)
@@ -135,6 +153,9 @@ def overdue(case: Case, program: Program, now: datetime) -> list[OverdueItem]:
             continue
         issued = [n for n in notices(o, program, now) if n.kind == "escalation" and n.key in sent]
         top = issued[-1] if issued else None
-        items.append(OverdueItem(what=o.what, due=o.due, level=top.level if top else None,
-                                 notified=top.notify if top else None))
+        items.append(
+            OverdueItem(
+                what=o.what, due=o.due, level=top.level if top else None, notified=top.notify if top else None
+            )
+        )
     return items

@@ -20,7 +20,7 @@ def _indexed_type(kind: SearchAttributeIndexedValueType) -> IndexedValueType.Val
     return IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.name}")
 
 
-async def register_search_attributes(client: Client, namespace: str, timeout: float = 30.0) -> None:
+async def register_search_attributes(client: Client, namespace: str, within: float = 30.0) -> None:
     """Add the case search attributes that are missing and wait until they are usable."""
     wanted = {key.name: _indexed_type(key.indexed_value_type) for key in ALL_KEYS}
     try:
@@ -45,7 +45,7 @@ async def register_search_attributes(client: Client, namespace: str, timeout: fl
     except RPCError as exc:  # another process registered them first
         if exc.status is not RPCStatusCode.ALREADY_EXISTS:
             raise
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             listed = await client.operator_service.list_search_attributes(
                 ListSearchAttributesRequest(namespace=namespace)

@@ -63,4 +63,3 @@ async def insert_ignoring_duplicates(
         raise RuntimeError(f"unsupported database {conn.dialect.name}")
     result = await conn.execute(stmt)
     return int(result.rowcount or 0)
-

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import Field
+
     from activities.contracts import RecordBatch
     from domain.case import Rejected, apply, decide, notice_for, open_case
     from domain.commands import OpenCase, StaffCommand
@@ -39,7 +42,7 @@ class CaseInput(Model):
     program: Program
     opening: OpenCase | None = None
     case: Case | None = None
-    events: list[Event] = []
+    events: list[Event] = Field(default_factory=list)
     unrecorded: int = 0  # how many of the last events are not yet recorded in SQL
 
 
@@ -49,8 +52,8 @@ class CaseResult(Model):
     events: int
 
 
-def attributes(case: Case, view: CaseView) -> list[SearchAttributePair]:  # type: ignore[type-arg]
-    pairs: list[SearchAttributePair] = [  # type: ignore[type-arg]
+def attributes(case: Case, view: CaseView) -> list[SearchAttributeUpdate[Any]]:
+    pairs: list[SearchAttributeUpdate[Any]] = [
         search.CASE_STAGE.value_set(case.stage.value),
         search.CASE_MANAGER.value_set(case.manager),
         search.CASE_PROGRAM.value_set(case.program),
@@ -114,7 +117,7 @@ class CaseWorkflow:
     async def _record(self) -> None:
         """Write unrecorded events (and their outbox messages) to SQL. Idempotent by seq."""
         while self.unrecorded:
-            batch = self.events[-self.unrecorded:]
+            batch = self.events[-self.unrecorded :]
             await workflow.execute_activity(
                 "record_case_events",
                 RecordBatch(case=self.case, case_seq=len(self.events), events=batch),
@@ -176,4 +179,4 @@ class CaseWorkflow:
         workflow.set_current_details(details_markdown(view))
 
 
-__all__ = ["CaseInput", "CaseResult", "CaseWorkflow", "TypedSearchAttributes"]
+__all__ = ["CaseInput", "CaseResult", "CaseWorkflow"]

@@ -1,0 +1,491 @@
+"""The `casework` command: run the local stack, open cases, act on them, look at them.
+
+Who acts is given with --as ID:ROLE (or CASEWORK_ACTOR). Errors print one line
+and exit non-zero. Every run leaves through os._exit after flushing output:
+the Temporal SDK can abort at interpreter exit (sdk-python#300), and a command
+that worked must not report a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from domain import commands as c
+from domain.models import Actor, Assessment, Client, Goal, Need, NeedDomain, RiskLevel, Role, Stage
+from domain.policy import ProgramError, load_programs
+from ops import render
+from ops.facade import CaseError, CaseOps, ListFilter, new_case_number, utcnow
+from ops.settings import Settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="casework: every client case a durable Temporal workflow.",
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+AsOption = Annotated[str | None, typer.Option("--as", help="who acts, as ID:ROLE (or set CASEWORK_ACTOR)")]
+CaseArg = Annotated[str, typer.Argument(help="case number")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+class Fail(Exception):
+    """An error for the person at the terminal: printed as one line, exit code 1."""
+
+
+def actor(as_: str | None) -> Actor:
+    raw = as_ or os.environ.get("CASEWORK_ACTOR")
+    if not raw:
+        raise Fail("who is acting? pass --as ID:ROLE (e.g. --as alice:case_manager) or set CASEWORK_ACTOR")
+    ident, _, role = raw.partition(":")
+    roles = ", ".join(r.value for r in Role)
+    try:
+        return Actor(id=ident, role=Role(role))
+    except ValueError:
+        raise Fail(f"--as must be ID:ROLE with ROLE one of {roles} (got {raw!r})") from None
+
+
+def run(work: Callable[[CaseOps], Awaitable[T]]) -> T:
+    """Connect to Temporal, do the work, turn every failure into one clear line."""
+    settings = Settings()
+
+    async def go() -> T:
+        from worker import connect
+
+        try:
+            programs = load_programs(settings.programs_dir)
+        except ProgramError as exc:
+            raise Fail(str(exc)) from None
+        try:
+            client = await asyncio.wait_for(connect(settings), timeout=10)
+        except Exception as exc:  # connection refused, DNS, TLS: all mean the same here
+            raise Fail(
+                f"cannot reach Temporal at {settings.temporal_address} ({exc}); is `casework dev` running?"
+            ) from None
+        return await work(CaseOps(client, programs, settings.task_queue))
+
+    try:
+        return asyncio.run(go())
+    except CaseError as exc:
+        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}") from None
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()]
+    return "invalid input: " + "; ".join(problems)
+
+
+def act(number: str, command: c.StaffCommand, as_json: bool = False) -> None:
+    view = run(lambda ops: ops.act(number, command))
+    if as_json:
+        out.print_json(view.model_dump_json())
+    else:
+        out.print(
+            f"case {number}: {command.action} done · stage {view.case.stage.value}"
+            + (f" · next due {render.when(view.next_deadline)}" if view.next_deadline else "")
+        )
+
+
+def load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise Fail(f"{path}: {exc}") from None
+
+
+# --- running the stack --------------------------------------------------------
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="Temporal frontend port")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port")] = 8233,
+) -> None:
+    """Start a local Temporal dev server (data under ./var), register search attributes, run the worker."""
+    from ops.devstack import run_dev
+
+    settings = Settings(temporal_address=f"127.0.0.1:{port}", ui_port=ui_port)
+    asyncio.run(run_dev(settings, announce=out.print))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against CASEWORK_TEMPORAL_ADDRESS (default 127.0.0.1:7233)."""
+    from ops.devstack import run_until_signalled
+    from worker import run_worker
+
+    settings = Settings()
+    asyncio.run(run_until_signalled(lambda stop: run_worker(settings, stop)))
+
+
+@app.command()
+def programs() -> None:
+    """List the programs cases can be opened in."""
+    try:
+        found = load_programs(Settings().programs_dir)
+    except ProgramError as exc:
+        raise Fail(str(exc)) from None
+    out.print(render.programs_table(list(found.values())))
+
+
+# --- opening and looking at cases -----------------------------------------------
+
+
+@app.command("open")
+def open_case(
+    program: Annotated[str, typer.Option(help="program key, see `casework programs`")] = "general",
+    manager: Annotated[str | None, typer.Option(help="case manager id (default: the actor)")] = None,
+    supervisor: Annotated[str | None, typer.Option()] = None,
+    given_name: Annotated[str | None, typer.Option()] = None,
+    family_name: Annotated[str | None, typer.Option()] = None,
+    birth_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    phone: Annotated[str | None, typer.Option()] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    risk: Annotated[RiskLevel, typer.Option(help="risk at intake screening")] = RiskLevel.LOW,
+    number: Annotated[str | None, typer.Option(help="case number (default: generated)")] = None,
+    intake_reference: Annotated[str | None, typer.Option()] = None,
+    client_json: Annotated[Path | None, typer.Option("--client-json", help="client details as JSON")] = None,
+    note: Annotated[str, typer.Option()] = "",
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open a case: client details from flags or --client-json."""
+    who = actor(as_)
+    details: dict[str, Any] = load_json(client_json) if client_json else {}
+    flags = {
+        "given_name": given_name,
+        "family_name": family_name,
+        "birth_date": birth_date,
+        "phone": phone,
+        "email": email,
+    }
+    details |= {k: v for k, v in flags.items() if v is not None}
+    try:
+        command = c.OpenCase(
+            actor=who,
+            number=number or new_case_number(utcnow()),
+            program=program,
+            client=Client.model_validate(details),
+            manager=manager or who.id,
+            supervisor=supervisor,
+            risk=risk,
+            intake_reference=intake_reference,
+            note=note,
+        )
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    view = run(lambda ops: ops.open_case(command))
+    if as_json:
+        out.print_json(view.model_dump_json())
+    else:
+        out.print(
+            f"opened case {view.case.number} in {view.case.program} · manager {view.case.manager}"
+            f" · next due {render.when(view.next_deadline)}"
+        )
+
+
+@app.command()
+def show(number: CaseArg, as_json: JsonOption = False) -> None:
+    """Show a case: stage, people, deadlines, overdue items, plan, referrals, recent events."""
+
+    async def both(ops: CaseOps) -> tuple[Any, Any]:
+        return await ops.view(number), await ops.history(number)
+
+    view, events = run(both)
+    if as_json:
+        out.print_json(view.model_dump_json())
+    else:
+        render.case(out, view, events)
+
+
+@app.command()
+def history(number: CaseArg, as_json: JsonOption = False) -> None:
+    """Every event of a case: who did what, when."""
+    events = run(lambda ops: ops.history(number))
+    if as_json:
+        out.print_json(json.dumps([e.model_dump(mode="json") for e in events]))
+    else:
+        out.print(render.events_table(events))
+
+
+@app.command("list")
+def list_cases(
+    stage: Annotated[Stage | None, typer.Option()] = None,
+    manager: Annotated[str | None, typer.Option()] = None,
+    program: Annotated[str | None, typer.Option()] = None,
+    risk: Annotated[RiskLevel | None, typer.Option()] = None,
+    overdue: Annotated[bool | None, typer.Option("--overdue/--not-overdue")] = None,
+    archived: Annotated[bool, typer.Option("--archived", help="include completed workflows")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """List cases from Temporal visibility (search attributes only: no personal data)."""
+    filt = ListFilter(
+        stage=stage,
+        manager=manager,
+        program=program,
+        risk=risk.value if risk else None,
+        overdue=overdue,
+        include_archived=archived,
+    )
+    rows = run(lambda ops: ops.list_cases(filt, limit))
+    if as_json:
+        out.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
+    else:
+        out.print(render.list_table(rows))
+
+
+# --- staff actions ------------------------------------------------------------------
+
+
+def _simple(name: str, model: type[Any], field: str | None, help_: str) -> None:
+    """Register `casework NAME CASE [--FIELD TEXT]` for commands with at most one text field."""
+    required = field is not None and model.model_fields[field].is_required()
+
+    def command(
+        number: CaseArg, text: str | None = None, as_: AsOption = None, as_json: JsonOption = False
+    ) -> None:
+        if required and not text:
+            raise Fail(f"--{field} is required")
+        kwargs = {field: text} if field and text is not None else {}
+        try:
+            cmd = model(actor=actor(as_), **kwargs)
+        except ValidationError as exc:
+            raise Fail(validation_message(exc)) from None
+        act(number, cmd, as_json)
+
+    if field:
+        command.__annotations__["text"] = Annotated[str | None, typer.Option(f"--{field}", help=field)]
+    else:
+        command.__annotations__["text"] = Annotated[str | None, typer.Option(hidden=True)]
+    command.__doc__ = help_
+    app.command(name)(command)
+
+
+for _name, _model, _field, _help in (
+    ("accept", c.Accept, "note", "Accept a referral at intake: the case moves to assessment."),
+    ("decline", c.Decline, "reason", "Decline at intake: the case closes as declined."),
+    ("approve-plan", c.ApprovePlan, "note", "Approve the submitted plan (high risk: supervisors only)."),
+    ("reject-plan", c.RejectPlan, "reason", "Send the submitted plan back for changes."),
+    ("start-monitoring", c.StartMonitoring, "note", "Services are arranged: start monitoring."),
+    ("revise-plan", c.RevisePlan, "reason", "Back from monitoring to planning."),
+    ("reassess", c.Reassess, "reason", "Back from monitoring to assessment."),
+    ("begin-evaluation", c.BeginEvaluation, "note", "Monitoring is done: evaluate outcomes."),
+    ("resume-monitoring", c.ResumeMonitoring, "reason", "Back from evaluation to monitoring."),
+    ("withdraw", c.Withdraw, "reason", "The client leaves: close from any open stage."),
+    ("suspend", c.Suspend, "reason", "Put the case on hold: deadlines pause."),
+    ("resume", c.Resume, "note", "Return from hold to the stage the case left."),
+    ("follow-up", c.RecordFollowUp, "summary", "Record a contact with the client."),
+    ("review-plan", c.ReviewPlan, "summary", "Record a plan review."),
+    ("note", c.AddNote, "text", "Add a note to the case."),
+):
+    _simple(_name, _model, _field, _help)
+
+
+@app.command()
+def assess(
+    number: CaseArg,
+    need: Annotated[list[str] | None, typer.Option(help="DOMAIN:SEVERITY[:NOTES], e.g. housing:3")] = None,
+    risk: Annotated[RiskLevel | None, typer.Option()] = None,
+    strength: Annotated[list[str] | None, typer.Option()] = None,
+    barrier: Annotated[list[str] | None, typer.Option()] = None,
+    summary: Annotated[str, typer.Option()] = "",
+    from_json: Annotated[Path | None, typer.Option("--from-json", help="the assessment as JSON")] = None,
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Complete the assessment: needs by domain (0-3), strengths, barriers, risk."""
+    try:
+        if from_json:
+            assessment = Assessment.model_validate(load_json(from_json))
+        else:
+            if not need or risk is None:
+                raise Fail("give at least one --need DOMAIN:SEVERITY and --risk, or --from-json")
+            assessment = Assessment(
+                needs=[parse_need(n) for n in need],
+                risk=risk,
+                strengths=strength or [],
+                barriers=barrier or [],
+                summary=summary,
+            )
+        cmd = c.CompleteAssessment(actor=actor(as_), assessment=assessment)
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+def parse_need(raw: str) -> Need:
+    domain, _, rest = raw.partition(":")
+    severity, _, notes = rest.partition(":")
+    domains = ", ".join(d.value for d in NeedDomain)
+    try:
+        return Need(domain=NeedDomain(domain), severity=int(severity), notes=notes)
+    except ValueError:
+        raise Fail(
+            f"--need {raw!r}: expected DOMAIN:SEVERITY with DOMAIN one of {domains} and SEVERITY 0-3"
+        ) from None
+
+
+@app.command("submit-plan")
+def submit_plan(
+    number: CaseArg,
+    goal: Annotated[list[str] | None, typer.Option(help="ID|DESCRIPTION|OBJECTIVE|YYYY-MM-DD")] = None,
+    from_json: Annotated[Path | None, typer.Option("--from-json", help="a JSON list of goals")] = None,
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a plan: goals with measurable objectives and target dates."""
+    try:
+        if from_json:
+            goals = [Goal.model_validate(g) for g in load_json(from_json)]
+        elif goal:
+            goals = [parse_goal(g) for g in goal]
+        else:
+            raise Fail("give at least one --goal ID|DESCRIPTION|OBJECTIVE|YYYY-MM-DD, or --from-json")
+        cmd = c.SubmitPlan(actor=actor(as_), goals=goals)
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+def parse_goal(raw: str) -> Goal:
+    parts = raw.split("|")
+    if len(parts) != 4:
+        raise Fail(f"--goal {raw!r}: expected ID|DESCRIPTION|OBJECTIVE|YYYY-MM-DD")
+    ident, description, objective, target = parts
+    try:
+        target_date = date.fromisoformat(target)
+    except ValueError:
+        raise Fail(f"--goal {raw!r}: {target!r} is not a date (YYYY-MM-DD)") from None
+    return Goal(id=ident, description=description, objective=objective, target_date=target_date)
+
+
+@app.command()
+def close(
+    number: CaseArg,
+    outcome: Annotated[str, typer.Option(help="goals_met | partially_met | goals_not_met")],
+    met: Annotated[list[str] | None, typer.Option(help="id of a goal that was met (repeat)")] = None,
+    summary: Annotated[str, typer.Option()] = "",
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Close after evaluation (unmet goals: supervisors only)."""
+    try:
+        cmd = c.Close.model_validate(
+            {"actor": actor(as_), "outcome": outcome, "goals_met": met or [], "summary": summary}
+        )
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+@app.command()
+def reopen(
+    number: CaseArg,
+    reason: Annotated[str, typer.Option()],
+    to: Annotated[str, typer.Option(help="assessment | monitoring")] = "assessment",
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reopen a closed case within the program's reopen window."""
+    try:
+        cmd = c.Reopen.model_validate({"actor": actor(as_), "to": to, "reason": reason})
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+@app.command()
+def transfer(
+    number: CaseArg,
+    to: Annotated[str, typer.Option(help="the new case manager's id")],
+    reason: Annotated[str, typer.Option()],
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Transfer the case to another case manager (supervisors only)."""
+    try:
+        cmd = c.Transfer(actor=actor(as_), to_manager=to, reason=reason)
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+@app.command()
+def refer(
+    number: CaseArg,
+    provider: Annotated[str, typer.Option()],
+    service: Annotated[str, typer.Option()],
+    reason: Annotated[str, typer.Option()],
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Refer the client to a provider for a service (queued in the outbox)."""
+    try:
+        cmd = c.Refer(actor=actor(as_), provider=provider, service=service, reason=reason)
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+@app.command("act")
+def act_json(
+    number: CaseArg,
+    body: Annotated[str, typer.Argument(help='the command as JSON, e.g. \'{"action": "accept"}\'')],
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Any staff action as JSON (the same body the Temporal UI's `act` update takes)."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise Fail(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise Fail("the command must be a JSON object")
+    data.setdefault("actor", actor(as_).model_dump())
+    try:
+        cmd = c.STAFF_COMMAND.validate_python(data)
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+def main() -> None:
+    code = 0
+    try:
+        app(standalone_mode=False)
+    except Fail as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        code = 1
+    except typer.Abort:
+        code = 130
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except Exception as problem:  # click usage errors and anything unforeseen: still one line
+        format_message = getattr(problem, "format_message", None)
+        message = format_message() if callable(format_message) else str(problem)
+        err.print(f"[red]error:[/red] {message}", highlight=False)
+        code = getattr(problem, "exit_code", 1) or 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

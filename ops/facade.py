@@ -1,0 +1,190 @@
+"""CaseOps: the one way the CLI (and later the HTTP API) reach cases in Temporal.
+
+Every error a person can cause comes out as a CaseError with a kind and a
+message saying what to do, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.commands import OpenCase, StaffCommand
+from domain.events import Event
+from domain.models import Stage
+from domain.policy import Program
+from domain.views import CaseView
+from workflows import search
+from workflows.case import CaseInput, CaseWorkflow
+
+
+class CaseError(Exception):
+    """kind: not_found | invalid_transition | forbidden | guard_failed | validation | conflict | closed"""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message = kind, message
+
+
+class CaseSummary(BaseModel):
+    """One row of `casework list`: search attributes only (no personal data)."""
+
+    number: str
+    stage: str
+    manager: str
+    program: str
+    risk: str
+    next_due: datetime | None
+    overdue: bool
+    running: bool
+
+
+@dataclass
+class ListFilter:
+    stage: Stage | None = None
+    manager: str | None = None
+    program: str | None = None
+    risk: str | None = None
+    overdue: bool | None = None
+    include_archived: bool = False
+
+    def query(self) -> str:
+        clauses = ["WorkflowType = 'CaseWorkflow'"]
+        for key, value in (
+            (search.CASE_STAGE, self.stage),
+            (search.CASE_MANAGER, self.manager),
+            (search.CASE_PROGRAM, self.program),
+            (search.CASE_RISK, self.risk),
+        ):
+            if value is not None:
+                clauses.append(f"{key.name} = '{_quote(str(value))}'")
+        if self.overdue is not None:
+            clauses.append(f"{search.CASE_OVERDUE.name} = {str(self.overdue).lower()}")
+        if not self.include_archived:
+            clauses.append("ExecutionStatus = 'Running'")
+        return " AND ".join(clauses)
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def new_case_number(now: datetime) -> str:
+    """Short, unguessable, sortable by day: 261125-7KQ2."""
+    return f"{now:%y%m%d}-{secrets.token_hex(2).upper()}"
+
+
+class CaseOps:
+    def __init__(self, client: Client, programs: dict[str, Program], task_queue: str) -> None:
+        self.client, self.programs, self.task_queue = client, programs, task_queue
+
+    def program(self, key: str) -> Program:
+        try:
+            return self.programs[key]
+        except KeyError:
+            known = ", ".join(sorted(self.programs))
+            raise CaseError("validation", f"unknown program {key!r} (known: {known})") from None
+
+    async def open_case(self, command: OpenCase) -> CaseView:
+        program = self.program(command.program)
+        try:
+            handle = await self.client.start_workflow(
+                CaseWorkflow.run,
+                CaseInput(program=program, opening=command),
+                id=search.workflow_id(command.number),
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(search.CASE_STAGE, Stage.INTAKE.value),
+                        SearchAttributePair(search.CASE_MANAGER, command.manager),
+                        SearchAttributePair(search.CASE_PROGRAM, command.program),
+                        SearchAttributePair(search.CASE_RISK, command.risk.value),
+                    ]
+                ),
+                static_summary=f"Case {command.number} · {program.name}",
+            )
+        except WorkflowAlreadyStartedError:
+            raise CaseError("conflict", f"case {command.number} already exists") from None
+        return await self._view(handle, command.number)
+
+    async def act(self, number: str, command: StaffCommand) -> CaseView:
+        handle = self._handle(number)
+        try:
+            return await handle.execute_update(CaseWorkflow.act, command)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError):
+                raise CaseError(cause.type or "invalid_transition", cause.message) from None
+            raise CaseError("invalid_transition", str(cause or exc)) from None
+        except RPCError as exc:
+            raise self._rpc_error(number, exc) from None
+
+    async def view(self, number: str) -> CaseView:
+        return await self._view(self._handle(number), number)
+
+    async def history(self, number: str) -> list[Event]:
+        try:
+            return await self._handle(number).query(CaseWorkflow.history)
+        except RPCError as exc:
+            raise self._rpc_error(number, exc) from None
+
+    async def list_cases(self, filt: ListFilter, limit: int = 200) -> list[CaseSummary]:
+        rows: list[CaseSummary] = []
+        async for wf in self.client.list_workflows(filt.query(), limit=limit):
+            sa = wf.typed_search_attributes
+            rows.append(
+                CaseSummary(
+                    number=wf.id.removeprefix("case-"),
+                    stage=sa.get(search.CASE_STAGE) or "?",
+                    manager=sa.get(search.CASE_MANAGER) or "?",
+                    program=sa.get(search.CASE_PROGRAM) or "?",
+                    risk=sa.get(search.CASE_RISK) or "?",
+                    next_due=sa.get(search.CASE_NEXT_DUE),
+                    overdue=bool(sa.get(search.CASE_OVERDUE)),
+                    running=wf.status == WorkflowExecutionStatus.RUNNING,
+                )
+            )
+        return rows
+
+    def _handle(self, number: str) -> WorkflowHandle[CaseWorkflow, object]:
+        return self.client.get_workflow_handle_for(CaseWorkflow.run, search.workflow_id(number))
+
+    async def _view(self, handle: WorkflowHandle[CaseWorkflow, object], number: str) -> CaseView:
+        try:
+            return await handle.query(CaseWorkflow.view)
+        except WorkflowQueryFailedError as exc:
+            raise CaseError("unavailable", f"case {number} could not be read: {exc}") from None
+        except RPCError as exc:
+            raise self._rpc_error(number, exc) from None
+
+    @staticmethod
+    def _rpc_error(number: str, exc: RPCError) -> CaseError:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return CaseError("not_found", f"no case {number}")
+        if "already completed" in exc.message or "workflow execution already" in exc.message:
+            return CaseError("closed", f"case {number} is archived: its reopen window has passed")
+        return CaseError("unavailable", f"case {number}: {exc.message}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,122 @@
+"""Rich renderings of cases for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+
+from domain.events import Event, NoticeIssued
+from domain.policy import Program, human
+from domain.views import CaseView
+from ops.facade import CaseSummary
+
+
+def when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "—"
+
+
+def case(console: Console, view: CaseView, events: Sequence[Event]) -> None:
+    c = view.case
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    stage = f"{c.stage.value} (held from {c.held_from.value})" if c.held_from else c.stage.value
+    rows = [
+        ("Client", c.client.display_name),
+        ("Program", c.program),
+        ("Stage", stage),
+        ("Manager", c.manager + (f" · supervisor {c.supervisor}" if c.supervisor else "")),
+        ("Risk", c.risk.value),
+        ("Opened", when(c.opened_at)),
+        ("Next due", when(view.next_deadline)),
+        ("Next action", f"{nxt.kind} at {when(nxt.at)}" if (nxt := view.next_action) else "—"),
+        ("Can do", ", ".join(view.allowed_actions) or "—"),
+    ]
+    if c.outcome:
+        rows.append(("Outcome", f"{c.outcome.value} {c.close_reason}".strip()))
+    for label, value in rows:
+        facts.add_row(label, value)
+    parts: list[object] = [facts]
+    if view.overdue:
+        overdue = Table(title="Overdue", title_style="bold red", expand=False)
+        for col in ("what", "due", "escalation"):
+            overdue.add_column(col)
+        for item in view.overdue:
+            level = "—" if item.level is None else f"level {item.level} → {item.notified}"
+            overdue.add_row(item.what, when(item.due), level)
+        parts.append(overdue)
+    if c.plan:
+        plan = Table(title=f"Plan ({c.plan.status.value})", expand=False)
+        for col in ("goal", "objective", "target", "status"):
+            plan.add_column(col)
+        for g in c.plan.goals:
+            plan.add_row(f"{g.id}: {g.description}", g.objective, g.target_date.isoformat(), g.status.value)
+        parts.append(plan)
+    if c.referrals:
+        refs = Table(title="Referrals", expand=False)
+        for col in ("id", "service", "provider", "status"):
+            refs.add_column(col)
+        for r in c.referrals:
+            refs.add_row(r.id, r.service, r.provider, r.status.value)
+        parts.append(refs)
+    parts.append(events_table(list(events)[-8:], title="Recent events"))
+    console.print(Panel(Group(*parts), title=f"Case {c.number}", expand=False))  # type: ignore[arg-type]
+
+
+def events_table(events: Sequence[Event], title: str = "Events") -> Table:
+    table = Table(title=title, expand=False)
+    for col in ("#", "when", "action", "by", "stage"):
+        table.add_column(col)
+    for e in events:
+        moved = (
+            f"{e.stage_before.value} → {e.stage_after.value}"
+            if e.stage_before and e.stage_before != e.stage_after
+            else e.stage_after.value
+        )
+        table.add_row(str(e.seq), when(e.at), _action(e), str(e.actor), moved)
+    return table
+
+
+def _action(e: Event) -> str:
+    ch = e.change
+    if isinstance(ch, NoticeIssued):
+        level = f" L{ch.level}" if ch.kind == "escalation" else ""
+        return f"{ch.kind}{level} ({ch.obligation}) → {ch.recipient}"
+    return ch.action
+
+
+def list_table(rows: Sequence[CaseSummary]) -> Table:
+    table = Table(title=f"{len(rows)} case(s)", expand=False)
+    for col in ("case", "stage", "manager", "program", "risk", "next due", "overdue"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.number,
+            r.stage if r.running else f"{r.stage} (archived)",
+            r.manager,
+            r.program,
+            r.risk,
+            when(r.next_due),
+            "[red]yes[/red]" if r.overdue else "",
+        )
+    return table
+
+
+def programs_table(programs: Sequence[Program]) -> Table:
+    table = Table(title="Programs", expand=False)
+    for col in ("key", "name", "intake", "assessment", "planning", "follow-up every", "reopen window"):
+        table.add_column(col)
+    for p in programs:
+        d = p.deadlines
+        table.add_row(
+            p.key,
+            p.name,
+            *(human(d[s]) for s in ("intake", "assessment", "planning")),  # type: ignore[index]
+            human(p.monitoring.follow_up_every),
+            human(p.reopen_window),
+        )
+    return table
