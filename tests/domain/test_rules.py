@@ -1,0 +1,157 @@
+"""Who may do what: role rules and guards, as the people in a program meet them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from domain import commands as c
+from domain.case import Rejected
+from domain.models import Actor, GoalStatus, Outcome, RiskLevel, Role, Stage
+from tests.scenario import ALICE, BOB, LEAD, PROVIDER, SAM, Story, assessment, goals, story_in
+
+
+def planning_story(risk: RiskLevel, program: str = "general") -> Story:
+    story = Story(program)
+    story.do(c.Accept(actor=ALICE))
+    story.do(c.CompleteAssessment(actor=ALICE, assessment=assessment(risk)))
+    story.do(c.SubmitPlan(actor=ALICE, goals=goals()))
+    return story
+
+
+def test_a_high_risk_plan_needs_a_supervisor() -> None:
+    story = planning_story(RiskLevel.HIGH)
+    with pytest.raises(Rejected) as refused:
+        story.do(c.ApprovePlan(actor=ALICE))
+    assert refused.value.kind == "forbidden"
+    assert "high-risk plan needs a supervisor" in refused.value.message
+    assert story.case.stage is Stage.PLANNING  # nothing changed
+    story.do(c.ApprovePlan(actor=SAM))
+    assert story.case.stage is Stage.COORDINATION
+    assert story.case.plan is not None and story.case.plan.decided_by == SAM
+
+
+def test_a_low_risk_plan_can_be_approved_by_its_case_manager() -> None:
+    story = planning_story(RiskLevel.LOW)
+    story.do(c.ApprovePlan(actor=ALICE))
+    assert story.case.stage is Stage.COORDINATION
+
+
+def test_the_housing_program_asks_a_supervisor_from_medium_risk() -> None:
+    story = planning_story(RiskLevel.MEDIUM, program="housing")
+    with pytest.raises(Rejected, match="medium-risk plan needs a supervisor's decision in program housing"):
+        story.do(c.ApprovePlan(actor=ALICE))
+
+
+def test_a_program_lead_may_approve_what_a_supervisor_may() -> None:
+    story = planning_story(RiskLevel.HIGH)
+    story.do(c.ApprovePlan(actor=LEAD))
+    assert story.case.stage is Stage.COORDINATION
+
+
+def test_a_rejected_plan_is_revised_and_submitted_again() -> None:
+    story = planning_story(RiskLevel.HIGH)
+    story.do(c.RejectPlan(actor=SAM, reason="objectives are not measurable"))
+    assert story.case.plan is not None and story.case.plan.status == "rejected"
+    with pytest.raises(Rejected, match="no submitted plan"):
+        story.do(c.ApprovePlan(actor=SAM))
+    story.do(c.SubmitPlan(actor=ALICE, goals=goals()))
+    story.do(c.ApprovePlan(actor=SAM))
+    assert story.case.stage is Stage.COORDINATION
+
+
+def test_closing_with_unmet_goals_needs_a_supervisor() -> None:
+    story = story_in(Stage.EVALUATION)
+    partial = c.Close(actor=ALICE, outcome="partially_met", goals_met=["g1"])
+    with pytest.raises(Rejected, match=r"unmet goals \(g2\) needs a supervisor") as refused:
+        story.do(partial)
+    assert refused.value.kind == "forbidden"
+    story.do(c.Close(actor=SAM, outcome="partially_met", goals_met=["g1"], summary="income still pending"))
+    assert story.case.outcome is Outcome.PARTIALLY_MET
+    assert story.case.plan is not None
+    assert [g.status for g in story.case.plan.goals] == [GoalStatus.MET, GoalStatus.UNMET]
+
+
+def test_closing_names_only_goals_of_the_plan() -> None:
+    story = story_in(Stage.EVALUATION)
+    with pytest.raises(Rejected, match="not in the plan: g9"):
+        story.do(c.Close(actor=SAM, outcome="goals_met", goals_met=["g1", "g2", "g9"]))
+
+
+def test_transfer_needs_a_supervisor_and_a_different_manager() -> None:
+    story = story_in(Stage.MONITORING)
+    with pytest.raises(Rejected, match="a case_manager may not transfer") as refused:
+        story.do(c.Transfer(actor=ALICE, to_manager="bob", reason="going on leave"))
+    assert refused.value.kind == "forbidden"
+    with pytest.raises(Rejected, match="already managed by alice"):
+        story.do(c.Transfer(actor=SAM, to_manager="alice", reason="going on leave"))
+    story.do(c.Transfer(actor=SAM, to_manager="bob", reason="alice going on leave"))
+    assert story.case.manager == "bob"
+    # the case is bob's now: alice acts on it no more
+    with pytest.raises(Rejected, match="managed by bob, not alice"):
+        story.do(c.AddNote(actor=ALICE, text="handover call done"))
+    story.do(c.AddNote(actor=BOB, text="handover call done"))
+
+
+def test_a_case_manager_acts_only_on_their_own_cases() -> None:
+    story = story_in(Stage.INTAKE)
+    with pytest.raises(Rejected, match="managed by alice, not bob") as refused:
+        story.do(c.Accept(actor=BOB))
+    assert refused.value.kind == "forbidden"
+
+
+@pytest.mark.parametrize("role", [Role.PROVIDER, Role.SYSTEM])
+def test_providers_and_the_system_give_no_staff_commands(role: Role) -> None:
+    story = story_in(Stage.INTAKE)
+    with pytest.raises(Rejected, match=f"a {role.value} may not accept"):
+        story.do(c.Accept(actor=Actor(id=PROVIDER.id, role=role)))
+
+
+def test_reopen_only_within_the_programs_window() -> None:
+    window = story_in(Stage.CLOSED).program.reopen_window
+    inside = story_in(Stage.CLOSED)
+    inside.do(c.Reopen(actor=ALICE, reason="lost the flat again"), after=window - timedelta(minutes=1))
+    assert inside.case.stage is Stage.ASSESSMENT
+
+    outside = story_in(Stage.CLOSED)
+    with pytest.raises(
+        Rejected, match=r"reopen window of program general \(90 days after closure\) has passed"
+    ):
+        outside.do(c.Reopen(actor=ALICE, reason="lost the flat again"), after=window + timedelta(minutes=1))
+    assert outside.case.stage is Stage.CLOSED
+
+
+def test_withdraw_from_hold_closes_and_ends_the_hold() -> None:
+    story = story_in(Stage.ON_HOLD)
+    story.do(c.Withdraw(actor=ALICE, reason="client moved abroad"), after=timedelta(days=3))
+    assert story.case.stage is Stage.CLOSED and story.case.outcome is Outcome.WITHDRAWN
+    assert story.case.holds[-1].end == story.now
+    assert story.case.held_from is None
+
+
+def test_decline_closes_with_the_reason() -> None:
+    story = story_in(Stage.INTAKE)
+    story.do(c.Decline(actor=ALICE, reason="outside the service area"))
+    assert story.case.outcome is Outcome.DECLINED and story.case.close_reason == "outside the service area"
+
+
+def test_assessment_sets_the_case_risk() -> None:
+    story = story_in(Stage.ASSESSMENT)
+    story.do(c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.HIGH)))
+    assert story.case.risk is RiskLevel.HIGH
+
+
+def test_referrals_get_ids_from_their_event() -> None:
+    story = story_in(Stage.COORDINATION)
+    event = story.do(c.Refer(actor=ALICE, provider="legal-aid", service="legal", reason="custody hearing"))
+    assert [r.id for r in story.case.referrals] == [f"R{event.seq}"]
+
+
+def test_commands_validate_their_input() -> None:
+    with pytest.raises(ValueError, match="goal ids must be unique"):
+        c.SubmitPlan(actor=ALICE, goals=[goals()[0], goals()[0]])
+    with pytest.raises(ValueError, match="at least 3 characters"):
+        c.Decline(actor=ALICE, reason="no")
+    with pytest.raises(ValueError):
+        c.STAFF_COMMAND.validate_python({"action": "teleport", "actor": {"id": "a", "role": "supervisor"}})

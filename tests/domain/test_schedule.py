@@ -1,0 +1,115 @@
+"""Deadlines, reminders and the escalation ladder, computed without a clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from domain import commands as c
+from domain.case import notice_for
+from domain.models import Hold, Role, Stage
+from domain.schedule import deadline, next_deadline, next_due, obligations, overdue
+from tests.scenario import ALICE, T0, Story, story_in
+
+DAY = timedelta(days=1)
+
+
+def test_deadline_without_holds_is_anchor_plus_allowed() -> None:
+    assert deadline(T0, 14 * DAY, []) == T0 + 14 * DAY
+
+
+def test_time_on_hold_does_not_count() -> None:
+    holds = [Hold(start=T0 + 2 * DAY, end=T0 + 5 * DAY), Hold(start=T0 + 6 * DAY, end=T0 + 7 * DAY)]
+    assert deadline(T0, 14 * DAY, holds) == T0 + 18 * DAY
+
+
+def test_holds_before_the_anchor_or_after_the_deadline_do_not_matter() -> None:
+    holds = [Hold(start=T0 - 9 * DAY, end=T0 - 1 * DAY), Hold(start=T0 + 20 * DAY, end=T0 + 30 * DAY)]
+    assert deadline(T0, 14 * DAY, holds) == T0 + 14 * DAY
+
+
+def test_a_hold_that_began_before_the_anchor_counts_from_the_anchor() -> None:
+    assert deadline(T0, 14 * DAY, [Hold(start=T0 - DAY, end=T0 + 3 * DAY)]) == T0 + 17 * DAY
+
+
+def test_an_open_hold_pauses_the_deadline() -> None:
+    assert deadline(T0, 14 * DAY, [Hold(start=T0 + DAY)]) is None
+
+
+def test_each_stage_owes_its_work_within_the_programs_time() -> None:
+    story = story_in(Stage.ASSESSMENT)
+    [owed] = obligations(story.case, story.program)
+    assert owed.what == "assessment"
+    assert owed.due == story.case.stage_entered_at + story.program.deadlines[Stage.ASSESSMENT]
+
+
+def test_the_ladder_reminds_then_escalates_in_order() -> None:
+    story = story_in(Stage.ASSESSMENT)
+    due = story.case.stage_entered_at + 14 * DAY
+    seen = []
+    now = story.now
+    while (step := next_due(story.case, story.program, now)) is not None and step.at < due + 30 * DAY:
+        notice = notice_for(story.case, step, story.program)
+        seen.append((step.at - due, notice.kind, notice.level, notice.notify, notice.recipient))
+        now = step.at
+        story.now = now - timedelta(hours=1)  # Story.do adds an hour
+        story.do(notice)
+    assert seen == [
+        (-2 * DAY, "reminder", 0, Role.CASE_MANAGER, "alice"),
+        (timedelta(0), "escalation", 0, Role.CASE_MANAGER, "alice"),
+        (3 * DAY, "escalation", 1, Role.SUPERVISOR, "sam"),
+        (7 * DAY, "escalation", 2, Role.PROGRAM_LEAD, "lead-general"),
+    ]
+    [item] = overdue(story.case, story.program, now)
+    assert (item.what, item.level, item.notified) == ("assessment", 2, Role.PROGRAM_LEAD)
+
+
+def test_a_reminder_that_comes_too_late_is_skipped_for_the_ladder() -> None:
+    story = story_in(Stage.ASSESSMENT)
+    due = story.case.stage_entered_at + 14 * DAY
+    step = next_due(story.case, story.program, due + timedelta(minutes=5))
+    assert step is not None and step.kind == "escalation" and step.at == due
+
+
+def test_finishing_the_stage_stops_its_ladder() -> None:
+    story = story_in(Stage.ASSESSMENT)
+    late = story.case.stage_entered_at + 15 * DAY
+    step = next_due(story.case, story.program, late)
+    assert step is not None
+    story.now = late
+    story.do(notice_for(story.case, step, story.program))
+    assert overdue(story.case, story.program, late)
+    story.do(c.CompleteAssessment(actor=ALICE, assessment=story_in(Stage.PLANNING).case.assessment))  # type: ignore[arg-type]
+    assert not overdue(story.case, story.program, story.now)
+    assert story.case.notices_sent == []  # notices of finished work are forgotten
+    nxt = next_due(story.case, story.program, story.now)
+    assert nxt is not None and nxt.obligation is not None and nxt.obligation.what == "approved plan"
+
+
+def test_on_hold_nothing_is_due_and_afterwards_deadlines_move_out() -> None:
+    story = story_in(Stage.ASSESSMENT)
+    entered = story.case.stage_entered_at
+    story.do(c.Suspend(actor=ALICE, reason="client in hospital"), after=5 * DAY)
+    assert next_due(story.case, story.program, story.now + 60 * DAY) is None
+    assert next_deadline(story.case, story.program) is None
+    story.do(c.Resume(actor=ALICE), after=30 * DAY)
+    hold = story.case.holds[-1]
+    assert hold.end is not None and hold.end - hold.start == 30 * DAY
+    assert next_deadline(story.case, story.program) == entered + 14 * DAY + (hold.end - hold.start)
+
+
+def test_monitoring_owes_follow_ups_and_plan_reviews() -> None:
+    story = Story("weekly").to(Stage.MONITORING)
+    entered = story.case.stage_entered_at
+    owed = {o.kind: o.due for o in obligations(story.case, story.program)}
+    assert owed == {"follow_up": entered + 7 * DAY, "plan_review": entered + 60 * DAY}
+    story.do(c.RecordFollowUp(actor=ALICE, summary="home visit"), after=3 * DAY)
+    owed = {o.kind: o.due for o in obligations(story.case, story.program)}
+    assert owed["follow_up"] == story.now + 7 * DAY
+
+
+def test_a_closed_case_is_archived_when_its_reopen_window_ends() -> None:
+    story = story_in(Stage.CLOSED)
+    step = next_due(story.case, story.program, story.now)
+    assert step is not None and step.kind == "archive"
+    assert step.at == story.case.closed_at + story.program.reopen_window  # type: ignore[operator]
+    assert obligations(story.case, story.program) == []
