@@ -8,7 +8,7 @@ from domain import commands as c
 from domain.case import notice_for
 from domain.models import Hold, Role, Stage
 from domain.schedule import deadline, next_deadline, next_due, obligations, overdue
-from tests.scenario import ALICE, T0, Story, story_in
+from tests.scenario import ALICE, T0, Story, assessment, story_in
 
 DAY = timedelta(days=1)
 
@@ -78,7 +78,7 @@ def test_finishing_the_stage_stops_its_ladder() -> None:
     story.now = late
     story.do(notice_for(story.case, step, story.program))
     assert overdue(story.case, story.program, late)
-    story.do(c.CompleteAssessment(actor=ALICE, assessment=story_in(Stage.PLANNING).case.assessment))  # type: ignore[arg-type]
+    story.do(c.CompleteAssessment(actor=ALICE, assessment=assessment()))
     assert not overdue(story.case, story.program, story.now)
     assert story.case.notices_sent == []  # notices of finished work are forgotten
     nxt = next_due(story.case, story.program, story.now)
