@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field
+
 from domain.lifecycle import allowed_actions
 from domain.models import Case, Model, Outcome, RiskLevel, Stage
 from domain.policy import Program
@@ -17,6 +19,7 @@ class CaseView(Model):
     overdue: list[OverdueItem]
     allowed_actions: list[str]
     events: int
+    unrecorded: int = Field(0, description="events not yet written to the SQL record")
 
     @property
     def number(self) -> str:
@@ -27,7 +30,7 @@ class CaseView(Model):
         return self.case.stage
 
 
-def case_view(case: Case, program: Program, now: datetime, events: int) -> CaseView:
+def case_view(case: Case, program: Program, now: datetime, events: int, unrecorded: int = 0) -> CaseView:
     return CaseView(
         case=case,
         next_deadline=next_deadline(case, program),
@@ -35,6 +38,7 @@ def case_view(case: Case, program: Program, now: datetime, events: int) -> CaseV
         overdue=overdue(case, program, now),
         allowed_actions=allowed_actions(case, program),
         events=events,
+        unrecorded=unrecorded,
     )
 
 

