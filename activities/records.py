@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.contracts import RecordBatch
+from activities.failpoints import failpoint
 from domain import commands as c
 from domain.events import Event, NoticeIssued
 from domain.models import Case, Role
@@ -105,6 +106,7 @@ class CaseRecorder:
             new = await insert_ignoring_duplicates(conn, case_events, events, ["case_number", "seq"])
             await insert_ignoring_duplicates(conn, outbox, messages, ["idempotency_key"])
             await self._project(conn, case, batch.case_seq, now)
+        failpoint("record-committed")  # crash tests: committed, but Temporal never hears of it
         log.info(
             "recorded case events",
             case=case.number,

@@ -128,9 +128,11 @@ def dev(
 def worker() -> None:
     """Run a worker against CASEWORK_TEMPORAL_ADDRESS (default 127.0.0.1:7233)."""
     from ops.devstack import run_until_signalled
+    from ops.logs import configure_logging
     from worker import run_worker
 
     settings = Settings()
+    configure_logging(settings.log_level)
     asyncio.run(run_until_signalled(lambda stop: run_worker(settings, stop)))
 
 

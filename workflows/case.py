@@ -31,7 +31,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.views import CaseView, case_view, details_markdown
     from workflows import search
 
-RECORD_TIMEOUT = timedelta(seconds=30)
+# A batch is one small transaction; a worker that dies mid-write is retried after this.
+RECORD_TIMEOUT = timedelta(seconds=10)
 # Recording must never be lost: retry for as long as it takes, but back off.
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 

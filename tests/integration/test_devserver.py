@@ -1,0 +1,153 @@
+"""On the real dev server: visibility, a worker that dies mid-case, continue-as-new."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import WorkflowEnvironment
+
+from activities.records import recorded_events
+from domain import commands as c
+from domain.models import RiskLevel, Stage
+from ops.facade import CaseOps
+from store.tables import outbox
+from tests.conftest import SUGGEST_CONTINUE_AS_NEW_AT, case_worker
+from tests.processes import background, casework, environment
+from tests.scenario import ALICE, PROGRAMS, assessment, goals, opening
+from workflows.search import workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+TO_MONITORING = (
+    c.Accept(actor=ALICE),
+    c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.LOW)),
+    c.SubmitPlan(actor=ALICE, goals=goals()),
+    c.ApprovePlan(actor=ALICE),
+    c.StartMonitoring(actor=ALICE),
+)
+
+
+async def eventually(check, within: float = 15.0):  # type: ignore[no-untyped-def]
+    """Visibility is eventually consistent: ask again until the answer comes."""
+    async with asyncio.timeout(within):
+        while not (result := await check()):
+            await asyncio.sleep(0.2)
+        return result
+
+
+async def test_casework_list_finds_a_case_by_stage(
+    dev_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    async with case_worker(dev_env, record_store) as ops:
+        manager = f"m-{uuid.uuid4().hex[:6]}"  # a caseload of its own, so other tests' cases don't show
+        command = opening("general").model_copy(update={"manager": manager})
+        number = (await ops.open_case(command)).case.number
+        actor = ALICE.model_copy(update={"id": manager})
+        for change in TO_MONITORING:
+            await ops.act(number, change.model_copy(update={"actor": actor}))
+
+        env = environment(temporal_address=dev_env.client.service_client.config.target_host)
+
+        async def listed() -> list[dict[str, object]]:
+            done = await asyncio.to_thread(
+                casework, "list", "--stage", "monitoring", "--manager", manager, "--json", env=env
+            )
+            assert done.returncode == 0, done.stderr
+            return list(json.loads(done.stdout))
+
+        [row] = await eventually(listed)
+        assert row["number"] == number and row["stage"] == "monitoring" and row["manager"] == manager
+        assert row["next_due"] is not None and row["overdue"] is False
+
+        table = await asyncio.to_thread(casework, "list", "--manager", manager, env=env)
+        assert table.returncode == 0 and number in table.stdout and "monitoring" in table.stdout
+        nothing = await asyncio.to_thread(
+            casework, "list", "--stage", "evaluation", "--manager", manager, env=env
+        )
+        assert nothing.returncode == 0 and number not in nothing.stdout
+
+
+async def test_a_worker_killed_after_writing_continues_the_case_and_writes_nothing_twice(
+    dev_env: WorkflowEnvironment, record_store: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    task_queue = f"crash-{uuid.uuid4().hex[:8]}"
+    ops = CaseOps(dev_env.client, PROGRAMS, task_queue)
+    settings = {
+        "temporal_address": dev_env.client.service_client.config.target_host,
+        "task_queue": task_queue,
+        "database_url": database_url,
+        "programs_dir": str(Path(__file__).parents[1] / "programs"),
+    }
+    dying = environment(**settings, failpoint="record-committed", failpoint_marker=str(tmp_path / "fired"))
+
+    with background(["worker"], dying, ready="worker started", log=tmp_path / "worker1.log") as first:
+        number = (await ops.open_case(opening("weekly"))).case.number
+        # the first recording commits, then the worker dies before telling Temporal
+        await asyncio.wait_for(asyncio.to_thread(first.wait), timeout=30)
+        assert first.returncode == 137
+    assert (tmp_path / "fired").exists()
+
+    with background(
+        ["worker"], environment(**settings), ready="worker started", log=tmp_path / "worker2.log"
+    ):
+        for change in TO_MONITORING:
+            view = await ops.act(number, change)
+        assert view.case.stage is Stage.MONITORING
+        await eventually(lambda: _all_recorded(ops, number), within=40)  # the retry waits out the timeout
+        rows = await recorded_events(record_store, number)
+        history = await ops.history(number)
+        assert [r["seq"] for r in rows] == [e.seq for e in history] == list(range(1, len(history) + 1))
+        async with record_store.connect() as conn:
+            keys = (
+                await conn.execute(
+                    select(outbox.c.idempotency_key, func.count())
+                    .where(outbox.c.case_number == number)
+                    .group_by(outbox.c.idempotency_key)
+                )
+            ).all()
+        assert all(count == 1 for _, count in keys)
+        await dev_env.client.get_workflow_handle(workflow_id(number)).terminate(reason="test finished")
+
+    # the retried first batch found its event already written and wrote nothing
+    logs = [
+        json.loads(line)
+        for line in (tmp_path / "worker2.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    first_batch = [r for r in logs if r.get("event") == "recorded case events" and r.get("seqs") == "1-1"]
+    assert [(r["case"], r["new"]) for r in first_batch] == [(number, 0)]
+
+
+async def _all_recorded(ops: CaseOps, number: str) -> bool:
+    return (await ops.view(number)).unrecorded == 0
+
+
+async def test_a_long_case_continues_as_new_and_keeps_everything(
+    dev_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    async with case_worker(dev_env, record_store) as ops:
+        number = (await ops.open_case(opening("general"))).case.number
+        handle = dev_env.client.get_workflow_handle(workflow_id(number))
+        first_run = (await handle.describe()).run_id
+        for i in range(SUGGEST_CONTINUE_AS_NEW_AT // 3):
+            await ops.act(number, c.AddNote(actor=ALICE, text=f"call {i}: left a message"))
+        await ops.act(number, c.Accept(actor=ALICE))
+
+        async def new_run() -> bool:
+            return (await handle.describe()).run_id != first_run
+
+        await eventually(new_run)
+        view = await ops.act(number, c.AddNote(actor=ALICE, text="after continue-as-new"))
+        assert view.case.stage is Stage.ASSESSMENT
+        assert len(view.case.notes) == SUGGEST_CONTINUE_AS_NEW_AT // 3 + 1
+        history = await ops.history(number)
+        assert [e.seq for e in history] == list(range(1, len(history) + 1))
+        await eventually(lambda: _all_recorded(ops, number))
+        rows = await recorded_events(record_store, number)
+        assert [r["seq"] for r in rows] == [e.seq for e in history]
