@@ -30,6 +30,7 @@ class Obligation(Model):
     key: str
     kind: ObligationKind
     what: str
+    since: datetime  # when the work became owed
     due: datetime | None  # None while the case is on hold: the clock is paused
 
 
@@ -74,7 +75,9 @@ def obligations(case: Case, program: Program) -> list[Obligation]:
 
     def owe(kind: ObligationKind, what: str, anchor: datetime, allowed: timedelta) -> None:
         key = f"{kind}:{what}@{anchor.isoformat()}"
-        found.append(Obligation(key=key, kind=kind, what=what, due=deadline(anchor, allowed, case.holds)))
+        found.append(
+            Obligation(key=key, kind=kind, what=what, since=anchor, due=deadline(anchor, allowed, case.holds))
+        )
 
     if stage in program.deadlines:
         owe("stage_deadline", STAGE_WORK[stage], entered, program.deadlines[stage])
@@ -93,8 +96,9 @@ def notices(obligation: Obligation, program: Program, now: datetime) -> list[Due
         return []
     out: list[Due] = []
     lead = program.escalation.reminder_lead
-    # A reminder is only useful before the deadline; once it has passed, the ladder takes over.
-    if lead > timedelta(0) and now < due:
+    # A reminder is only useful before the deadline (once it has passed, the ladder takes
+    # over) and after the work began (a reminder the moment it is owed says nothing new).
+    if lead > timedelta(0) and now < due and due - lead > obligation.since:
         out.append(
             Due(
                 at=due - lead,

@@ -1,0 +1,170 @@
+"""A caseworker's terminal session: `casework dev` in one window, `casework ...` in another."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.processes import background, casework, environment, free_port
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """`casework dev` on free ports, with its data in a temporary folder; stopped after the module."""
+    home = tmp_path_factory.mktemp("dev")
+    port, ui_port = free_port(), free_port()
+    env = environment(
+        var_dir=str(home / "var"),
+        database_url=f"sqlite:///{home / 'var' / 'casework.db'}",
+        temporal_address=f"127.0.0.1:{port}",
+    )
+    with background(
+        ["dev", "--port", str(port), "--ui-port", str(ui_port)],
+        env,
+        ready="Worker running",
+        log=home / "dev.log",
+    ) as dev:
+        yield env | {"UI": f"http://127.0.0.1:{ui_port}", "LOG": str(home / "dev.log")}
+        dev.send_signal(signal.SIGTERM)
+        assert dev.wait(timeout=30) == 0, Path(home / "dev.log").read_text()[-3000:]
+
+
+def ok(*args: str, env: dict[str, str]) -> str:
+    done = casework(*args, env=env)
+    assert done.returncode == 0, f"casework {' '.join(args)} failed ({done.returncode}): {done.stderr}"
+    return done.stdout
+
+
+def refused(*args: str, env: dict[str, str]) -> str:
+    done = casework(*args, env=env)
+    assert done.returncode == 1, f"casework {' '.join(args)} should fail: {done.stdout}"
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, f"an error is one line, got: {done.stderr}"
+    return lines[0]
+
+
+def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None:
+    alice = stack | {"CASEWORK_ACTOR": "alice:case_manager"}
+    sam = stack | {"CASEWORK_ACTOR": "sam:supervisor"}
+    client = tmp_path / "client.json"
+    client.write_text(
+        json.dumps(
+            {"given_name": "Amina", "family_name": "Haddad", "birth_date": "1990-02-14", "phone": "555-0199"}
+        )
+    )
+    opened = json.loads(
+        ok(
+            "open",
+            "--program",
+            "housing",
+            "--client-json",
+            str(client),
+            "--supervisor",
+            "sam",
+            "--json",
+            env=alice,
+        )
+    )
+    number = opened["case"]["number"]
+    assert opened["case"]["stage"] == "intake" and opened["case"]["manager"] == "alice"
+
+    ok("accept", number, "--note", "referred by the refuge", env=alice)
+    ok(
+        "assess",
+        number,
+        "--need",
+        "safety:3",
+        "--need",
+        "housing:3",
+        "--need",
+        "legal:2",
+        "--risk",
+        "high",
+        "--strength",
+        "motivated",
+        env=alice,
+    )
+    ok(
+        "submit-plan",
+        number,
+        "--goal",
+        "g1|Safety plan in place|plan signed|2027-01-15",
+        "--goal",
+        "g2|Own tenancy|lease signed|2027-06-01",
+        env=alice,
+    )
+    assert "high-risk plan needs a supervisor" in refused("approve-plan", number, env=alice)
+    ok("approve-plan", number, "--note", "safety first", env=sam)
+    ok(
+        "refer",
+        number,
+        "--provider",
+        "legal-aid-east",
+        "--service",
+        "legal aid",
+        "--reason",
+        "protection order hearing",
+        env=alice,
+    )
+    ok("start-monitoring", number, env=alice)
+    ok("suspend", number, "--reason", "client staying with family out of town", env=alice)
+    ok("resume", number, env=alice)
+    ok("follow-up", number, "--summary", "safe, attending court", env=alice)
+
+    shown = ok("show", number, env=alice)
+    for fact in ("Amina Haddad", "monitoring", "alice", "high", "Safety plan in place", "legal-aid-east"):
+        assert fact in shown
+    history = json.loads(ok("history", number, "--json", env=alice))
+    assert [e["change"]["action"] for e in history][:4] == [
+        "open",
+        "accept",
+        "complete_assessment",
+        "submit_plan",
+    ]
+    assert all(e["change"]["actor"]["id"] in {"alice", "sam", "casework"} for e in history)
+
+    listed = ok("list", "--stage", "monitoring", env=alice)
+    assert number in listed  # the dev server's visibility is immediate for one case
+
+
+def test_errors_are_one_clear_line(stack: dict[str, str]) -> None:
+    alice = stack | {"CASEWORK_ACTOR": "alice:case_manager"}
+    assert refused("accept", "NO-SUCH-CASE", env=alice) == "error: not found: no case NO-SUCH-CASE"
+    assert "who is acting?" in refused("accept", "X-1", env=stack)
+    assert "ROLE one of" in refused("accept", "X-1", "--as", "alice:wizard", env=stack)
+    assert "unknown program 'nope'" in refused(
+        "open", "--program", "nope", "--given-name", "A", "--family-name", "B", env=alice
+    )
+    assert (
+        refused("open", "--family-name", "B", env=alice) == "error: invalid input: given_name: Field required"
+    )
+    assert "--reason is required" in refused("decline", "X-1", env=alice)
+    assert "expected DOMAIN:SEVERITY" in refused(
+        "assess", "X-1", "--need", "housing", "--risk", "low", env=alice
+    )
+    number = json.loads(ok("open", "--given-name", "Ana", "--family-name", "B", "--json", env=alice))["case"][
+        "number"
+    ]
+    assert refused("start-monitoring", number, env=alice) == (
+        "error: invalid transition: cannot start_monitoring a case in intake (only from: coordination)"
+    )
+    assert "managed by alice, not bob" in refused("accept", number, "--as", "bob:case_manager", env=stack)
+    assert "accept.note: Input should be a valid string" in refused(
+        "act", number, '{"action": "accept", "note": 5}', env=alice
+    )
+    ok("act", number, '{"action": "accept", "note": "via JSON"}', env=alice)
+
+
+def test_cannot_reach_temporal_says_so(tmp_path: Path) -> None:
+    env = environment(temporal_address=f"127.0.0.1:{free_port()}")
+    line = refused("show", "X-1", env=env)
+    assert "cannot reach Temporal" in line and "casework dev" in line
+
+
+def test_programs_are_listed(stack: dict[str, str]) -> None:
+    out = ok("programs", env=stack)
+    assert "general" in out and "housing" in out
