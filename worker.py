@@ -52,9 +52,14 @@ def build_worker(client: Client, engine: AsyncEngine, task_queue: str) -> Worker
         task_queue=task_queue,
         workflows=[CaseWorkflow],
         activities=[recorder.record],
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(),
+    )
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every worker and the replay tests use."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     )
 
 

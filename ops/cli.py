@@ -137,6 +137,31 @@ def worker() -> None:
 
 
 @app.command()
+def setup() -> None:
+    """Prepare a Temporal namespace and the record store: search attributes, migrations. Idempotent."""
+    from ops.temporal_setup import register_search_attributes
+    from store.db import engine, migrate
+    from worker import connect
+
+    settings = Settings()
+
+    async def go() -> None:
+        try:
+            client = await asyncio.wait_for(connect(settings), timeout=30)
+        except Exception as exc:
+            raise Fail(f"cannot reach Temporal at {settings.temporal_address} ({exc})") from None
+        await register_search_attributes(client, settings.temporal_namespace)
+        eng = engine(settings.database_url)
+        try:
+            await migrate(eng)
+        finally:
+            await eng.dispose()
+
+    asyncio.run(go())
+    out.print(f"search attributes registered on {settings.temporal_address}; record store migrated")
+
+
+@app.command()
 def programs() -> None:
     """List the programs cases can be opened in."""
     try:

@@ -1,0 +1,98 @@
+"""Record the workflow histories the replay test checks new code against.
+
+    .venv/bin/python -m tests.histories.record
+
+Run it only when a workflow change is *meant* to be incompatible with running cases
+(then running cases need a versioning plan first). Each history is a real case on the
+time-skipping server: one archived after closure, one escalated in monitoring, one on hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from domain import commands as c
+from domain.models import RiskLevel
+from ops.facade import CaseError
+from ops.temporal_setup import register_search_attributes
+from store.db import engine, migrate
+from tests.conftest import case_worker, sdk_binary
+from tests.scenario import ALICE, SAM, assessment, goals, opening
+from workflows.search import workflow_id
+
+HERE = Path(__file__).parent
+DAY = timedelta(days=1)
+
+
+async def save(env: WorkflowEnvironment, number: str, name: str) -> None:
+    handle: WorkflowHandle[object, object] = env.client.get_workflow_handle(workflow_id(number))
+    history = await handle.fetch_history()
+    (HERE / f"{name}.json").write_text(history.to_json())
+    print(f"saved {name}.json ({len(history.events)} events)")
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=sdk_binary("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    await register_search_attributes(env.client, "default")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = engine(f"sqlite+aiosqlite:///{tmp}/record.db")
+        await migrate(store)
+        async with case_worker(env, store) as ops:
+            archived = (await ops.open_case(opening("general", number="H-ARCHIVED"))).case.number
+            for change in (
+                c.Accept(actor=ALICE),
+                c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.HIGH)),
+                c.SubmitPlan(actor=ALICE, goals=goals()),
+                c.ApprovePlan(actor=SAM),
+                c.Refer(actor=ALICE, provider="shelter-north", service="housing", reason="needs a bed"),
+                c.StartMonitoring(actor=ALICE),
+                c.RecordFollowUp(actor=ALICE, summary="moved in"),
+                c.BeginEvaluation(actor=ALICE),
+                c.Close(actor=SAM, outcome="partially_met", goals_met=["g1"]),
+            ):
+                await ops.act(archived, change)
+            await env.sleep(91 * DAY)
+            await save(env, archived, "archived_after_closure")
+
+            escalated = (await ops.open_case(opening("weekly", number="H-ESCALATED"))).case.number
+            for change in (
+                c.Accept(actor=ALICE),
+                c.CompleteAssessment(actor=ALICE, assessment=assessment()),
+                c.SubmitPlan(actor=ALICE, goals=goals()),
+                c.ApprovePlan(actor=ALICE),
+                c.StartMonitoring(actor=ALICE),
+            ):
+                await ops.act(escalated, change)
+            try:
+                await ops.act(
+                    escalated, c.Transfer(actor=ALICE, to_manager="bob", reason="refused: not a supervisor")
+                )
+            except CaseError:
+                pass
+            await env.sleep(20 * DAY)
+            await ops.act(escalated, c.RecordFollowUp(actor=ALICE, summary="reached her at last"))
+            await save(env, escalated, "escalated_in_monitoring")
+
+            held = (await ops.open_case(opening("housing", number="H-ON-HOLD"))).case.number
+            await ops.act(held, c.Accept(actor=ALICE))
+            await env.sleep(2 * DAY)
+            await ops.act(held, c.Suspend(actor=ALICE, reason="client in hospital"))
+            await env.sleep(10 * DAY)
+            await ops.act(held, c.Resume(actor=ALICE))
+            await env.sleep(3 * DAY)
+            await save(env, held, "resumed_after_hold")
+        await store.dispose()
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
