@@ -26,6 +26,7 @@ from store.db import engine, migrate
 from tests.conftest import case_worker, sdk_binary
 from tests.scenario import ALICE, SAM, assessment, goals, opening
 from workflows.search import workflow_id
+import contextlib
 
 HERE = Path(__file__).parent
 DAY = timedelta(days=1)
@@ -72,12 +73,10 @@ async def main() -> None:
                 c.StartMonitoring(actor=ALICE),
             ):
                 await ops.act(escalated, change)
-            try:
+            with contextlib.suppress(CaseError):
                 await ops.act(
                     escalated, c.Transfer(actor=ALICE, to_manager="bob", reason="refused: not a supervisor")
                 )
-            except CaseError:
-                pass
             await env.sleep(20 * DAY)
             await ops.act(escalated, c.RecordFollowUp(actor=ALICE, summary="reached her at last"))
             await save(env, escalated, "escalated_in_monitoring")

@@ -34,6 +34,6 @@ async def test_saved_history_replays(path: Path) -> None:
     replayer = Replayer(
         workflows=[CaseWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
     )
-    history = WorkflowHistory.from_json(f"case-{path.stem}", path.read_text())
+    history = WorkflowHistory.from_json(f"case-{path.stem}", path.read_text())  # noqa: ASYNC240 - a small file
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
