@@ -57,7 +57,9 @@ def details_markdown(view: CaseView) -> str:
         lines.append(f"- **Outcome:** {c.outcome.value}")
     open_referrals = [r for r in c.referrals if r.status == "pending"]
     lines.append(f"- **Open referrals:** {len(open_referrals)}")
-    lines += [f"  - {r.id}: {r.service} → {r.provider} ({r.status})" for r in open_referrals]
+    if open_referrals:
+        lines.append("### Open referrals")
+        lines += [f"- {r.id}: {r.service} → {r.provider} ({r.status.value})" for r in open_referrals]
     if view.overdue:
         lines.append("### Overdue")
         for item in view.overdue:

@@ -10,6 +10,7 @@ time-skipping server: one archived after closure, one escalated in monitoring, o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +27,6 @@ from store.db import engine, migrate
 from tests.conftest import case_worker, sdk_binary
 from tests.scenario import ALICE, SAM, assessment, goals, opening
 from workflows.search import workflow_id
-import contextlib
 
 HERE = Path(__file__).parent
 DAY = timedelta(days=1)

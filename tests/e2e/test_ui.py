@@ -1,0 +1,119 @@
+"""The Temporal Web UI, in a real browser: cases as rows with their facts, and current details."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.e2e.test_cli import ok
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The columns a supervisor adds with "Configure Columns"; the UI keeps them in the browser.
+COLUMNS = {
+    "default": [
+        {"label": label}
+        for label in ("Status", "Workflow ID", "CaseStage", "CaseManager", "CaseNextDue", "CaseOverdue")
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser tests: install Debian's chromium (apt-get install chromium)")
+        pytest.skip("no Chromium here: apt-get install chromium to run the browser tests")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def open_case_in_monitoring(env: dict[str, str]) -> str:
+    alice = env | {"CASEWORK_ACTOR": "alice:case_manager"}
+    number: str = json.loads(
+        ok(
+            "open",
+            "--given-name",
+            "Ines",
+            "--family-name",
+            "Duarte",
+            "--supervisor",
+            "sam",
+            "--json",
+            env=alice,
+        )
+    )["case"]["number"]
+    ok("accept", number, env=alice)
+    ok("assess", number, "--need", "income:2", "--risk", "low", env=alice)
+    ok("submit-plan", number, "--goal", "g1|Benefits in payment|award letter|2027-02-01", env=alice)
+    ok("approve-plan", number, env=alice)
+    ok(
+        "refer",
+        number,
+        "--provider",
+        "welfare-rights",
+        "--service",
+        "income",
+        "--reason",
+        "benefit appeal",
+        env=alice,
+    )
+    ok("start-monitoring", number, env=alice)
+    return number
+
+
+def details_text(page: Page, within_s: float = 20) -> str:
+    """Summary and current details: the UI renders each as markdown in a frame of its own,
+    and current details come from a query, so wait until they are there."""
+    deadline = time.monotonic() + within_s
+    while True:
+        text = "\n".join(f.locator("body").inner_text() for f in page.frames[1:])
+        if "Stage:" in text or time.monotonic() > deadline:
+            return text
+        page.wait_for_timeout(250)
+
+
+def test_the_case_list_shows_stage_manager_and_next_due(stack: dict[str, str], browser: Browser) -> None:
+    number = open_case_in_monitoring(stack)
+    page: Page = browser.new_page(viewport={"width": 1500, "height": 800})
+    page.goto(f"{stack['UI']}/namespaces/default/workflows")
+    page.evaluate(
+        "cols => localStorage.setItem('namespace-workflow-table-columns', JSON.stringify(cols))", COLUMNS
+    )
+    page.reload()
+    row = page.get_by_role("row").filter(has_text=f"case-{number}")
+    row.wait_for(timeout=20_000)
+    text = row.inner_text()
+    assert "monitoring" in text and "alice" in text
+    assert "2026" in text or "2027" in text  # CaseNextDue is a date
+    assert "Ines" not in page.content()  # no client name anywhere in the list
+
+
+def test_a_case_page_shows_its_current_details(stack: dict[str, str], browser: Browser) -> None:
+    number = open_case_in_monitoring(stack)
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    page.goto(f"{stack['UI']}/namespaces/default/workflows/case-{number}")
+    page.get_by_text("User Metadata").click()
+    text = details_text(page)
+    assert "Stage: monitoring" in text and "Manager: alice · supervisor sam" in text
+    assert "Next due: 20" in text
+    assert f"Case {number} · General case management" in text  # the summary
+    assert "income → welfare-rights (pending)" in text
+    assert "Ines" not in text
