@@ -55,7 +55,12 @@ async def main(cases: int, concurrency: int) -> None:
             data_converter=pydantic_data_converter,
             search_attributes=ALL_KEYS,
             dev_server_database_filename=f"{tmp}/temporal.db",
-            dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
+            dev_server_extra_args=[
+                "--sqlite-pragma",
+                "journal_mode=wal",
+                "--sqlite-pragma",
+                "synchronous=normal",
+            ],
         )
         store = engine(f"sqlite+aiosqlite:///{Path(tmp) / 'record.db'}")
         await migrate(store)
@@ -77,7 +82,8 @@ async def main(cases: int, concurrency: int) -> None:
     q = statistics.quantiles(latencies, n=100)
     print(f"{cases} cases x {len(STEPS)} updates, concurrency {concurrency}: {elapsed:.1f} s")
     print(f"  {cases / elapsed:.1f} cases/s, {len(latencies) / elapsed:.1f} updates/s")
-    print(f"  update latency p50 {q[49] * 1000:.0f} ms, p95 {q[94] * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+    p50, p95, worst = q[49] * 1000, q[94] * 1000, max(latencies) * 1000
+    print(f"  update latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {worst:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from domain import commands as c
-from domain.events import Archive, Change, Event, NoticeIssued
+from domain.events import Archive, Change, DeliveryRecorded, Event, NoticeIssued
 from domain.lifecycle import Context, Rejected, next_stage
 from domain.models import (
     SYSTEM,
     Case,
+    Consent,
     FollowUp,
+    FollowUpKind,
     FollowUpStatus,
     GoalStatus,
     Hold,
@@ -29,6 +31,7 @@ from domain.models import (
     Plan,
     PlanStatus,
     Referral,
+    ReferralStatus,
     Role,
     Stage,
 )
@@ -173,24 +176,95 @@ def _transfer(case: Case, ch: c.Transfer, event: Event) -> None:
 
 
 def _refer(case: Case, ch: c.Refer, event: Event) -> None:
-    now = event.at
-    referral_id = f"R{event.seq}"  # unique and stable: the seq of the event that made it
     case.referrals.append(
         Referral(
-            id=referral_id,
+            id=f"R{event.seq}",  # unique and stable: the seq of the event that made it
             provider=ch.provider,
             service=ch.service,
             reason=ch.reason,
-            requested_at=now,
+            requested_at=event.at,
             requested_by=ch.actor,
+            respond_within=ch.respond_within,
+            shared=ch.share,
+            consent_override=ch.consent_override,
         )
     )
+
+
+_ANSWERED = {
+    "accepted": ReferralStatus.ACCEPTED,
+    "declined": ReferralStatus.DECLINED,
+    "completed": ReferralStatus.COMPLETED,
+    "no_show": ReferralStatus.NO_SHOW,
+}
+
+
+def _answer_referral(case: Case, ch: c.AnswerReferral, event: Event) -> None:
+    referral = _find_referral(case, ch.referral_id)
+    referral.status = _ANSWERED[ch.answer]
+    referral.answered_at, referral.answered_by, referral.answer_reason = event.at, ch.actor, ch.reason
+
+
+def _revoke_referral(case: Case, ch: c.RevokeReferral, event: Event) -> None:
+    referral = _find_referral(case, ch.referral_id)
+    referral.status, referral.answer_reason = ReferralStatus.REVOKED, ch.reason
+
+
+def _find_referral(case: Case, referral_id: str) -> Referral:
+    return next(r for r in case.referrals if r.id == referral_id)
+
+
+def _record_delivery(case: Case, ch: DeliveryRecorded, event: Event) -> None:
+    if ch.referral_id is None:
+        return
+    referral = _find_referral(case, ch.referral_id)
+    if referral.status is ReferralStatus.PENDING:
+        referral.status = ReferralStatus.SENT if ch.delivered else ReferralStatus.DELIVERY_FAILED
+
+
+def _record_consent(case: Case, ch: c.RecordConsent, event: Event) -> None:
+    case.consent = Consent(share=ch.share, recorded_at=event.at, recorded_by=ch.actor, note=ch.note)
+
+
+def _schedule_follow_up(case: Case, ch: c.ScheduleFollowUp, event: Event) -> None:
+    case.follow_ups.append(
+        FollowUp(
+            id=f"F{event.seq}",
+            due_at=ch.at,
+            kind=FollowUpKind(ch.kind),
+            status=FollowUpStatus.SCHEDULED,
+            provider=ch.provider,
+            invite_client=ch.invite_client,
+            scheduled_at=event.at,
+            summary=ch.note,
+        )
+    )
+
+
+def _record_follow_up_outcome(case: Case, ch: c.RecordFollowUpOutcome, event: Event) -> None:
+    follow_up = next(f for f in case.follow_ups if f.id == ch.follow_up_id)
+    follow_up.status, follow_up.done_at, follow_up.summary = FollowUpStatus(ch.outcome), event.at, ch.notes
+    if ch.outcome is FollowUpStatus.ATTENDED:
+        case.last_contact_at = event.at
+    if ch.rescheduled_to is not None:
+        case.follow_ups.append(
+            follow_up.model_copy(
+                update={
+                    "id": f"F{event.seq}",
+                    "due_at": ch.rescheduled_to,
+                    "status": FollowUpStatus.SCHEDULED,
+                    "scheduled_at": event.at,
+                    "done_at": None,
+                    "summary": ch.notes,
+                }
+            )
+        )
 
 
 def _record_follow_up(case: Case, ch: c.RecordFollowUp, event: Event) -> None:
     now = event.at
     case.last_contact_at = now
-    due = [f for f in case.follow_ups if f.status is FollowUpStatus.DUE]
+    due = [f for f in case.follow_ups if f.status is FollowUpStatus.DUE and f.kind is FollowUpKind.CONTACT]
     for f in due:
         f.status, f.done_at, f.summary = FollowUpStatus.DONE, now, ch.summary
     if not due:
@@ -227,7 +301,12 @@ def _notice(case: Case, ch: NoticeIssued, event: Event) -> None:
     case.notices_sent.append(ch.key)
     # The first notice about a follow-up puts the contact on the case's list of follow-ups.
     if ch.obligation_kind == "follow_up" and not any(f.due_at == ch.due for f in case.follow_ups):
-        case.follow_ups.append(FollowUp(id=f"F{len(case.follow_ups) + 1}", due_at=ch.due))
+        case.follow_ups.append(FollowUp(id=f"F{event.seq}", due_at=ch.due))
+    # A referral whose answer is overdue has expired (a late answer is still taken).
+    if ch.obligation_kind == "referral_answer" and ch.kind == "escalation" and ch.subject:
+        referral = _find_referral(case, ch.subject)
+        if referral.status in (ReferralStatus.PENDING, ReferralStatus.SENT):
+            referral.status = ReferralStatus.EXPIRED
 
 
 def _forget_stale_notices(case: Case, program: Program) -> None:
@@ -252,6 +331,12 @@ _APPLY: dict[type, Callable[[Case, Any, Event], None]] = {
     c.RecordFollowUp: _record_follow_up,
     c.ReviewPlan: _review_plan,
     c.AddNote: _add_note,
+    c.AnswerReferral: _answer_referral,
+    c.RevokeReferral: _revoke_referral,
+    c.RecordConsent: _record_consent,
+    c.ScheduleFollowUp: _schedule_follow_up,
+    c.RecordFollowUpOutcome: _record_follow_up_outcome,
+    DeliveryRecorded: _record_delivery,
     NoticeIssued: _notice,
     Archive: _nothing_more,
     c.Accept: _note_if_given,
@@ -281,4 +366,5 @@ def notice_for(case: Case, due: Due, program: Program) -> NoticeIssued:
         level=due.level,
         notify=due.notify,
         recipient=recipients.get(due.notify, program.lead),
+        subject=due.obligation.subject,
     )

@@ -7,19 +7,23 @@ command type. Who may give which command, and when, is decided in lifecycle.py.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import AwareDatetime, Field, TypeAdapter, model_validator
 
 from domain.models import (
     Actor,
     Assessment,
     Client,
+    FollowUpKind,
+    FollowUpStatus,
     Goal,
     Model,
     Outcome,
     RiskLevel,
+    ServiceType,
+    SharedField,
     Stage,
 )
 
@@ -144,10 +148,70 @@ class Transfer(_Command):
 
 
 class Refer(_Command):
+    """Refer the client to a provider. Sharing client data needs the client's consent,
+    or a supervisor's override with a reason (both recorded)."""
+
     action: Literal["refer"] = "refer"
     provider: str = Field(min_length=1, max_length=100)
-    service: str = Field(min_length=1, max_length=100)
+    service: ServiceType
     reason: Reason
+    share: frozenset[SharedField] = frozenset({SharedField.NAME, SharedField.CONTACT})
+    respond_within: timedelta | None = Field(default=None, gt=timedelta(0))
+    consent_override: str = Field(default="", max_length=2000)
+
+
+class AnswerReferral(_Command):
+    """A provider's answer (through the callback), or staff recording one taken by phone."""
+
+    action: Literal["answer_referral"] = "answer_referral"
+    referral_id: str
+    answer: Literal["accepted", "declined", "completed", "no_show"]
+    reason: Text = ""
+
+    @model_validator(mode="after")
+    def _declines_say_why(self) -> AnswerReferral:
+        if self.answer == "declined" and len(self.reason.strip()) < 3:
+            raise ValueError("a declined referral needs a reason")
+        return self
+
+
+class RevokeReferral(_Command):
+    action: Literal["revoke_referral"] = "revoke_referral"
+    referral_id: str
+    reason: Reason
+
+
+class RecordConsent(_Command):
+    """What the client agrees may be shared with providers; an empty set withdraws consent."""
+
+    action: Literal["record_consent"] = "record_consent"
+    share: frozenset[SharedField]
+    note: Text = ""
+
+
+class ScheduleFollowUp(_Command):
+    action: Literal["schedule_follow_up"] = "schedule_follow_up"
+    kind: Literal[
+        FollowUpKind.CHECK_IN, FollowUpKind.HOME_VISIT, FollowUpKind.PHONE_CALL, FollowUpKind.APPOINTMENT
+    ]
+    at: AwareDatetime
+    provider: str | None = Field(default=None, max_length=100)
+    invite_client: bool = False
+    note: Text = ""
+
+
+class RecordFollowUpOutcome(_Command):
+    action: Literal["record_follow_up_outcome"] = "record_follow_up_outcome"
+    follow_up_id: str
+    outcome: Literal[FollowUpStatus.ATTENDED, FollowUpStatus.MISSED, FollowUpStatus.RESCHEDULED]
+    notes: Text = ""
+    rescheduled_to: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _rescheduling_needs_a_time(self) -> RecordFollowUpOutcome:
+        if (self.outcome is FollowUpStatus.RESCHEDULED) != (self.rescheduled_to is not None):
+            raise ValueError("rescheduled_to is given exactly when the outcome is rescheduled")
+        return self
 
 
 class RecordFollowUp(_Command):
@@ -185,6 +249,11 @@ StaffCommand = Annotated[
     | Reopen
     | Transfer
     | Refer
+    | AnswerReferral
+    | RevokeReferral
+    | RecordConsent
+    | ScheduleFollowUp
+    | RecordFollowUpOutcome
     | RecordFollowUp
     | ReviewPlan
     | AddNote,

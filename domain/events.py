@@ -24,11 +24,24 @@ class NoticeIssued(Model):
     key: str = Field(description="obligation key + rung; issued once per case")
     obligation: str = Field(description="what is due, e.g. 'assessment'")
     obligation_kind: ObligationKind
+    subject: str | None = Field(default=None, description="the referral or follow-up it is about")
     due: datetime
     kind: Literal["reminder", "escalation"]
     level: int = Field(ge=0, description="0 for reminders; ladder rung index for escalations")
     notify: Role
     recipient: str
+
+
+class DeliveryRecorded(Model):
+    """The outcome of delivering an outbox message (after all of Temporal's retries)."""
+
+    action: Literal["record_delivery"] = "record_delivery"
+    actor: Actor
+    key: str = Field(description="the outbox idempotency key")
+    kind: str
+    delivered: bool
+    detail: str = ""
+    referral_id: str | None = None
 
 
 class Archive(Model):
@@ -38,7 +51,9 @@ class Archive(Model):
     actor: Actor
 
 
-Change = Annotated[OpenCase | StaffCommand | NoticeIssued | Archive, Field(discriminator="action")]
+Change = Annotated[
+    OpenCase | StaffCommand | NoticeIssued | DeliveryRecorded | Archive, Field(discriminator="action")
+]
 
 
 class Event(Model):

@@ -19,7 +19,16 @@ from transitions import Machine, MachineError
 
 from domain import commands as c
 from domain.events import Change
-from domain.models import OPEN_STAGES, Case, Role, Stage
+from domain.models import (
+    OPEN_REFERRAL,
+    OPEN_STAGES,
+    Case,
+    FollowUpStatus,
+    Referral,
+    ReferralStatus,
+    Role,
+    Stage,
+)
 from domain.policy import Program, human
 
 # transitions logs every trigger through stdlib logging; inside a workflow that
@@ -30,6 +39,7 @@ S = Stage
 STAFF = frozenset({Role.CASE_MANAGER, Role.SUPERVISOR, Role.PROGRAM_LEAD})
 SUPERVISORS = frozenset({Role.SUPERVISOR, Role.PROGRAM_LEAD})
 SYSTEM_ONLY = frozenset({Role.SYSTEM})
+ANSWERING = STAFF | {Role.PROVIDER}  # providers answer their referrals; staff record answers by phone
 WORKING = (S.ASSESSMENT, S.PLANNING, S.COORDINATION, S.MONITORING, S.EVALUATION)
 HOLDABLE = tuple(s for s in OPEN_STAGES if s is not S.ON_HOLD)
 
@@ -75,11 +85,17 @@ LIFECYCLE: tuple[Rule, ...] = (
     rule("reopen",              S.CLOSED,                  S.ASSESSMENT,    STAFF,       "chosen_destination", "within_reopen_window"),
     rule("reopen",              S.CLOSED,                  S.MONITORING,    STAFF,       "chosen_destination", "within_reopen_window", "has_approved_plan"),
     rule("transfer",            OPEN_STAGES,               None,            SUPERVISORS, "new_manager_differs"),
-    rule("refer",               WORKING,                   None),
+    rule("refer",               WORKING,                   None,            STAFF,       "consent_covers_sharing"),
+    rule("answer_referral",     OPEN_STAGES,               None,            ANSWERING,   "referral_exists", "answer_fits_referral", "provider_is_the_one_referred"),
+    rule("revoke_referral",     OPEN_STAGES,               None,            STAFF,       "referral_exists", "referral_is_open"),
+    rule("record_consent",      OPEN_STAGES,               None),
+    rule("schedule_follow_up",  WORKING,                   None,            STAFF,       "follow_up_in_future"),
+    rule("record_follow_up_outcome", OPEN_STAGES,          None,            STAFF,       "follow_up_is_scheduled"),
     rule("record_follow_up",    (S.COORDINATION, S.MONITORING, S.EVALUATION), None),
     rule("review_plan",         S.MONITORING,              None,            STAFF,       "has_approved_plan"),
     rule("add_note",            tuple(Stage),              None),
     rule("issue_notice",        OPEN_STAGES,               None,            SYSTEM_ONLY),
+    rule("record_delivery",     tuple(Stage),              None,            SYSTEM_ONLY),
     rule("archive",             S.CLOSED,                  None,            SYSTEM_ONLY, "reopen_window_passed"),
 )
 # fmt: on
@@ -186,7 +202,91 @@ def _new_manager_differs(ctx: Context, dest: Stage) -> str | None:
     return None
 
 
+# The referral's own small lifecycle: which answer may follow which status.
+REFERRAL_ANSWERS: dict[str, frozenset[ReferralStatus]] = {
+    "accepted": OPEN_REFERRAL,
+    "declined": OPEN_REFERRAL,
+    "completed": frozenset({ReferralStatus.ACCEPTED}),
+    "no_show": frozenset({ReferralStatus.ACCEPTED}),
+}
+REVOCABLE = OPEN_REFERRAL | {ReferralStatus.ACCEPTED}
+
+
+def _referral(ctx: Context) -> Referral | None:
+    wanted = getattr(ctx.change, "referral_id", None)
+    return next((r for r in ctx.case.referrals if r.id == wanted), None)
+
+
+def _referral_exists(ctx: Context, dest: Stage) -> str | None:
+    if _referral(ctx) is None:
+        return f"case {ctx.case.number} has no referral {getattr(ctx.change, 'referral_id', '?')}"
+    return None
+
+
+def _answer_fits_referral(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.AnswerReferral)
+    referral = _referral(ctx)
+    assert referral is not None
+    if referral.status not in REFERRAL_ANSWERS[ctx.change.answer]:
+        return f"referral {referral.id} is {referral.status.value}: it cannot be {ctx.change.answer} now"
+    return None
+
+
+def _provider_is_the_one_referred(ctx: Context, dest: Stage) -> str | None:
+    referral = _referral(ctx)
+    actor = ctx.change.actor
+    if referral is not None and actor.role is Role.PROVIDER and actor.id != referral.provider:
+        return f"referral {referral.id} was not made to {actor.id}"
+    return None
+
+
+def _referral_is_open(ctx: Context, dest: Stage) -> str | None:
+    referral = _referral(ctx)
+    if referral is not None and referral.status not in REVOCABLE:
+        return f"referral {referral.id} is already {referral.status.value}"
+    return None
+
+
+def _consent_covers_sharing(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.Refer)
+    consented = ctx.case.consent.share if ctx.case.consent else frozenset()
+    missing = ctx.change.share - consented
+    if not missing:
+        return None
+    names = ", ".join(sorted(m.value for m in missing))
+    if not ctx.change.consent_override.strip():
+        return f"the client has not consented to share {names}; record consent, or a supervisor may override with a reason"
+    if ctx.change.actor.role not in SUPERVISORS:
+        return f"only a supervisor may share {names} without the client's consent"
+    return None
+
+
+def _follow_up_in_future(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.ScheduleFollowUp)
+    return None if ctx.change.at > ctx.now else "a follow-up is scheduled for a time still to come"
+
+
+def _follow_up_is_scheduled(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.RecordFollowUpOutcome)
+    wanted = ctx.change.follow_up_id
+    found = next((f for f in ctx.case.follow_ups if f.id == wanted), None)
+    if found is None:
+        return f"case {ctx.case.number} has no follow-up {wanted}"
+    if found.status is not FollowUpStatus.SCHEDULED:
+        return f"follow-up {wanted} is {found.status.value}, not scheduled"
+    if isinstance(ctx.change.rescheduled_to, datetime) and ctx.change.rescheduled_to <= ctx.now:
+        return "a follow-up is rescheduled to a time still to come"
+    return None
+
+
 GUARDS: dict[str, Guard] = {
+    "referral_exists": _referral_exists,
+    "answer_fits_referral": _answer_fits_referral,
+    "provider_is_the_one_referred": _provider_is_the_one_referred,
+    "referral_is_open": _referral_is_open,
+    "consent_covers_sharing": _consent_covers_sharing,
+    "follow_up_in_future": _follow_up_in_future,
+    "follow_up_is_scheduled": _follow_up_is_scheduled,
     "no_plan_awaiting_decision": _no_plan_awaiting_decision,
     "plan_awaiting_decision": _plan_awaiting_decision,
     "approver_has_authority": _approver_has_authority,
@@ -202,7 +302,9 @@ GUARDS: dict[str, Guard] = {
 
 
 # Guards about who may decide (refusals are "forbidden", not "not now").
-AUTHORITY_GUARDS = frozenset({"approver_has_authority", "closer_has_authority"})
+AUTHORITY_GUARDS = frozenset(
+    {"approver_has_authority", "closer_has_authority", "provider_is_the_one_referred"}
+)
 # Guards that only pick among rows of one trigger (which stage to return to).
 ROUTING_GUARDS = frozenset({"returns_to_held_stage", "chosen_destination"})
 

@@ -6,7 +6,7 @@ client use the pydantic data converter) and validate input at the edge.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -130,31 +130,96 @@ class Plan(Model):
     decision_note: str = ""
 
 
+class ServiceType(StrEnum):
+    HOUSING = "housing"
+    MEDICAL = "medical"
+    MENTAL_HEALTH = "mental_health"
+    SUBSTANCE_USE = "substance_use"
+    LEGAL_AID = "legal_aid"
+    INCOME_BENEFITS = "income_benefits"
+    EMPLOYMENT = "employment"
+    CHILDCARE = "childcare"
+    TRANSPORT = "transport"
+    COUNSELING = "counseling"
+
+
+class SharedField(StrEnum):
+    """What of the client's data a referral may carry to a provider."""
+
+    NAME = "name"
+    CONTACT = "contact"  # phone and email
+    BIRTH_DATE = "birth_date"
+    ADDRESS = "address"
+    NEEDS = "needs"  # the assessment's needs and risk
+
+
+class Consent(Model):
+    """The client's recorded consent to share data with providers."""
+
+    share: frozenset[SharedField]
+    recorded_at: datetime
+    recorded_by: Actor
+    note: str = ""
+
+
 class ReferralStatus(StrEnum):
-    PENDING = "pending"
+    PENDING = "pending"  # asked for; the request is being delivered
+    SENT = "sent"  # the provider has the request
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+    REVOKED = "revoked"
+    EXPIRED = "expired"  # no answer within the response time (a late answer is still taken)
+    DELIVERY_FAILED = "delivery_failed"  # the request could not be delivered: the case manager must act
+
+
+OPEN_REFERRAL = frozenset(
+    {ReferralStatus.PENDING, ReferralStatus.SENT, ReferralStatus.EXPIRED, ReferralStatus.DELIVERY_FAILED}
+)
 
 
 class Referral(Model):
     id: str
     provider: str
-    service: str
+    service: ServiceType
     reason: str
     status: ReferralStatus = ReferralStatus.PENDING
     requested_at: datetime
     requested_by: Actor
+    respond_within: timedelta | None = None  # None: the program's response time
+    shared: frozenset[SharedField] = frozenset()
+    consent_override: str = ""  # a supervisor's reason to share without consent
+    answered_at: datetime | None = None
+    answered_by: Actor | None = None
+    answer_reason: str = ""
+
+
+class FollowUpKind(StrEnum):
+    CONTACT = "contact"  # owed by the monitoring cadence
+    CHECK_IN = "check_in"
+    HOME_VISIT = "home_visit"
+    PHONE_CALL = "phone_call"
+    APPOINTMENT = "appointment"  # with a provider
 
 
 class FollowUpStatus(StrEnum):
-    DUE = "due"
-    DONE = "done"
+    DUE = "due"  # a cadence contact that has come due
+    SCHEDULED = "scheduled"
+    DONE = "done"  # a cadence contact made
+    ATTENDED = "attended"
+    MISSED = "missed"
+    RESCHEDULED = "rescheduled"
 
 
 class FollowUp(Model):
-    """A monitoring contact the program's cadence asks for."""
-
     id: str
     due_at: datetime
+    kind: FollowUpKind = FollowUpKind.CONTACT
     status: FollowUpStatus = FollowUpStatus.DUE
+    provider: str | None = None
+    invite_client: bool = False
+    scheduled_at: datetime | None = None
     done_at: datetime | None = None
     summary: str = ""
 
@@ -208,6 +273,7 @@ class Case(Model):
     outcome: Outcome | None = None
     close_reason: str = ""
     reopen_count: int = 0
+    consent: Consent | None = None
     notices_sent: list[str] = Field(
         default_factory=list, description="keys of reminders/escalations already issued"
     )

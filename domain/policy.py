@@ -53,6 +53,12 @@ class Monitoring(_Strict):
     plan_review_every: timedelta = Field(gt=timedelta(0))
 
 
+class Referrals(_Strict):
+    response_time: timedelta = Field(
+        default=timedelta(days=5), gt=timedelta(0), description="a provider answers a referral within this"
+    )
+
+
 class Approvals(_Strict):
     plan_needs_supervisor_at: frozenset[RiskLevel] = frozenset({RiskLevel.HIGH})
     close_with_unmet_goals_needs_supervisor: bool = True
@@ -72,6 +78,9 @@ class Program(_Strict):
     monitoring: Monitoring
     escalation: Escalation
     approvals: Approvals = Approvals()
+    # Defaults matter beyond convenience: running cases carry the program snapshot they
+    # were opened with, and a new required field would fail to load their input on replay.
+    referrals: Referrals = Referrals()
 
     @model_validator(mode="after")
     def _deadline_stages(self) -> Program:

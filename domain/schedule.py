@@ -12,10 +12,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from domain.models import Case, Hold, Model, Role, Stage
+from domain.models import OPEN_REFERRAL, Case, FollowUpStatus, Hold, Model, Role, Stage
 from domain.policy import Program
 
-ObligationKind = Literal["stage_deadline", "follow_up", "plan_review"]
+ObligationKind = Literal[
+    "stage_deadline", "follow_up", "plan_review", "referral_answer", "scheduled_follow_up"
+]
 
 STAGE_WORK = {
     Stage.INTAKE: "intake decision",
@@ -32,6 +34,7 @@ class Obligation(Model):
     what: str
     since: datetime  # when the work became owed
     due: datetime | None  # None while the case is on hold: the clock is paused
+    subject: str | None = None  # the referral or follow-up it is about
 
 
 class Due(Model):
@@ -73,11 +76,17 @@ def obligations(case: Case, program: Program) -> list[Obligation]:
     stage, entered = _working_stage(case)
     found: list[Obligation] = []
 
-    def owe(kind: ObligationKind, what: str, anchor: datetime, allowed: timedelta) -> None:
+    def owe(
+        kind: ObligationKind,
+        what: str,
+        anchor: datetime,
+        allowed: timedelta,
+        subject: str | None = None,
+        holds: list[Hold] = case.holds,
+    ) -> None:
         key = f"{kind}:{what}@{anchor.isoformat()}"
-        found.append(
-            Obligation(key=key, kind=kind, what=what, since=anchor, due=deadline(anchor, allowed, case.holds))
-        )
+        due = deadline(anchor, allowed, holds)
+        found.append(Obligation(key=key, kind=kind, what=what, since=anchor, due=due, subject=subject))
 
     if stage in program.deadlines:
         owe("stage_deadline", STAGE_WORK[stage], entered, program.deadlines[stage])
@@ -86,6 +95,15 @@ def obligations(case: Case, program: Program) -> list[Obligation]:
         owe("follow_up", "follow-up contact", last_contact, program.monitoring.follow_up_every)
         last_review = max(entered, case.plan_reviewed_at or entered)
         owe("plan_review", "plan review", last_review, program.monitoring.plan_review_every)
+    # Providers and appointments keep their own time: a hold on the case does not pause them.
+    for r in case.referrals:
+        if r.status in OPEN_REFERRAL:
+            allowed = r.respond_within or program.referrals.response_time
+            owe("referral_answer", f"answer to referral {r.id}", r.requested_at, allowed, r.id, holds=[])
+    for f in case.follow_ups:
+        if f.status is FollowUpStatus.SCHEDULED and f.scheduled_at is not None:
+            what = f"{f.kind.value.replace('_', ' ')} {f.id}"
+            owe("scheduled_follow_up", what, f.scheduled_at, f.due_at - f.scheduled_at, f.id, holds=[])
     return found
 
 

@@ -9,7 +9,21 @@ from pathlib import Path
 from domain import commands as c
 from domain.case import apply, decide, open_case
 from domain.events import Change, Event
-from domain.models import Actor, Assessment, Case, Client, Goal, Need, NeedDomain, RiskLevel, Role, Stage
+from domain.models import (
+    Actor,
+    Assessment,
+    Case,
+    Client,
+    FollowUpKind,
+    Goal,
+    Need,
+    NeedDomain,
+    RiskLevel,
+    Role,
+    ServiceType,
+    SharedField,
+    Stage,
+)
 from domain.policy import Program, load_programs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +78,10 @@ def goals() -> list[Goal]:
 # The happy path, as (command, who gives it). Reaching stage S = applying the prefix up to S.
 HAPPY_PATH: list[tuple[Stage, Change]] = [
     (Stage.ASSESSMENT, c.Accept(actor=ALICE)),
+    (Stage.ASSESSMENT, c.RecordConsent(actor=ALICE, share=frozenset({SharedField.NAME, SharedField.CONTACT}))),
+    (Stage.ASSESSMENT, c.Refer(actor=ALICE, provider="shelter-north", service=ServiceType.HOUSING,
+                               reason="needs a bed tonight")),
+    (Stage.ASSESSMENT, c.ScheduleFollowUp(actor=ALICE, kind=FollowUpKind.HOME_VISIT, at=T0 + timedelta(days=60))),
     (Stage.PLANNING, c.CompleteAssessment(actor=ALICE, assessment=assessment())),
     (Stage.PLANNING, c.SubmitPlan(actor=ALICE, goals=goals())),
     (Stage.COORDINATION, c.ApprovePlan(actor=SAM)),
@@ -90,17 +108,17 @@ class Story:
         return event
 
     def to(self, stage: Stage) -> Story:
-        """Follow the happy path until the case is in `stage` (on_hold: held from assessment)."""
+        """Follow the happy path to the last step that leaves the case in `stage`
+        (on_hold: held from assessment)."""
         if stage is Stage.ON_HOLD:
             self.to(Stage.ASSESSMENT)
             self.do(c.Suspend(actor=ALICE, reason="client in hospital"))
             return self
-        for reached, change in HAPPY_PATH:
-            if self.case.stage is stage and not (stage is Stage.PLANNING and self.case.plan is None):
+        steps = [reached for reached, _ in HAPPY_PATH]
+        for i, (_, change) in enumerate(HAPPY_PATH):
+            if self.case.stage is stage and stage not in steps[i:]:
                 break
             self.do(change)
-            if reached is stage and self.case.stage is stage and stage is not Stage.PLANNING:
-                break
         assert self.case.stage is stage, f"could not reach {stage}"
         return self
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from domain import commands as c
@@ -10,7 +12,11 @@ from domain.commands import STAFF_ACTIONS
 from domain.events import Change
 from domain.lifecycle import LIFECYCLE, SYSTEM_ONLY
 from domain.models import Stage
-from tests.scenario import ALICE, SAM, assessment, goals, story_in
+from tests.scenario import ALICE, SAM, T0, assessment, goals, story_in
+
+# The story's referral and scheduled follow-up are named after the seq of the event
+# that made them (open 1, accept 2, consent 3, refer 4, schedule 5).
+REFERRAL, FOLLOW_UP = "R4", "F5"
 
 # A well-formed command for each staff action, given by a supervisor so that
 # authority guards hold; the stage alone decides whether it may happen.
@@ -33,6 +39,11 @@ EXAMPLES: dict[str, Change] = {
     "reopen": c.Reopen(actor=SAM, reason="client came back"),
     "transfer": c.Transfer(actor=SAM, to_manager="bob", reason="caseload balance"),
     "refer": c.Refer(actor=SAM, provider="shelter-north", service="housing", reason="needs a bed"),
+    "answer_referral": c.AnswerReferral(actor=SAM, referral_id=REFERRAL, answer="accepted", reason="by phone"),
+    "revoke_referral": c.RevokeReferral(actor=SAM, referral_id=REFERRAL, reason="client found a place"),
+    "record_consent": c.RecordConsent(actor=SAM, share=frozenset({"name"})),
+    "schedule_follow_up": c.ScheduleFollowUp(actor=SAM, kind="phone_call", at=T0 + timedelta(days=90)),
+    "record_follow_up_outcome": c.RecordFollowUpOutcome(actor=SAM, follow_up_id=FOLLOW_UP, outcome="attended"),
     "record_follow_up": c.RecordFollowUp(actor=SAM, summary="phone call, doing well"),
     "review_plan": c.ReviewPlan(actor=SAM, summary="on track"),
     "add_note": c.AddNote(actor=SAM, text="called the landlord"),
@@ -41,6 +52,10 @@ EXAMPLES: dict[str, Change] = {
 # Cells where the stage allows the action but the example case fails a guard, and why.
 GUARDED = {
     ("submit_plan", Stage.PLANNING): "already awaiting approval",
+    # at intake nothing has been referred or scheduled yet
+    ("answer_referral", Stage.INTAKE): f"has no referral {REFERRAL}",
+    ("revoke_referral", Stage.INTAKE): f"has no referral {REFERRAL}",
+    ("record_follow_up_outcome", Stage.INTAKE): f"has no follow-up {FOLLOW_UP}",
 }
 
 

@@ -13,6 +13,13 @@ from tests.scenario import ALICE, T0, Story, assessment, story_in
 DAY = timedelta(days=1)
 
 
+def just_accepted() -> Story:
+    """A case in assessment with nothing else owed: no referrals, no appointments."""
+    story = Story("general")
+    story.do(c.Accept(actor=ALICE))
+    return story
+
+
 def test_deadline_without_holds_is_anchor_plus_allowed() -> None:
     assert deadline(T0, 14 * DAY, []) == T0 + 14 * DAY
 
@@ -36,14 +43,14 @@ def test_an_open_hold_pauses_the_deadline() -> None:
 
 
 def test_each_stage_owes_its_work_within_the_programs_time() -> None:
-    story = story_in(Stage.ASSESSMENT)
+    story = just_accepted()
     [owed] = obligations(story.case, story.program)
     assert owed.what == "assessment"
     assert owed.due == story.case.stage_entered_at + story.program.deadlines[Stage.ASSESSMENT]
 
 
 def test_the_ladder_reminds_then_escalates_in_order() -> None:
-    story = story_in(Stage.ASSESSMENT)
+    story = just_accepted()
     due = story.case.stage_entered_at + 14 * DAY
     seen = []
     now = story.now
@@ -64,14 +71,14 @@ def test_the_ladder_reminds_then_escalates_in_order() -> None:
 
 
 def test_a_reminder_that_comes_too_late_is_skipped_for_the_ladder() -> None:
-    story = story_in(Stage.ASSESSMENT)
+    story = just_accepted()
     due = story.case.stage_entered_at + 14 * DAY
     step = next_due(story.case, story.program, due + timedelta(minutes=5))
     assert step is not None and step.kind == "escalation" and step.at == due
 
 
 def test_finishing_the_stage_stops_its_ladder() -> None:
-    story = story_in(Stage.ASSESSMENT)
+    story = just_accepted()
     late = story.case.stage_entered_at + 15 * DAY
     step = next_due(story.case, story.program, late)
     assert step is not None
@@ -86,7 +93,7 @@ def test_finishing_the_stage_stops_its_ladder() -> None:
 
 
 def test_on_hold_nothing_is_due_and_afterwards_deadlines_move_out() -> None:
-    story = story_in(Stage.ASSESSMENT)
+    story = just_accepted()
     entered = story.case.stage_entered_at
     story.do(c.Suspend(actor=ALICE, reason="client in hospital"), after=5 * DAY)
     assert next_due(story.case, story.program, story.now + 60 * DAY) is None
@@ -101,7 +108,9 @@ def test_monitoring_owes_follow_ups_and_plan_reviews() -> None:
     story = Story("weekly").to(Stage.MONITORING)
     entered = story.case.stage_entered_at
     owed = {o.kind: o.due for o in obligations(story.case, story.program)}
-    assert owed == {"follow_up": entered + 7 * DAY, "plan_review": entered + 60 * DAY}
+    assert owed["follow_up"] == entered + 7 * DAY and owed["plan_review"] == entered + 60 * DAY
+    # the story's referral and home visit are owed too, on their own clocks
+    assert set(owed) == {"follow_up", "plan_review", "referral_answer", "scheduled_follow_up"}
     story.do(c.RecordFollowUp(actor=ALICE, summary="home visit"), after=3 * DAY)
     owed = {o.kind: o.due for o in obligations(story.case, story.program)}
     assert owed["follow_up"] == story.now + 7 * DAY

@@ -1,0 +1,92 @@
+"""Who messages go to: providers (with their channel) and staff (with their email).
+
+The directory is data (directory/*.toml), read by the ops layer to check a referral
+names a real provider for a service it offers, and by the delivery activity to find
+where a message goes. Workflows never read it: a referral carries what it needs.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, ValidationError
+
+from domain.models import ServiceType
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmailChannel(_Strict):
+    kind: Literal["email"] = "email"
+    address: EmailStr
+
+
+class WebhookChannel(_Strict):
+    kind: Literal["webhook"] = "webhook"
+    url: HttpUrl
+    secret_env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$",
+                            description="environment variable holding the shared HMAC secret")
+
+
+Channel = Annotated[EmailChannel | WebhookChannel, Field(discriminator="kind")]
+
+
+class Provider(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str
+    services: frozenset[ServiceType] = Field(min_length=1)
+    channel: Channel
+    response_time: timedelta | None = Field(default=None, gt=timedelta(0))
+
+
+class Person(_Strict):
+    id: str
+    name: str
+    email: EmailStr
+
+
+class Directory(_Strict):
+    providers: dict[str, Provider] = {}
+    staff: dict[str, Person] = {}
+    staff_email_domain: str = "casework.invalid"
+
+    def provider(self, provider_id: str) -> Provider | None:
+        return self.providers.get(provider_id)
+
+    def staff_email(self, person_id: str) -> str:
+        """Staff not listed get <id>@<staff_email_domain>, so no notice is ever undeliverable by design."""
+        person = self.staff.get(person_id)
+        return str(person.email) if person else f"{person_id}@{self.staff_email_domain}"
+
+
+class DirectoryError(ValueError):
+    """A directory file that cannot be used; the message names the file and field."""
+
+
+def load_directory(folder: Path) -> Directory:
+    providers: dict[str, Provider] = {}
+    staff: dict[str, Person] = {}
+    domain = "casework.invalid"
+    for path in (folder / "providers.toml", folder / "staff.toml"):
+        if not path.exists():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            for raw in data.get("provider", []):
+                p = Provider.model_validate(raw)
+                providers[p.id] = p
+            for raw in data.get("person", []):
+                person = Person.model_validate(raw)
+                staff[person.id] = person
+            domain = data.get("email_domain", domain)
+        except tomllib.TOMLDecodeError as exc:
+            raise DirectoryError(f"{path}: not valid TOML: {exc}") from exc
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise DirectoryError(f"{path}: {problems}") from exc
+    return Directory(providers=providers, staff=staff, staff_email_domain=domain)
