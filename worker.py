@@ -16,7 +16,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.channels import SmtpConfig
+from activities.deliveries import Deliverer
 from activities.records import CaseRecorder
+from domain.directory import Directory, load_directory
 from ops.settings import Settings
 from store.db import engine as make_engine
 from store.db import migrate
@@ -37,6 +40,18 @@ PASSTHROUGH: Sequence[str] = (
 )
 
 
+def smtp_config(settings: Settings) -> SmtpConfig:
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        timeout=settings.smtp_timeout,
+        sender=settings.mail_from,
+    )
+
+
 async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
@@ -45,13 +60,22 @@ async def connect(settings: Settings) -> Client:
     )
 
 
-def build_worker(client: Client, engine: AsyncEngine, task_queue: str) -> Worker:
-    recorder = CaseRecorder(engine)
+def build_worker(
+    client: Client,
+    engine: AsyncEngine,
+    task_queue: str,
+    settings: Settings | None = None,
+    directory: Directory | None = None,
+) -> Worker:
+    settings = settings or Settings()
+    directory = directory if directory is not None else load_directory(settings.directory_dir)
+    recorder = CaseRecorder(engine, callback_url=settings.callback_url)
+    deliverer = Deliverer(engine, directory, smtp_config(settings))
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[CaseWorkflow],
-        activities=[recorder.record],
+        activities=[recorder.record, deliverer.deliver],
         workflow_runner=workflow_runner(),
     )
 
@@ -68,7 +92,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     engine = make_engine(settings.database_url)
     await migrate(engine)
     client = await connect(settings)
-    worker = build_worker(client, engine, settings.task_queue)
+    worker = build_worker(client, engine, settings.task_queue, settings)
     log.info("worker started", task_queue=settings.task_queue, temporal=settings.temporal_address)
     try:
         async with worker:

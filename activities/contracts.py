@@ -6,6 +6,22 @@ from domain.events import Event
 from domain.models import Case, Model
 
 
+class MessageRef(Model):
+    key: str
+    kind: str
+    event_seq: int
+
+
+class RecordResult(Model):
+    new_events: int
+    messages: list[MessageRef]
+
+
+class DeliveryOutcome(Model):
+    delivered: bool
+    detail: str = ""
+
+
 class RecordBatch(Model):
     case: Case  # the case as it is now (for the projection)
     case_seq: int  # the seq of the last event applied to `case`; the projection only moves forward

@@ -17,11 +17,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from activities.contracts import RecordBatch
+from activities.contracts import MessageRef, RecordBatch, RecordResult
 from activities.failpoints import failpoint
-from domain import commands as c
-from domain.events import Event, NoticeIssued
-from domain.models import Case, Role
+from activities.messages import messages_for
+from domain.events import Event
+from domain.models import Case
 from store.db import insert_ignoring_duplicates
 from store.tables import case_events, cases, outbox
 
@@ -43,65 +43,18 @@ def event_row(number: str, event: Event, now: datetime) -> dict[str, Any]:
     }
 
 
-def outbox_row(case: Case, event: Event, now: datetime) -> dict[str, Any] | None:
-    """The message an event asks to send, if any. Subjects never carry personal data."""
-    ch = event.change
-    base = {
-        "case_number": case.number,
-        "event_seq": event.seq,
-        "status": "pending",
-        "attempts": 0,
-        "created_at": now,
-    }
-    if isinstance(ch, NoticeIssued):
-        if ch.kind == "reminder":
-            subject = f"Case {case.number}: {ch.obligation} due {ch.due:%Y-%m-%d %H:%M} UTC"
-        else:
-            subject = f"Case {case.number}: {ch.obligation} overdue (escalation level {ch.level})"
-        body = (
-            f"{subject}\n\nThe {ch.obligation} for case {case.number} (program {case.program}) "
-            f"was due {ch.due.isoformat()}.\nYou are notified as {ch.notify.value}.\n"
-        )
-        return base | {
-            "idempotency_key": f"{case.number}:{ch.key}",
-            "kind": ch.kind,
-            "level": ch.level,
-            "recipient": ch.recipient,
-            "recipient_role": ch.notify.value,
-            "subject": subject,
-            "body": body,
-        }
-    if isinstance(ch, c.Refer):
-        referral = f"R{event.seq}"  # as domain.case names it
-        subject = f"Referral request {case.number}/{referral}: {ch.service}"
-        body = (
-            f"Case {case.number} (program {case.program}) asks {ch.provider} for {ch.service}.\n"
-            f"Reason: {ch.reason}\nReferred by {ch.actor.id}.\n"
-        )
-        return base | {
-            "idempotency_key": f"{case.number}:referral:{referral}",
-            "kind": "referral_request",
-            "level": 0,
-            "recipient": ch.provider,
-            "recipient_role": Role.PROVIDER.value,
-            "subject": subject,
-            "body": body,
-        }
-    return None
-
-
 class CaseRecorder:
     """Activities that need the database; constructed once per worker with its engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, engine: AsyncEngine, callback_url: str = "") -> None:
+        self.engine, self.callback_url = engine, callback_url
 
     @activity.defn(name="record_case_events")
-    async def record(self, batch: RecordBatch) -> int:
+    async def record(self, batch: RecordBatch) -> RecordResult:
         now = datetime.now(UTC)
         case = batch.case
         events = [event_row(case.number, e, now) for e in batch.events]
-        messages = [m for e in batch.events if (m := outbox_row(case, e, now)) is not None]
+        messages = [m for e in batch.events for m in messages_for(case, e, now, self.callback_url)]
         async with self.engine.begin() as conn:
             new = await insert_ignoring_duplicates(conn, case_events, events, ["case_number", "seq"])
             await insert_ignoring_duplicates(conn, outbox, messages, ["idempotency_key"])
@@ -114,7 +67,15 @@ class CaseRecorder:
             new=new,
             seqs=f"{batch.events[0].seq}-{batch.events[-1].seq}" if batch.events else "",
         )
-        return new
+        # Every message of the batch, new or already written by an earlier try: the workflow
+        # delivers each (delivery is idempotent by key).
+        return RecordResult(
+            new_events=new,
+            messages=[
+                MessageRef(key=m["idempotency_key"], kind=m["kind"], event_seq=m["event_seq"])
+                for m in messages
+            ],
+        )
 
     @staticmethod
     async def _project(conn: Any, case: Case, seq: int, now: datetime) -> None:

@@ -29,8 +29,9 @@ class EmailChannel(_Strict):
 class WebhookChannel(_Strict):
     kind: Literal["webhook"] = "webhook"
     url: HttpUrl
-    secret_env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$",
-                            description="environment variable holding the shared HMAC secret")
+    secret_env: str = Field(
+        pattern=r"^[A-Z][A-Z0-9_]*$", description="environment variable holding the shared HMAC secret"
+    )
 
 
 Channel = Annotated[EmailChannel | WebhookChannel, Field(discriminator="kind")]

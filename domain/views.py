@@ -7,9 +7,11 @@ from datetime import datetime
 from pydantic import Field
 
 from domain.lifecycle import allowed_actions
-from domain.models import Case, Model, Outcome, RiskLevel, Stage
+from domain.models import OPEN_REFERRAL, Case, Model, Outcome, ReferralStatus, RiskLevel, Stage
 from domain.policy import Program
 from domain.schedule import Due, OverdueItem, next_deadline, next_due, overdue
+
+ACTIVE_REFERRAL = OPEN_REFERRAL | {ReferralStatus.ACCEPTED}
 
 
 class CaseView(Model):
@@ -55,7 +57,7 @@ def details_markdown(view: CaseView) -> str:
     ]
     if c.outcome:
         lines.append(f"- **Outcome:** {c.outcome.value}")
-    open_referrals = [r for r in c.referrals if r.status == "pending"]
+    open_referrals = [r for r in c.referrals if r.status in ACTIVE_REFERRAL]
     lines.append(f"- **Open referrals:** {len(open_referrals)}")
     if open_referrals:
         lines.append("### Open referrals")

@@ -22,7 +22,20 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from domain import commands as c
-from domain.models import Actor, Assessment, Client, Goal, Need, NeedDomain, RiskLevel, Role, Stage
+from domain.directory import DirectoryError, load_directory
+from domain.models import (
+    Actor,
+    Assessment,
+    Client,
+    Goal,
+    Need,
+    NeedDomain,
+    RiskLevel,
+    Role,
+    ServiceType,
+    SharedField,
+    Stage,
+)
 from domain.policy import ProgramError, load_programs
 from ops import render
 from ops.facade import CaseError, CaseOps, ListFilter, new_case_number, utcnow
@@ -68,7 +81,8 @@ def run(work: Callable[[CaseOps], Awaitable[T]]) -> T:
 
         try:
             programs = load_programs(settings.programs_dir)
-        except ProgramError as exc:
+            directory = load_directory(settings.directory_dir)
+        except (ProgramError, DirectoryError) as exc:
             raise Fail(str(exc)) from None
         try:
             client = await asyncio.wait_for(connect(settings), timeout=10)
@@ -76,7 +90,7 @@ def run(work: Callable[[CaseOps], Awaitable[T]]) -> T:
             raise Fail(
                 f"cannot reach Temporal at {settings.temporal_address} ({exc}); is `casework dev` running?"
             ) from None
-        return await work(CaseOps(client, programs, settings.task_queue))
+        return await work(CaseOps(client, programs, settings.task_queue, directory))
 
     try:
         return asyncio.run(go())
@@ -159,6 +173,16 @@ def setup() -> None:
 
     asyncio.run(go())
     out.print(f"search attributes registered on {settings.temporal_address}; record store migrated")
+
+
+@app.command()
+def providers() -> None:
+    """List the providers referrals can go to, with their services and channel."""
+    try:
+        found = load_directory(Settings().directory_dir)
+    except DirectoryError as exc:
+        raise Fail(str(exc)) from None
+    out.print(render.providers_table(list(found.providers.values())))
 
 
 @app.command()
@@ -457,15 +481,143 @@ def transfer(
 @app.command()
 def refer(
     number: CaseArg,
-    provider: Annotated[str, typer.Option()],
-    service: Annotated[str, typer.Option()],
+    provider: Annotated[str, typer.Option(help="provider id, see `casework providers`")],
+    service: Annotated[ServiceType, typer.Option()],
+    reason: Annotated[str, typer.Option()],
+    share: Annotated[list[SharedField] | None, typer.Option(help="client data to share (repeat)")] = None,
+    share_nothing: Annotated[bool, typer.Option("--share-nothing", help="an anonymous referral")] = False,
+    consent_override: Annotated[str, typer.Option(help="supervisors: why sharing without consent")] = "",
+    respond_within: Annotated[str | None, typer.Option(help="ISO-8601 duration, e.g. P2D")] = None,
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Refer the client to a provider; the request is delivered by the provider's channel."""
+    body: dict[str, Any] = {
+        "actor": actor(as_),
+        "provider": provider,
+        "service": service,
+        "reason": reason,
+        "consent_override": consent_override,
+        "respond_within": respond_within,
+    }
+    if share_nothing:
+        body["share"] = []
+    elif share:
+        body["share"] = share
+    try:
+        cmd = c.Refer.model_validate(body)
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+@app.command()
+def consent(
+    number: CaseArg,
+    share: Annotated[
+        list[SharedField] | None, typer.Option(help="what the client agrees to share (repeat)")
+    ] = None,
+    withdraw: Annotated[bool, typer.Option("--withdraw", help="the client withdraws consent")] = False,
+    note: Annotated[str, typer.Option()] = "",
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record the client's consent to share data with providers."""
+    if not share and not withdraw:
+        raise Fail("give --share FIELD (repeat) or --withdraw")
+    try:
+        cmd = c.RecordConsent(actor=actor(as_), share=frozenset(share or []), note=note)
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+@app.command("answer-referral")
+def answer_referral(
+    number: CaseArg,
+    referral: Annotated[str, typer.Option(help="referral id, e.g. R6")],
+    answer: Annotated[str, typer.Option(help="accepted | declined | completed | no_show")],
+    reason: Annotated[str, typer.Option()] = "",
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a provider's answer taken by phone."""
+    try:
+        cmd = c.AnswerReferral.model_validate(
+            {"actor": actor(as_), "referral_id": referral, "answer": answer, "reason": reason}
+        )
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+@app.command("revoke-referral")
+def revoke_referral(
+    number: CaseArg,
+    referral: Annotated[str, typer.Option(help="referral id, e.g. R6")],
     reason: Annotated[str, typer.Option()],
     as_: AsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Refer the client to a provider for a service (queued in the outbox)."""
+    """Revoke a referral that is no longer wanted."""
     try:
-        cmd = c.Refer(actor=actor(as_), provider=provider, service=service, reason=reason)
+        cmd = c.RevokeReferral(actor=actor(as_), referral_id=referral, reason=reason)
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+@app.command("schedule-follow-up")
+def schedule_follow_up(
+    number: CaseArg,
+    kind: Annotated[str, typer.Option(help="check_in | home_visit | phone_call | appointment")],
+    at: Annotated[str, typer.Option(help="when, ISO-8601 with a timezone, e.g. 2026-12-01T10:00:00+00:00")],
+    provider: Annotated[str | None, typer.Option(help="for an appointment with a provider")] = None,
+    invite_client: Annotated[
+        bool, typer.Option("--invite-client", help="email the client an invitation")
+    ] = False,
+    note: Annotated[str, typer.Option()] = "",
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Schedule a follow-up; the case manager (and, if consented, the client) get an invitation."""
+    try:
+        cmd = c.ScheduleFollowUp.model_validate(
+            {
+                "actor": actor(as_),
+                "kind": kind,
+                "at": at,
+                "provider": provider,
+                "invite_client": invite_client,
+                "note": note,
+            }
+        )
+    except ValidationError as exc:
+        raise Fail(validation_message(exc)) from None
+    act(number, cmd, as_json)
+
+
+@app.command("follow-up-outcome")
+def follow_up_outcome(
+    number: CaseArg,
+    follow_up: Annotated[str, typer.Option(help="follow-up id, e.g. F9")],
+    outcome: Annotated[str, typer.Option(help="attended | missed | rescheduled")],
+    notes: Annotated[str, typer.Option()] = "",
+    rescheduled_to: Annotated[str | None, typer.Option(help="the new time, when rescheduled")] = None,
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record how a scheduled follow-up went."""
+    try:
+        cmd = c.RecordFollowUpOutcome.model_validate(
+            {
+                "actor": actor(as_),
+                "follow_up_id": follow_up,
+                "outcome": outcome,
+                "notes": notes,
+                "rescheduled_to": rescheduled_to,
+            }
+        )
     except ValidationError as exc:
         raise Fail(validation_message(exc)) from None
     act(number, cmd, as_json)

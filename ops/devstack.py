@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from ops.logs import configure_logging
+from ops.mailsink import start_mail_sink
 from ops.settings import Settings
 from ops.temporal_setup import register_search_attributes
 from workflows.search import ALL_KEYS
@@ -98,6 +99,9 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     configure_logging(settings.log_level)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen(dev_server_command(settings, settings.var_dir / "temporal.db"))  # noqa: ASYNC220 - a long-lived child, started once
+    sink = None
+    if settings.smtp_host in ("127.0.0.1", "localhost"):
+        sink = start_mail_sink(settings.smtp_host, settings.smtp_port, settings.var_dir / "mail")
     try:
         await wait_for_temporal(settings, server)
         announce(
@@ -105,12 +109,16 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
             f"{settings.temporal_namespace}/workflows"
         )
         announce(f"Temporal:     {settings.temporal_address}  ·  record store: {settings.database_url}")
+        mail = f"filed in {settings.var_dir / 'mail'}" if sink else "sent on (a server already answers there)"
+        announce(f"Mail:         SMTP {settings.smtp_host}:{settings.smtp_port}, {mail}")
         announce(
             "Worker running. Open a case in another terminal: "
             "casework open --as alice:case_manager --given-name Ada --family-name Lovelace"
         )
         await run_until_signalled(lambda stop: run_worker(settings, stop))
     finally:
+        if sink is not None:
+            sink.stop()
         server.terminate()
         try:
             server.wait(timeout=15)

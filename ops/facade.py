@@ -28,7 +28,8 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.commands import OpenCase, StaffCommand
+from domain.commands import OpenCase, Refer, StaffCommand
+from domain.directory import Directory
 from domain.events import Event
 from domain.models import Stage
 from domain.policy import Program
@@ -94,8 +95,15 @@ def new_case_number(now: datetime) -> str:
 
 
 class CaseOps:
-    def __init__(self, client: Client, programs: dict[str, Program], task_queue: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        programs: dict[str, Program],
+        task_queue: str,
+        directory: Directory | None = None,
+    ) -> None:
         self.client, self.programs, self.task_queue = client, programs, task_queue
+        self.directory = directory
 
     def program(self, key: str) -> Program:
         try:
@@ -129,6 +137,8 @@ class CaseOps:
         return await self._view(handle, command.number)
 
     async def act(self, number: str, command: StaffCommand) -> CaseView:
+        if isinstance(command, Refer):
+            command = self.checked_referral(command)
         handle = self._handle(number)
         try:
             return await handle.execute_update(CaseWorkflow.act, command.model_dump(mode="json"))
@@ -150,6 +160,24 @@ class CaseOps:
             return (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
         except RPCError:
             return False
+
+    def checked_referral(self, command: Refer) -> Refer:
+        """A referral names a provider in the directory that offers the service; the
+        provider's own response time applies unless the referral sets one."""
+        if self.directory is None:
+            return command
+        provider = self.directory.provider(command.provider)
+        if provider is None:
+            known = ", ".join(sorted(self.directory.providers)) or "none"
+            raise CaseError("validation", f"unknown provider {command.provider!r} (known: {known})")
+        if command.service not in provider.services:
+            offered = ", ".join(sorted(s.value for s in provider.services))
+            raise CaseError(
+                "validation", f"{provider.id} does not offer {command.service.value} (offers: {offered})"
+            )
+        if command.respond_within is None and provider.response_time is not None:
+            return command.model_copy(update={"respond_within": provider.response_time})
+        return command
 
     async def view(self, number: str) -> CaseView:
         return await self._view(self._handle(number), number)

@@ -9,6 +9,7 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
+from domain.directory import EmailChannel, Provider
 from domain.events import Event, NoticeIssued
 from domain.policy import Program, human
 from domain.views import CaseView
@@ -118,5 +119,22 @@ def programs_table(programs: Sequence[Program]) -> Table:
             *(human(d[s]) for s in ("intake", "assessment", "planning")),  # type: ignore[index]
             human(p.monitoring.follow_up_every),
             human(p.reopen_window),
+        )
+    return table
+
+
+def providers_table(providers: Sequence[Provider]) -> Table:
+    table = Table(title="Providers", expand=False)
+    for col in ("id", "name", "services", "channel", "answers within"):
+        table.add_column(col)
+    for p in providers:
+        ch = p.channel
+        where = f"email {ch.address}" if isinstance(ch, EmailChannel) else f"webhook {ch.url}"
+        table.add_row(
+            p.id,
+            p.name,
+            ", ".join(sorted(s.value for s in p.services)),
+            where,
+            human(p.response_time) if p.response_time else "program default",
         )
     return table

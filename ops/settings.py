@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,6 +19,17 @@ class Settings(BaseSettings):
     task_queue: str = "casework"
     database_url: str = f"sqlite+aiosqlite:///{ROOT / 'var' / 'casework.db'}"
     programs_dir: Path = ROOT / "programs"
+    directory_dir: Path = ROOT / "directory"
+    # Email (SMTP). `casework dev` runs a local mail sink on this port that keeps messages in var/mail.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = 20.0
+    mail_from: str = "casework@casework.example.org"
+    # Public address of the provider callback, put into referral messages.
+    callback_url: str = "http://127.0.0.1:8000/callbacks/referrals"
     var_dir: Path = ROOT / "var"
     ui_port: int = 8233
     log_level: str = "INFO"

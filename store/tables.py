@@ -67,6 +67,26 @@ outbox = Table(
     Column("status", String(20), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSON),  # the structured message (a webhook's body)
+    Column("attachment", Text),  # an iCalendar invitation
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_error", Text),
     UniqueConstraint("idempotency_key", name="uq_outbox_idempotency_key"),
     Index("ix_outbox_status", "status"),
+)
+
+# Every attempt to deliver an outbox message, whatever its outcome.
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(300), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("address", String(500), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("outcome", String(20), nullable=False),  # sending | delivered | retrying | failed
+    Column("detail", Text, nullable=False),
+    Index("ix_delivery_attempts_key", "idempotency_key"),
 )

@@ -8,7 +8,7 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,10 +22,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.commands import OpenCase
+from domain.directory import Directory
 from domain.views import CaseView
 from ops.facade import CaseOps
+from ops.settings import Settings
 from ops.temporal_setup import register_search_attributes
 from store.db import async_url, engine, migrate
+from tests.receivers import MailSink
 from tests.scenario import PROGRAMS
 from worker import build_worker
 from workflows.search import ALL_KEYS, workflow_id
@@ -64,6 +67,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(config.stash[_EXIT])
+
+
+# --- receivers of deliveries ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mail_sink() -> Iterator[MailSink]:
+    """Every worker in the suite sends email here (CASEWORK_SMTP_* point at it)."""
+    sink = MailSink().start()
+    os.environ["CASEWORK_SMTP_HOST"], os.environ["CASEWORK_SMTP_PORT"] = "127.0.0.1", str(sink.port)
+    yield sink
+    sink.stop()
 
 
 # --- record stores -----------------------------------------------------------------
@@ -150,7 +165,9 @@ class TrackingOps(CaseOps):
 
 
 @asynccontextmanager
-async def case_worker(env: WorkflowEnvironment, store: AsyncEngine) -> AsyncIterator[CaseOps]:
+async def case_worker(
+    env: WorkflowEnvironment, store: AsyncEngine, directory: Directory | None = None
+) -> AsyncIterator[CaseOps]:
     """A worker on a task queue of its own, and the ops facade that sends cases to it.
 
     Cases a test leaves running are terminated afterwards, once their events are
@@ -160,7 +177,7 @@ async def case_worker(env: WorkflowEnvironment, store: AsyncEngine) -> AsyncIter
     task_queue = f"cases-{uuid.uuid4().hex[:8]}"
     ops = TrackingOps(env.client, PROGRAMS, task_queue)
     ops.opened = []
-    async with build_worker(env.client, store, task_queue):
+    async with build_worker(env.client, store, task_queue, Settings(), directory):
         try:
             yield ops
         finally:

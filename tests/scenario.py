@@ -78,10 +78,20 @@ def goals() -> list[Goal]:
 # The happy path, as (command, who gives it). Reaching stage S = applying the prefix up to S.
 HAPPY_PATH: list[tuple[Stage, Change]] = [
     (Stage.ASSESSMENT, c.Accept(actor=ALICE)),
-    (Stage.ASSESSMENT, c.RecordConsent(actor=ALICE, share=frozenset({SharedField.NAME, SharedField.CONTACT}))),
-    (Stage.ASSESSMENT, c.Refer(actor=ALICE, provider="shelter-north", service=ServiceType.HOUSING,
-                               reason="needs a bed tonight")),
-    (Stage.ASSESSMENT, c.ScheduleFollowUp(actor=ALICE, kind=FollowUpKind.HOME_VISIT, at=T0 + timedelta(days=60))),
+    (
+        Stage.ASSESSMENT,
+        c.RecordConsent(actor=ALICE, share=frozenset({SharedField.NAME, SharedField.CONTACT})),
+    ),
+    (
+        Stage.ASSESSMENT,
+        c.Refer(
+            actor=ALICE, provider="shelter-north", service=ServiceType.HOUSING, reason="needs a bed tonight"
+        ),
+    ),
+    (
+        Stage.ASSESSMENT,
+        c.ScheduleFollowUp(actor=ALICE, kind=FollowUpKind.HOME_VISIT, at=T0 + timedelta(days=60)),
+    ),
     (Stage.PLANNING, c.CompleteAssessment(actor=ALICE, assessment=assessment())),
     (Stage.PLANNING, c.SubmitPlan(actor=ALICE, goals=goals())),
     (Stage.COORDINATION, c.ApprovePlan(actor=SAM)),

@@ -10,21 +10,22 @@ next deadline from `schedule.next_due` or the next command.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import Field, ValidationError
 
-    from activities.contracts import RecordBatch
+    from activities.contracts import DeliveryOutcome, MessageRef, RecordBatch, RecordResult
     from domain.case import Rejected, apply, decide, notice_for, open_case
     from domain.commands import STAFF_COMMAND, OpenCase, StaffCommand
-    from domain.events import Archive, Change, Event
+    from domain.events import Archive, Change, DeliveryRecorded, Event
     from domain.models import SYSTEM, Case, Model, Outcome
     from domain.policy import Program
     from domain.schedule import Due, next_due
@@ -35,6 +36,16 @@ with workflow.unsafe.imports_passed_through():
 RECORD_TIMEOUT = timedelta(seconds=10)
 # Recording must never be lost: retry for as long as it takes, but back off.
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+# Deliveries retry transient failures with backoff for up to three days; permanent ones
+# (a bad address, a 4xx) are not retried and reach the case manager as a failed delivery.
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=["PermanentDeliveryError"],
+)
+DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=60)
+DELIVERY_GIVE_UP_AFTER = timedelta(days=3)
 
 
 class CaseInput(Model):
@@ -45,6 +56,7 @@ class CaseInput(Model):
     case: Case | None = None
     events: list[Event] = Field(default_factory=list)
     unrecorded: int = 0  # how many of the last events are not yet recorded in SQL
+    undelivered: list[MessageRef] = Field(default_factory=list)  # messages still being delivered
 
 
 def parse_command(raw: dict[str, Any]) -> StaffCommand:
@@ -87,12 +99,16 @@ class CaseWorkflow:
             self.case, first = open_case(start.opening, self.program, workflow.now())
             self.events, self.unrecorded = [first], 1
         self.woken = False
+        self.undelivered: dict[str, MessageRef] = {m.key: m for m in start.undelivered}
+        self.deliveries: set[asyncio.Task[None]] = set()
 
     # --- the durable loop -------------------------------------------------
 
     @workflow.run
     async def run(self, start: CaseInput) -> CaseResult:
         self._publish()
+        for message in self.undelivered.values():  # carried over a continue-as-new
+            self._start_delivery(message)
         while True:
             await self._record()
             due = next_due(self.case, self.program, workflow.now())
@@ -101,7 +117,7 @@ class CaseWorkflow:
                     return await self._archive()
                 self._issue(due)
                 continue
-            if workflow.info().is_continue_as_new_suggested():
+            if workflow.info().is_continue_as_new_suggested() and not self.undelivered:
                 await self._continue_as_new()
             await self._sleep_until(due)
 
@@ -118,6 +134,7 @@ class CaseWorkflow:
         self._change(notice)
 
     async def _archive(self) -> CaseResult:
+        await workflow.wait_condition(lambda: not self.undelivered)
         self._change(Archive(actor=SYSTEM))
         await self._record()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -127,21 +144,67 @@ class CaseWorkflow:
         """Write unrecorded events (and their outbox messages) to SQL. Idempotent by seq."""
         while self.unrecorded:
             batch = self.events[-self.unrecorded :]
-            await workflow.execute_activity(
+            result = await workflow.execute_activity(
                 "record_case_events",
                 RecordBatch(case=self.case, case_seq=len(self.events), events=batch),
+                result_type=RecordResult,
                 start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=RECORD_RETRY,
                 summary=f"record events {batch[0].seq}–{batch[-1].seq}",
             )
             # handlers may have added events meanwhile; only these are now recorded
             self.unrecorded -= len(batch)
+            for message in result.messages:
+                if message.key not in self.undelivered:
+                    self.undelivered[message.key] = message
+                    self._start_delivery(message)
+
+    def _start_delivery(self, message: MessageRef) -> None:
+        # Deliveries run beside the loop: a provider down for hours must not hold up deadlines.
+        # (asyncio tasks are deterministic in a workflow; keep a reference so none is collected)
+        task = asyncio.create_task(self._deliver(message), name=f"deliver {message.key}")
+        self.deliveries.add(task)
+        task.add_done_callback(self.deliveries.discard)
+
+    async def _deliver(self, message: MessageRef) -> None:
+        try:
+            outcome = await workflow.execute_activity(
+                "deliver_message",
+                message.key,
+                result_type=DeliveryOutcome,
+                start_to_close_timeout=DELIVERY_ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=DELIVERY_GIVE_UP_AFTER,
+                retry_policy=DELIVERY_RETRY,
+                summary=f"deliver {message.kind} {message.key}"[:200],
+            )
+        except ActivityError as failed:
+            cause = failed.cause
+            detail = cause.message if isinstance(cause, ApplicationError) else f"gave up: {cause or failed}"
+            outcome = DeliveryOutcome(delivered=False, detail=detail)
+        referral = f"R{message.event_seq}" if message.kind == "referral_request" else None
+        self._change(
+            DeliveryRecorded(
+                actor=SYSTEM,
+                key=message.key,
+                kind=message.kind,
+                delivered=outcome.delivered,
+                detail=outcome.detail,
+                referral_id=referral,
+            )
+        )
+        del self.undelivered[message.key]
 
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._record()
         workflow.continue_as_new(
-            CaseInput(program=self.program, case=self.case, events=self.events, unrecorded=self.unrecorded)
+            CaseInput(
+                program=self.program,
+                case=self.case,
+                events=self.events,
+                unrecorded=self.unrecorded,
+                undelivered=list(self.undelivered.values()),
+            )
         )
 
     # --- staff actions ----------------------------------------------------

@@ -39,11 +39,15 @@ EXAMPLES: dict[str, Change] = {
     "reopen": c.Reopen(actor=SAM, reason="client came back"),
     "transfer": c.Transfer(actor=SAM, to_manager="bob", reason="caseload balance"),
     "refer": c.Refer(actor=SAM, provider="shelter-north", service="housing", reason="needs a bed"),
-    "answer_referral": c.AnswerReferral(actor=SAM, referral_id=REFERRAL, answer="accepted", reason="by phone"),
+    "answer_referral": c.AnswerReferral(
+        actor=SAM, referral_id=REFERRAL, answer="accepted", reason="by phone"
+    ),
     "revoke_referral": c.RevokeReferral(actor=SAM, referral_id=REFERRAL, reason="client found a place"),
     "record_consent": c.RecordConsent(actor=SAM, share=frozenset({"name"})),
     "schedule_follow_up": c.ScheduleFollowUp(actor=SAM, kind="phone_call", at=T0 + timedelta(days=90)),
-    "record_follow_up_outcome": c.RecordFollowUpOutcome(actor=SAM, follow_up_id=FOLLOW_UP, outcome="attended"),
+    "record_follow_up_outcome": c.RecordFollowUpOutcome(
+        actor=SAM, follow_up_id=FOLLOW_UP, outcome="attended"
+    ),
     "record_follow_up": c.RecordFollowUp(actor=SAM, summary="phone call, doing well"),
     "review_plan": c.ReviewPlan(actor=SAM, summary="on track"),
     "add_note": c.AddNote(actor=SAM, text="called the landlord"),

@@ -11,7 +11,7 @@ from domain.case import Rejected, notice_for
 from domain.events import DeliveryRecorded
 from domain.models import SYSTEM, Actor, FollowUpStatus, ReferralStatus, Role, SharedField, Stage
 from domain.schedule import next_due, overdue
-from tests.scenario import ALICE, SAM, Story
+from tests.scenario import ALICE, SAM, Story, assessment
 
 DAY = timedelta(days=1)
 SHELTER = Actor(id="shelter-north", role=Role.PROVIDER)
@@ -25,8 +25,17 @@ def in_assessment() -> Story:
 
 
 def refer(story: Story, actor: Actor = ALICE, **extra: object) -> str:
-    story.do(c.Refer.model_validate({"actor": actor, "provider": "shelter-north", "service": "housing",
-                                     "reason": "needs a bed tonight", **extra}))
+    story.do(
+        c.Refer.model_validate(
+            {
+                "actor": actor,
+                "provider": "shelter-north",
+                "service": "housing",
+                "reason": "needs a bed tonight",
+                **extra,
+            }
+        )
+    )
     return story.case.referrals[-1].id
 
 
@@ -46,8 +55,11 @@ def test_sharing_client_data_needs_recorded_consent() -> None:
     story = in_assessment()
     with pytest.raises(Rejected, match="has not consented to share contact, name"):
         refer(story)
-    story.do(c.RecordConsent(actor=ALICE, share=frozenset({SharedField.NAME, SharedField.CONTACT}),
-                             note="signed release form"))
+    story.do(
+        c.RecordConsent(
+            actor=ALICE, share=frozenset({SharedField.NAME, SharedField.CONTACT}), note="signed release form"
+        )
+    )
     referral = refer(story)
     assert story.case.referrals[-1].shared == {SharedField.NAME, SharedField.CONTACT}
     assert referral == f"R{story.events[-1].seq}"
@@ -71,7 +83,9 @@ def test_only_a_supervisor_overrides_consent_and_says_why() -> None:
 def test_a_provider_accepts_then_completes() -> None:
     story = in_assessment()
     referral = refer(story, share=[])
-    story.do(DeliveryRecorded(actor=SYSTEM, key="k", kind="referral_request", delivered=True, referral_id=referral))
+    story.do(
+        DeliveryRecorded(actor=SYSTEM, key="k", kind="referral_request", delivered=True, referral_id=referral)
+    )
     assert story.case.referrals[-1].status is ReferralStatus.SENT
     story.do(c.AnswerReferral(actor=SHELTER, referral_id=referral, answer="accepted"))
     with pytest.raises(Rejected, match=f"referral {referral} is accepted: it cannot be accepted now"):
@@ -96,14 +110,16 @@ def test_a_decline_needs_a_reason_and_staff_can_record_one_taken_by_phone() -> N
         c.AnswerReferral(actor=SHELTER, referral_id="R1", answer="declined")
     story = in_assessment()
     referral = refer(story, share=[])
-    story.do(c.AnswerReferral(actor=ALICE, referral_id=referral, answer="declined", reason="no beds (phone call)"))
+    story.do(
+        c.AnswerReferral(actor=ALICE, referral_id=referral, answer="declined", reason="no beds (phone call)")
+    )
     assert story.case.referrals[-1].status is ReferralStatus.DECLINED
 
 
 def test_an_unanswered_referral_expires_and_climbs_the_ladder() -> None:
     story = in_assessment()
     referral = refer(story, share=[], respond_within=timedelta(days=4))
-    story.do(c.CompleteAssessment(actor=ALICE, assessment=story.case.assessment or _assessment()))
+    story.do(c.CompleteAssessment(actor=ALICE, assessment=assessment()))
     issued = [i for i in fire_due(story, 12 * DAY) if f"referral {referral}" in i]
     assert issued == [
         f"reminder:0:alice:answer to referral {referral}",
@@ -120,8 +136,16 @@ def test_an_unanswered_referral_expires_and_climbs_the_ladder() -> None:
 def test_a_failed_delivery_leaves_the_referral_for_the_case_manager() -> None:
     story = in_assessment()
     referral = refer(story, share=[])
-    story.do(DeliveryRecorded(actor=SYSTEM, key="k", kind="referral_request", delivered=False,
-                              detail="550 no such mailbox", referral_id=referral))
+    story.do(
+        DeliveryRecorded(
+            actor=SYSTEM,
+            key="k",
+            kind="referral_request",
+            delivered=False,
+            detail="550 no such mailbox",
+            referral_id=referral,
+        )
+    )
     assert story.case.referrals[-1].status is ReferralStatus.DELIVERY_FAILED
     story.do(c.RevokeReferral(actor=ALICE, referral_id=referral, reason="wrong address; re-referring"))
     with pytest.raises(Rejected, match="already revoked"):
@@ -141,21 +165,36 @@ def test_a_scheduled_follow_up_reminds_before_and_escalates_after() -> None:
         f"escalation:1:sam:home visit {follow_up.id}",
         f"escalation:2:lead-weekly:home visit {follow_up.id}",
     ]
-    story.do(c.RecordFollowUpOutcome(actor=ALICE, follow_up_id=follow_up.id, outcome="attended",
-                                     notes="visit happened, late entry"))
+    story.do(
+        c.RecordFollowUpOutcome(
+            actor=ALICE, follow_up_id=follow_up.id, outcome="attended", notes="visit happened, late entry"
+        )
+    )
     assert story.case.last_contact_at == story.now
     assert not [o for o in overdue(story.case, story.program, story.now) if follow_up.id in o.what]
 
 
 def test_rescheduling_makes_a_new_appointment() -> None:
     story = Story("weekly").to(Stage.COORDINATION)
-    story.do(c.ScheduleFollowUp(actor=ALICE, kind="appointment", at=story.now + 3 * DAY, provider="clinic-east"))
+    story.do(
+        c.ScheduleFollowUp(actor=ALICE, kind="appointment", at=story.now + 3 * DAY, provider="clinic-east")
+    )
     first = story.case.follow_ups[-1].id
     with pytest.raises(Rejected, match="to a time still to come"):
-        story.do(c.RecordFollowUpOutcome(actor=ALICE, follow_up_id=first, outcome="rescheduled",
-                                         rescheduled_to=story.now - DAY))
-    story.do(c.RecordFollowUpOutcome(actor=ALICE, follow_up_id=first, outcome="rescheduled",
-                                     rescheduled_to=story.now + 8 * DAY, notes="clinic closed"))
+        story.do(
+            c.RecordFollowUpOutcome(
+                actor=ALICE, follow_up_id=first, outcome="rescheduled", rescheduled_to=story.now - DAY
+            )
+        )
+    story.do(
+        c.RecordFollowUpOutcome(
+            actor=ALICE,
+            follow_up_id=first,
+            outcome="rescheduled",
+            rescheduled_to=story.now + 8 * DAY,
+            notes="clinic closed",
+        )
+    )
     old, new = story.case.follow_ups[-2:]
     assert old.status is FollowUpStatus.RESCHEDULED
     assert new.status is FollowUpStatus.SCHEDULED and new.provider == "clinic-east" and new.id != first
@@ -167,9 +206,3 @@ def test_a_follow_up_is_scheduled_in_the_future() -> None:
     story = Story("weekly").to(Stage.COORDINATION)
     with pytest.raises(Rejected, match="time still to come"):
         story.do(c.ScheduleFollowUp(actor=ALICE, kind="phone_call", at=story.now - DAY))
-
-
-def _assessment():  # type: ignore[no-untyped-def]
-    from tests.scenario import assessment
-
-    return assessment()

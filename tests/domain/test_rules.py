@@ -144,7 +144,9 @@ def test_assessment_sets_the_case_risk() -> None:
 
 def test_referrals_get_ids_from_their_event() -> None:
     story = story_in(Stage.COORDINATION)
-    event = story.do(c.Refer(actor=ALICE, provider="legal-aid", service="legal_aid", reason="custody hearing"))
+    event = story.do(
+        c.Refer(actor=ALICE, provider="legal-aid", service="legal_aid", reason="custody hearing")
+    )
     assert story.case.referrals[-1].id == f"R{event.seq}"
     assert len({r.id for r in story.case.referrals}) == len(story.case.referrals)
 

@@ -20,6 +20,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         var_dir=str(home / "var"),
         database_url=f"sqlite:///{home / 'var' / 'casework.db'}",
         temporal_address=f"127.0.0.1:{port}",
+        smtp_port=str(free_port()),  # the stack's own mail sink, filing into var/mail
     )
     with background(
         ["dev", "--port", str(port), "--ui-port", str(ui_port)],
@@ -27,6 +28,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         ready="Worker running",
         log=home / "dev.log",
     ) as dev:
-        yield env | {"UI": f"http://127.0.0.1:{ui_port}", "LOG": str(home / "dev.log")}
+        yield env | {
+            "UI": f"http://127.0.0.1:{ui_port}",
+            "LOG": str(home / "dev.log"),
+            "MAIL": str(home / "var" / "mail"),
+        }
         dev.send_signal(signal.SIGTERM)
         assert dev.wait(timeout=30) == 0, Path(home / "dev.log").read_text()[-3000:]

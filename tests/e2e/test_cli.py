@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from tests.processes import casework, environment, free_port
@@ -74,13 +75,36 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
     )
     assert "high-risk plan needs a supervisor" in refused("approve-plan", number, env=alice)
     ok("approve-plan", number, "--note", "safety first", env=sam)
+    assert "has not consented" in refused(
+        "refer",
+        number,
+        "--provider",
+        "legal-aid-east",
+        "--service",
+        "legal_aid",
+        "--reason",
+        "protection order hearing",
+        env=alice,
+    )
+    ok("consent", number, "--share", "name", "--share", "contact", "--note", "signed form", env=alice)
+    assert "does not offer housing" in refused(
+        "refer",
+        number,
+        "--provider",
+        "legal-aid-east",
+        "--service",
+        "housing",
+        "--reason",
+        "protection order hearing",
+        env=alice,
+    )
     ok(
         "refer",
         number,
         "--provider",
         "legal-aid-east",
         "--service",
-        "legal aid",
+        "legal_aid",
         "--reason",
         "protection order hearing",
         env=alice,
@@ -104,6 +128,24 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
 
     listed = ok("list", "--stage", "monitoring", env=alice)
     assert number in listed  # the dev server's visibility is immediate for one case
+
+    # the referral reached the provider's inbox (the dev stack's mail sink), without the name in the subject
+    request = wait_for_mail(Path(stack["MAIL"]), f"Referral request {number}/")
+    assert "To: referrals@legal-aid-east.example.org" in request
+    subject = next(line for line in request.splitlines() if line.startswith("Subject:"))
+    assert "Amina" not in subject and "Haddad" not in subject
+    assert "name: Amina Haddad" in request and "1990-02-14" not in request  # birth date was not consented
+
+
+def wait_for_mail(folder: Path, text: str, within: float = 20) -> str:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
+            content = path.read_text(errors="replace")
+            if text in content:
+                return content
+        time.sleep(0.2)
+    raise AssertionError(f"no mail containing {text!r} in {folder}")
 
 
 def test_errors_are_one_clear_line(stack: dict[str, str]) -> None:

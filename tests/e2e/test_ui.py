@@ -64,15 +64,18 @@ def open_case_in_monitoring(env: dict[str, str]) -> str:
     ok("assess", number, "--need", "income:2", "--risk", "low", env=alice)
     ok("submit-plan", number, "--goal", "g1|Benefits in payment|award letter|2027-02-01", env=alice)
     ok("approve-plan", number, env=alice)
+    ok("consent", number, "--share", "name", env=alice)
     ok(
         "refer",
         number,
         "--provider",
         "welfare-rights",
         "--service",
-        "income",
+        "income_benefits",
         "--reason",
         "benefit appeal",
+        "--share",
+        "name",
         env=alice,
     )
     ok("start-monitoring", number, env=alice)
@@ -115,5 +118,5 @@ def test_a_case_page_shows_its_current_details(stack: dict[str, str], browser: B
     assert "Stage: monitoring" in text and "Manager: alice · supervisor sam" in text
     assert "Next due: 20" in text
     assert f"Case {number} · General case management" in text  # the summary
-    assert "income → welfare-rights (pending)" in text
+    assert "income_benefits → welfare-rights" in text
     assert "Ines" not in text

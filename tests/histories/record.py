@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from ops.facade import CaseError
 from ops.temporal_setup import register_search_attributes
 from store.db import engine, migrate
 from tests.conftest import case_worker, sdk_binary
+from tests.receivers import MailSink
 from tests.scenario import ALICE, SAM, assessment, goals, opening
 from workflows.search import workflow_id
 
@@ -40,6 +42,8 @@ async def save(env: WorkflowEnvironment, number: str, name: str) -> None:
 
 
 async def main() -> None:
+    sink = MailSink().start()  # deliveries need somewhere to go
+    os.environ["CASEWORK_SMTP_HOST"], os.environ["CASEWORK_SMTP_PORT"] = "127.0.0.1", str(sink.port)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=sdk_binary("temporal-test-server"), data_converter=pydantic_data_converter
     )
@@ -54,6 +58,7 @@ async def main() -> None:
                 c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.HIGH)),
                 c.SubmitPlan(actor=ALICE, goals=goals()),
                 c.ApprovePlan(actor=SAM),
+                c.RecordConsent(actor=ALICE, share=frozenset({"name", "contact"})),
                 c.Refer(actor=ALICE, provider="shelter-north", service="housing", reason="needs a bed"),
                 c.StartMonitoring(actor=ALICE),
                 c.RecordFollowUp(actor=ALICE, summary="moved in"),
@@ -77,6 +82,10 @@ async def main() -> None:
                 await ops.act(
                     escalated, c.Transfer(actor=ALICE, to_manager="bob", reason="refused: not a supervisor")
                 )
+            await ops.act(
+                escalated,
+                c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=await env.get_current_time() + 3 * DAY),
+            )
             await env.sleep(20 * DAY)
             await ops.act(escalated, c.RecordFollowUp(actor=ALICE, summary="reached her at last"))
             await save(env, escalated, "escalated_in_monitoring")
@@ -91,6 +100,7 @@ async def main() -> None:
             await save(env, held, "resumed_after_hold")
         await store.dispose()
     await env.shutdown()
+    sink.stop()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ def batch(story: Story, start: int, end: int) -> RecordBatch:
 
 async def test_recording_the_same_batch_twice_writes_it_once(record_store: AsyncEngine) -> None:
     story = Story("general").to(Stage.COORDINATION)
-    story.do(c.Refer(actor=ALICE, provider="food-bank", service="income", reason="no food this week"))
+    story.do(
+        c.Refer(actor=ALICE, provider="food-bank", service="income_benefits", reason="no food this week")
+    )
     due = next_due(story.case, story.program, story.now)
     assert due is not None
     story.now = due.at
@@ -33,15 +35,23 @@ async def test_recording_the_same_batch_twice_writes_it_once(record_store: Async
     recorder = CaseRecorder(record_store)
     whole = batch(story, 1, len(story.events))
 
-    assert await recorder.record(whole) == len(story.events)
-    assert await recorder.record(whole) == 0  # a retried activity: nothing new
+    first = await recorder.record(whole)
+    again = await recorder.record(whole)  # a retried activity: nothing new, the same messages to deliver
+    assert (first.new_events, again.new_events) == (len(story.events), 0)
+    assert first.messages == again.messages
 
     rows = await recorded_events(record_store, story.case.number)
     assert [r["seq"] for r in rows] == list(range(1, len(story.events) + 1))
     assert rows[0]["change"]["client"]["family_name"] == "Okafor"  # the record keeps the full change
     async with record_store.connect() as conn:
         messages = (await conn.execute(select(outbox).where(outbox.c.case_number == story.case.number))).all()
-    assert sorted(m.kind for m in messages) == ["referral_request", "reminder"]
+    # two referral requests (the story's and this one), the home-visit invitation, the reminder
+    assert sorted(m.kind for m in messages) == [
+        "invitation",
+        "referral_request",
+        "referral_request",
+        "reminder",
+    ]
 
 
 async def test_an_older_batch_never_rolls_the_case_back(record_store: AsyncEngine) -> None:

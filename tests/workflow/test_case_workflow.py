@@ -46,6 +46,7 @@ async def test_a_case_goes_from_intake_to_closed_then_is_archived(
             c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.HIGH)),
             c.SubmitPlan(actor=ALICE, goals=goals()),
             c.ApprovePlan(actor=SAM, note="good plan"),
+            c.RecordConsent(actor=ALICE, share=frozenset({"name", "contact"})),
             c.Refer(actor=ALICE, provider="shelter-north", service="housing", reason="needs a bed tonight"),
             c.StartMonitoring(actor=ALICE),
             c.RecordFollowUp(actor=ALICE, summary="moved into transitional housing"),
@@ -64,11 +65,13 @@ async def test_a_case_goes_from_intake_to_closed_then_is_archived(
         rows = await recorded_events(record_store, number)
         assert [r["seq"] for r in rows] == list(range(1, result.events + 1))
         assert rows[0]["action"] == "open" and rows[-1]["action"] == "archive"
+        assert "record_delivery" in [r["action"] for r in rows]  # the referral request was delivered
         assert [r["action"] for r in rows if r["actor_role"] != "system"][1:] == [
             "accept",
             "complete_assessment",
             "submit_plan",
             "approve_plan",
+            "record_consent",
             "refer",
             "start_monitoring",
             "record_follow_up",

@@ -1,0 +1,117 @@
+"""Delivery channels: email over SMTP and signed JSON webhooks over HTTP.
+
+Each channel sorts failures into two kinds, because that decides retrying:
+transient (timeouts, refused connections, SMTP 4xx, HTTP 408/429/5xx) are raised as
+TransientDelivery and Temporal retries with backoff; permanent (SMTP 5xx, a bad
+address, other HTTP 4xx, missing configuration) are raised as PermanentDelivery and
+nobody retries: the case manager is told instead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import aiosmtplib
+import httpx
+
+from activities.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+
+
+class TransientDelivery(Exception):
+    """Worth trying again later."""
+
+
+class PermanentDelivery(Exception):
+    """Will not work however often it is tried."""
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    security: str  # none | starttls | tls
+    username: str | None
+    password: str | None
+    timeout: float
+    sender: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: str
+    mime: str  # e.g. "text/calendar"
+
+
+def email_message(
+    sender: str, to: str, subject: str, body: str, key: str, attachment: Attachment | None = None
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    # A stable Message-ID from the idempotency key lets mail systems drop a duplicate.
+    msg["Message-ID"] = make_msgid(idstring=key.replace(":", ".").replace("#", "."), domain="casework")
+    msg["X-Casework-Delivery"] = key
+    msg.set_content(body)
+    if attachment is not None:
+        maintype, _, subtype = attachment.mime.partition("/")
+        msg.add_attachment(
+            attachment.content.encode(),
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment.filename,
+            params={"method": "REQUEST"},
+        )
+    return msg
+
+
+async def send_email(config: SmtpConfig, msg: EmailMessage) -> str:
+    try:
+        errors, response = await aiosmtplib.send(
+            msg,
+            hostname=config.host,
+            port=config.port,
+            username=config.username,
+            password=config.password,
+            use_tls=config.security == "tls",
+            start_tls=config.security == "starttls",
+            timeout=config.timeout,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        raise PermanentDelivery(f"recipient refused: {exc.recipients[0].message}") from exc
+    except aiosmtplib.SMTPResponseException as exc:
+        kind = PermanentDelivery if exc.code >= 500 else TransientDelivery
+        raise kind(f"SMTP {exc.code}: {exc.message}") from exc
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise TransientDelivery(f"SMTP server {config.host}:{config.port} unavailable: {exc}") from exc
+    if errors:
+        raise PermanentDelivery(f"recipients refused: {errors}")
+    return response
+
+
+async def post_webhook(
+    url: str, secret: str, payload: dict[str, object], key: str, wait_s: float = 15.0
+) -> str:
+    body = json.dumps(payload, sort_keys=True, default=str).encode()
+    stamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        DELIVERY_HEADER: key,
+        TIMESTAMP_HEADER: stamp,
+        SIGNATURE_HEADER: signature(secret, stamp, body),
+    }
+    try:
+        async with httpx.AsyncClient(timeout=wait_s) as client:
+            response = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise TransientDelivery(f"{url} unreachable: {exc!r}") from exc
+    code = response.status_code
+    if 200 <= code < 300:
+        return f"HTTP {code}"
+    detail = f"HTTP {code} from {url}: {response.text[:200]}"
+    if code in (408, 429) or code >= 500:
+        raise TransientDelivery(detail)
+    raise PermanentDelivery(detail)

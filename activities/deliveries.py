@@ -1,0 +1,160 @@
+"""Delivering outbox messages: each message once in effect, every attempt on the record.
+
+The workflow runs `deliver_message` for each message its events produced. The
+activity looks the message up by its idempotency key; if it is already delivered it
+sends nothing (a retried activity, or a worker that died after recording the
+delivery). Otherwise it records the attempt, sends through the recipient's channel,
+and records the outcome. The key travels with the message (Message-ID, the
+X-Casework-Delivery header) so a receiver can drop the one duplicate that remains
+possible: a worker that dies after sending but before its SQL write.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.channels import (
+    Attachment,
+    PermanentDelivery,
+    SmtpConfig,
+    TransientDelivery,
+    email_message,
+    post_webhook,
+    send_email,
+)
+from activities.contracts import DeliveryOutcome
+from activities.failpoints import failpoint
+from domain.directory import Directory, EmailChannel
+from store.tables import delivery_attempts, outbox
+
+log = structlog.get_logger("casework.deliveries")
+PERMANENT = "PermanentDeliveryError"
+
+
+class Deliverer:
+    def __init__(self, engine: AsyncEngine, directory: Directory, smtp: SmtpConfig) -> None:
+        self.engine, self.directory, self.smtp = engine, directory, smtp
+
+    @activity.defn(name="deliver_message")
+    async def deliver(self, key: str) -> DeliveryOutcome:
+        message = await self._message(key)
+        if message["status"] == "delivered":
+            log.info("already delivered", key=key, case=message["case_number"])
+            return DeliveryOutcome(delivered=True, detail="already delivered")
+        if message["status"] == "failed":
+            return DeliveryOutcome(delivered=False, detail=message["last_error"] or "failed")
+        attempt = activity.info().attempt
+        try:
+            channel, address, send = self._route(message)
+        except PermanentDelivery as exc:
+            await self._finish(key, None, "failed", str(exc), attempt)
+            raise ApplicationError(str(exc), type=PERMANENT, non_retryable=True) from None
+        attempt_id = await self._start(key, attempt, channel, address)
+        try:
+            detail = await send()
+        except PermanentDelivery as exc:
+            await self._finish(key, attempt_id, "failed", str(exc), attempt)
+            log.warning("delivery failed for good", key=key, case=message["case_number"], error=str(exc))
+            raise ApplicationError(str(exc), type=PERMANENT, non_retryable=True) from None
+        except TransientDelivery as exc:
+            await self._finish(key, attempt_id, "retrying", str(exc), attempt)
+            log.info(
+                "delivery will be retried",
+                key=key,
+                case=message["case_number"],
+                attempt=attempt,
+                error=str(exc),
+            )
+            raise
+        failpoint("delivery-sent")  # crash tests: sent, not yet recorded
+        await self._finish(key, attempt_id, "delivered", detail, attempt)
+        failpoint("delivery-recorded")  # crash tests: recorded in SQL, not yet in Temporal
+        log.info("delivered", key=key, case=message["case_number"], channel=channel, attempt=attempt)
+        return DeliveryOutcome(delivered=True, detail=detail)
+
+    def _route(self, message: dict[str, Any]) -> tuple[str, str, Any]:
+        """Where the message goes, and a coroutine factory that sends it."""
+        attachment = (
+            Attachment("invitation.ics", message["attachment"], "text/calendar")
+            if message["attachment"]
+            else None
+        )
+        role, recipient = message["recipient_role"], message["recipient"]
+        if role == "provider":
+            provider = self.directory.provider(recipient)
+            if provider is None:
+                raise PermanentDelivery(f"provider {recipient!r} is not in the directory")
+            if isinstance(provider.channel, EmailChannel):
+                address = str(provider.channel.address)
+            else:
+                url, secret = str(provider.channel.url), os.environ.get(provider.channel.secret_env)
+                if not secret:
+                    raise PermanentDelivery(f"no webhook secret: set {provider.channel.secret_env}")
+                payload = message["payload"] or {"type": message["kind"], "body": message["body"]}
+                return "webhook", url, lambda: post_webhook(url, secret, payload, message["idempotency_key"])
+        elif role == "client":
+            address = recipient
+        else:
+            address = self.directory.staff_email(recipient)
+        msg = email_message(
+            self.smtp.sender,
+            address,
+            message["subject"],
+            message["body"],
+            message["idempotency_key"],
+            attachment,
+        )
+        return "email", address, lambda: send_email(self.smtp, msg)
+
+    async def _message(self, key: str) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(outbox).where(outbox.c.idempotency_key == key))).one_or_none()
+        if row is None:  # recorded before this activity is scheduled, so this is a bug
+            raise ApplicationError(f"no outbox message {key}", type="MissingMessage", non_retryable=True)
+        return dict(row._mapping)
+
+    async def _start(self, key: str, attempt: int, channel: str, address: str) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                insert(delivery_attempts).values(
+                    idempotency_key=key,
+                    attempt=attempt,
+                    channel=channel,
+                    address=address,
+                    started_at=datetime.now(UTC),
+                    outcome="sending",
+                    detail="",
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    async def _finish(
+        self, key: str, attempt_id: int | None, outcome: str, detail: str, attempt: int
+    ) -> None:
+        now = datetime.now(UTC)
+        status = {"delivered": "delivered", "failed": "failed", "retrying": "pending"}[outcome]
+        async with self.engine.begin() as conn:
+            if attempt_id is not None:
+                await conn.execute(
+                    update(delivery_attempts)
+                    .where(delivery_attempts.c.id == attempt_id)
+                    .values(finished_at=now, outcome=outcome, detail=detail[:2000])
+                )
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.idempotency_key == key)
+                .values(
+                    status=status,
+                    attempts=attempt,
+                    last_error=None if outcome == "delivered" else detail[:2000],
+                    delivered_at=now if outcome == "delivered" else None,
+                )
+            )
