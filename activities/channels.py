@@ -81,7 +81,10 @@ async def send_email(config: SmtpConfig, msg: EmailMessage) -> str:
             timeout=config.timeout,
         )
     except aiosmtplib.SMTPRecipientsRefused as exc:
-        raise PermanentDelivery(f"recipient refused: {exc.recipients[0].message}") from exc
+        refused = exc.recipients[0]
+        raise PermanentDelivery(
+            f"recipient {refused.recipient} refused: {refused.code} {refused.message}"
+        ) from exc
     except aiosmtplib.SMTPResponseException as exc:
         kind = PermanentDelivery if exc.code >= 500 else TransientDelivery
         raise kind(f"SMTP {exc.code}: {exc.message}") from exc

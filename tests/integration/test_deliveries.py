@@ -1,0 +1,226 @@
+"""Deliveries reach real receivers: an SMTP server and an HTTP endpoint, on the time-skipping server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import WorkflowEnvironment
+
+from activities.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from domain import commands as c
+from domain.directory import Directory, EmailChannel, Person, Provider, WebhookChannel
+from domain.models import ReferralStatus, RiskLevel, ServiceType
+from ops.facade import CaseOps
+from store.tables import delivery_attempts, outbox
+from tests.conftest import case_worker
+from tests.receivers import MailSink, WebhookReceiver
+from tests.scenario import ALICE, SAM, assessment, goals, opening
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+DAY = timedelta(days=1)
+SECRET_ENV = "CASEWORK_TEST_WEBHOOK_SECRET"
+SECRET = "s3cret-for-tests"
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    os.environ[SECRET_ENV] = SECRET
+    yield receiver
+    receiver.stop()
+
+
+def directory(webhook_url: str = "http://127.0.0.1:9/unused") -> Directory:
+    return Directory(
+        providers={
+            "shelter-north": Provider(
+                id="shelter-north",
+                name="North Shelter",
+                services=frozenset({ServiceType.HOUSING}),
+                channel=EmailChannel(address="intake@shelter.example.org"),
+            ),
+            "bad-address": Provider(
+                id="bad-address",
+                name="Gone Away",
+                services=frozenset({ServiceType.HOUSING}),
+                channel=EmailChannel(address="nobody@gone.example.org"),
+            ),
+            "harbour": Provider(
+                id="harbour",
+                name="Harbour Counselling",
+                services=frozenset({ServiceType.COUNSELING}),
+                channel=WebhookChannel(url=webhook_url, secret_env=SECRET_ENV),
+            ),
+        },
+        staff={"alice": Person(id="alice", name="Alice", email="alice@casework.example.org")},
+        staff_email_domain="casework.example.org",
+    )
+
+
+async def referred(ops: CaseOps, provider: str, service: str) -> tuple[str, str]:
+    number = (await ops.open_case(opening("weekly"))).case.number
+    await ops.act(number, c.Accept(actor=ALICE))
+    await ops.act(number, c.RecordConsent(actor=ALICE, share=frozenset({"name"})))
+    view = await ops.act(
+        number,
+        c.Refer(
+            actor=ALICE, provider=provider, service=service, reason="urgent need", share=frozenset({"name"})
+        ),
+    )
+    return number, view.case.referrals[-1].id
+
+
+async def referral_status(
+    ops: CaseOps, number: str, env: WorkflowEnvironment, until: set[ReferralStatus]
+) -> ReferralStatus:
+    """Advance time a little at a time until the referral reaches one of `until`."""
+    for _ in range(100):
+        status = (await ops.view(number)).case.referrals[-1].status
+        if status in until:
+            return status
+        await env.sleep(timedelta(seconds=5))
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"referral stayed {status}")
+
+
+async def attempts(store: AsyncEngine, key: str) -> list[str]:
+    async with store.connect() as conn:
+        rows = await conn.execute(
+            select(delivery_attempts.c.outcome)
+            .where(delivery_attempts.c.idempotency_key == key)
+            .order_by(delivery_attempts.c.id)
+        )
+        return [r.outcome for r in rows]
+
+
+async def test_a_referral_email_reaches_the_provider_with_only_consented_data(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine, mail_sink: MailSink
+) -> None:
+    async with case_worker(time_env, record_store, directory()) as ops:
+        number, referral = await referred(ops, "shelter-north", "housing")
+        assert await referral_status(ops, number, time_env, {ReferralStatus.SENT}) is ReferralStatus.SENT
+        [mail] = [m for m in mail_sink.to("intake@shelter.example.org") if number in str(m["Subject"])]
+        assert mail["Subject"] == f"Referral request {number}/{referral}: housing"
+        body = mail.get_content()
+        assert "name: Maria Okafor" in body and "555-0101" not in body  # contact was not consented
+        assert mail["X-Casework-Delivery"] == f"{number}:referral:{referral}"
+        assert await attempts(record_store, f"{number}:referral:{referral}") == ["delivered"]
+
+
+async def test_a_refused_address_is_a_failed_delivery_for_the_case_manager(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine, mail_sink: MailSink
+) -> None:
+    mail_sink.refuse.add("nobody@gone.example.org")
+    async with case_worker(time_env, record_store, directory()) as ops:
+        number, referral = await referred(ops, "bad-address", "housing")
+        status = await referral_status(
+            ops, number, time_env, {ReferralStatus.DELIVERY_FAILED, ReferralStatus.SENT}
+        )
+        assert status is ReferralStatus.DELIVERY_FAILED
+        key = f"{number}:referral:{referral}"
+        assert await attempts(record_store, key) == ["failed"]  # a 550 is not retried
+        history = await ops.history(number)
+        [failed] = [e.change for e in history if e.change.action == "record_delivery"]
+        assert "550" in failed.detail  # type: ignore[union-attr]
+        view = await ops.view(number)
+        assert "delivery_failed" in view.case.referrals[-1].status.value
+
+
+async def test_a_webhook_retried_through_two_503s_is_delivered_once_with_three_attempts(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine, webhook: WebhookReceiver
+) -> None:
+    webhook.script = [503, 503]
+    async with case_worker(time_env, record_store, directory(webhook.url)) as ops:
+        number, referral = await referred(ops, "harbour", "counseling")
+        assert (
+            await referral_status(
+                ops, number, time_env, {ReferralStatus.SENT, ReferralStatus.DELIVERY_FAILED}
+            )
+            is ReferralStatus.SENT
+        )
+        key = f"{number}:referral:{referral}"
+        assert await attempts(record_store, key) == ["retrying", "retrying", "delivered"]
+        assert len(webhook.calls) == 3
+        assert {call.headers[DELIVERY_HEADER] for call in webhook.calls} == {
+            key
+        }  # one delivery id throughout
+        last = webhook.calls[-1]
+        assert (
+            verify(
+                SECRET,
+                last.headers[TIMESTAMP_HEADER],
+                last.body,
+                last.headers[SIGNATURE_HEADER],
+                now=time.time(),
+            )
+            is None
+        )
+        payload = last.json()
+        assert payload["case"] == number and payload["referral"] == referral
+        assert payload["client"] == {"name": "Maria Okafor"}
+        async with record_store.connect() as conn:
+            status, tries = (
+                await conn.execute(
+                    select(outbox.c.status, outbox.c.attempts).where(outbox.c.idempotency_key == key)
+                )
+            ).one()
+        assert (status, tries) == ("delivered", 3)
+
+
+async def test_a_webhook_answering_400_is_not_retried(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine, webhook: WebhookReceiver
+) -> None:
+    webhook.script = [400]
+    async with case_worker(time_env, record_store, directory(webhook.url)) as ops:
+        number, referral = await referred(ops, "harbour", "counseling")
+        status = await referral_status(
+            ops, number, time_env, {ReferralStatus.SENT, ReferralStatus.DELIVERY_FAILED}
+        )
+        assert status is ReferralStatus.DELIVERY_FAILED
+        assert len(webhook.calls) == 1
+        assert await attempts(record_store, f"{number}:referral:{referral}") == ["failed"]
+
+
+async def test_reminders_escalations_and_invitations_arrive_by_email(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine, mail_sink: MailSink
+) -> None:
+    async with case_worker(time_env, record_store, directory()) as ops:
+        number = (await ops.open_case(opening("weekly"))).case.number
+        for change in (
+            c.Accept(actor=ALICE),
+            c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.LOW)),
+            c.SubmitPlan(actor=ALICE, goals=goals()),
+            c.ApprovePlan(actor=ALICE),
+        ):
+            await ops.act(number, change)
+        visit = await time_env.get_current_time() + 2 * DAY
+        view = await ops.act(number, c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=visit))
+        follow_up = view.case.follow_ups[-1].id
+        await time_env.sleep(6 * DAY)  # the visit passes with no outcome: reminder, then the ladder
+        await time_env.sleep(timedelta(seconds=30))
+        mine = [m for m in mail_sink.messages if number in str(m["Subject"])]
+        subjects = [str(m["Subject"]) for m in mine]
+        assert any(s.startswith(f"Case {number}: home visit on ") for s in subjects)
+        assert f"Case {number}: home visit {follow_up} overdue (escalation level 0)" in subjects
+        assert f"Case {number}: home visit {follow_up} overdue (escalation level 1)" in subjects
+        assert all("Maria" not in s and "Okafor" not in s for s in subjects)
+        [invitation] = [m for m in mine if "home visit on" in str(m["Subject"])]
+        [ics] = [part for part in invitation.iter_attachments() if part.get_content_type() == "text/calendar"]
+        calendar = ics.get_content()
+        assert "BEGIN:VEVENT" in calendar and f"Case {number}: home visit" in calendar
+        assert visit.strftime("%Y%m%dT%H%M") in calendar
+        to_sam = [m for m in mine if "escalation level 1" in str(m["Subject"])]
+        assert to_sam and all(str(m["To"]) == "sam@casework.example.org" for m in to_sam)
+        await ops.act(
+            number,
+            c.RecordFollowUpOutcome(
+                actor=SAM, follow_up_id=follow_up, outcome="missed", notes="client not at home"
+            ),
+        )
