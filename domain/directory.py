@@ -43,6 +43,15 @@ class Provider(_Strict):
     services: frozenset[ServiceType] = Field(min_length=1)
     channel: Channel
     response_time: timedelta | None = Field(default=None, gt=timedelta(0))
+    # The secret the provider signs its answers with (the callback); webhook providers
+    # use their channel's secret unless this names another.
+    callback_secret_env: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
+
+    @property
+    def answer_secret_env(self) -> str | None:
+        if self.callback_secret_env:
+            return self.callback_secret_env
+        return self.channel.secret_env if isinstance(self.channel, WebhookChannel) else None
 
 
 class Person(_Strict):

@@ -305,6 +305,8 @@ GUARDS: dict[str, Guard] = {
 AUTHORITY_GUARDS = frozenset(
     {"approver_has_authority", "closer_has_authority", "provider_is_the_one_referred"}
 )
+# Guards that look something up on the case: their refusal means "no such thing".
+LOOKUP_GUARDS = frozenset({"referral_exists"})
 # Guards that only pick among rows of one trigger (which stage to return to).
 ROUTING_GUARDS = frozenset({"returns_to_held_stage", "chosen_destination"})
 
@@ -386,7 +388,14 @@ def next_stage(ctx: Context) -> Stage:
         raise Rejected("invalid_transition", str(exc)) from exc
     if not moved:
         guard, reason = _first_refusal(ctx, here)
-        raise Rejected("forbidden" if guard in AUTHORITY_GUARDS else "guard_failed", reason)
+        kind = (
+            "forbidden"
+            if guard in AUTHORITY_GUARDS
+            else "not_found"
+            if guard in LOOKUP_GUARDS
+            else "guard_failed"
+        )
+        raise Rejected(kind, reason)
     return Stage(subject.state)
 
 

@@ -139,6 +139,30 @@ def dev(
 
 
 @app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="default CASEWORK_API_HOST or 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="default CASEWORK_API_PORT or 8000")] = None,
+) -> None:
+    """Serve the HTTP API (the provider callback) against CASEWORK_TEMPORAL_ADDRESS."""
+    from ops.api import connected_app, serve
+    from ops.devstack import run_until_signalled
+    from ops.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+
+    async def go(stop: asyncio.Event) -> None:
+        try:
+            app_ = await connected_app(settings)
+        except Exception as exc:
+            raise Fail(f"cannot start the API: {exc}") from None
+        out.print(f"API: http://{host or settings.api_host}:{port or settings.api_port}/docs")
+        await serve(app_, host or settings.api_host, port or settings.api_port, stop)
+
+    asyncio.run(run_until_signalled(go))
+
+
+@app.command()
 def worker() -> None:
     """Run a worker against CASEWORK_TEMPORAL_ADDRESS (default 127.0.0.1:7233)."""
     from ops.devstack import run_until_signalled

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from ops.api import connected_app, serve
 from ops.logs import configure_logging
 from ops.mailsink import start_mail_sink
 from ops.settings import Settings
@@ -111,11 +112,22 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
         announce(f"Temporal:     {settings.temporal_address}  ·  record store: {settings.database_url}")
         mail = f"filed in {settings.var_dir / 'mail'}" if sink else "sent on (a server already answers there)"
         announce(f"Mail:         SMTP {settings.smtp_host}:{settings.smtp_port}, {mail}")
+        api = await connected_app(settings)
+        announce(
+            f"API:          http://{settings.api_host}:{settings.api_port}/docs "
+            f"(providers answer at {settings.callback_url})"
+        )
         announce(
             "Worker running. Open a case in another terminal: "
             "casework open --as alice:case_manager --given-name Ada --family-name Lovelace"
         )
-        await run_until_signalled(lambda stop: run_worker(settings, stop))
+
+        async def worker_and_api(stop: asyncio.Event) -> None:
+            await asyncio.gather(
+                run_worker(settings, stop), serve(api, settings.api_host, settings.api_port, stop)
+            )
+
+        await run_until_signalled(worker_and_api)
     finally:
         if sink is not None:
             sink.stop()

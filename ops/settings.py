@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_timeout: float = 20.0
     mail_from: str = "casework@casework.example.org"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
     # Public address of the provider callback, put into referral messages.
     callback_url: str = "http://127.0.0.1:8000/callbacks/referrals"
     var_dir: Path = ROOT / "var"

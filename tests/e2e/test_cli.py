@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import time
+from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
+
+from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from tests.e2e.conftest import LEGAL_AID_SECRET
 from tests.processes import casework, environment, free_port
 
 
@@ -131,21 +138,39 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
 
     # the referral reached the provider's inbox (the dev stack's mail sink), without the name in the subject
     request = wait_for_mail(Path(stack["MAIL"]), f"Referral request {number}/")
-    assert "To: referrals@legal-aid-east.example.org" in request
-    subject = next(line for line in request.splitlines() if line.startswith("Subject:"))
-    assert "Amina" not in subject and "Haddad" not in subject
-    assert "name: Amina Haddad" in request and "1990-02-14" not in request  # birth date was not consented
+    assert request["To"] == "referrals@legal-aid-east.example.org"
+    assert "Amina" not in request["Subject"] and "Haddad" not in request["Subject"]
+    text = request.get_content()
+    assert "name: Amina Haddad" in text and "1990-02-14" not in text  # the birth date was not consented
+    assert f"at {stack['API']}/callbacks/referrals" in text
+
+    # the provider answers through the signed callback, and the case shows it
+    referral = json.loads(ok("show", number, "--json", env=alice))["case"]["referrals"][0]["id"]
+    body = json.dumps({"case": number, "referral": referral, "answer": "accepted"}).encode()
+    stamp = str(int(time.time()))
+    answered = httpx.post(
+        f"{stack['API']}/callbacks/referrals",
+        content=body,
+        headers={
+            PROVIDER_HEADER: "legal-aid-east",
+            TIMESTAMP_HEADER: stamp,
+            SIGNATURE_HEADER: signature(LEGAL_AID_SECRET, stamp, body),
+            "Content-Type": "application/json",
+        },
+    )
+    assert answered.status_code == 200, answered.text
+    assert json.loads(ok("show", number, "--json", env=alice))["case"]["referrals"][0]["status"] == "accepted"
 
 
-def wait_for_mail(folder: Path, text: str, within: float = 20) -> str:
+def wait_for_mail(folder: Path, subject: str, within: float = 20) -> EmailMessage:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
-            content = path.read_text(errors="replace")
-            if text in content:
-                return content
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if subject in str(message["Subject"]):
+                return message
         time.sleep(0.2)
-    raise AssertionError(f"no mail containing {text!r} in {folder}")
+    raise AssertionError(f"no mail with {subject!r} in its subject in {folder}")
 
 
 def test_errors_are_one_clear_line(stack: dict[str, str]) -> None:

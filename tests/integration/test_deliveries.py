@@ -128,7 +128,7 @@ async def test_a_refused_address_is_a_failed_delivery_for_the_case_manager(
         assert await attempts(record_store, key) == ["failed"]  # a 550 is not retried
         history = await ops.history(number)
         [failed] = [e.change for e in history if e.change.action == "record_delivery"]
-        assert "550" in failed.detail  # type: ignore[union-attr]
+        assert "550" in failed.detail
         view = await ops.view(number)
         assert "delivery_failed" in view.case.referrals[-1].status.value
 
