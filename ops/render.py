@@ -59,11 +59,24 @@ def case(console: Console, view: CaseView, events: Sequence[Event]) -> None:
         parts.append(plan)
     if c.referrals:
         refs = Table(title="Referrals", expand=False)
-        for col in ("id", "service", "provider", "status"):
+        for col in ("id", "service", "provider", "status", "asked", "shared"):
             refs.add_column(col)
         for r in c.referrals:
-            refs.add_row(r.id, r.service, r.provider, r.status.value)
+            shared = ", ".join(sorted(s.value for s in r.shared)) or "nothing"
+            if r.consent_override:
+                shared += " (override)"
+            refs.add_row(r.id, r.service.value, r.provider, r.status.value, when(r.requested_at), shared)
         parts.append(refs)
+    if c.follow_ups:
+        follow = Table(title="Follow-ups", expand=False)
+        for col in ("id", "kind", "when", "status", "notes"):
+            follow.add_column(col)
+        for f in c.follow_ups[-8:]:
+            follow.add_row(f.id, f.kind.value, when(f.due_at), f.status.value, f.summary)
+        parts.append(follow)
+    if c.consent:
+        shares = ", ".join(sorted(s.value for s in c.consent.share)) or "nothing (withdrawn)"
+        facts.add_row("Consent", f"{shares} · {when(c.consent.recorded_at)} by {c.consent.recorded_by.id}")
     parts.append(events_table(list(events)[-8:], title="Recent events"))
     console.print(Panel(Group(*parts), title=f"Case {c.number}", expand=False))  # type: ignore[arg-type]
 

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     smtp_security: Literal["none", "starttls", "tls"] = "none"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_timeout: float = 20.0
+    smtp_timeout: float = 15.0
     mail_from: str = "casework@casework.example.org"
     api_host: str = "127.0.0.1"
     api_port: int = 8000

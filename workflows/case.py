@@ -44,7 +44,8 @@ DELIVERY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=["PermanentDeliveryError"],
 )
-DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=60)
+# Longer than a channel's own timeout (15 s), short enough that a dead worker's attempt is retried soon.
+DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=20)
 DELIVERY_GIVE_UP_AFTER = timedelta(days=3)
 
 

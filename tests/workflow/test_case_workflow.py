@@ -272,3 +272,44 @@ async def test_the_workflow_rebuilds_the_case_from_its_events(
         view = await ops.view(number)
         assert replay(await ops.history(number), PROGRAMS["housing"]) == view.case
         assert CaseWorkflow.__name__ == "CaseWorkflow"
+
+
+async def test_a_provider_that_never_answers_lets_the_referral_expire_and_the_ladder_climb(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    """weekly program: referrals are answered within 3 days; ladder at +0, +3 and +7 days."""
+    async with case_worker(time_env, record_store) as ops:
+        number = (await ops.open_case(opening("weekly"))).case.number
+        await ops.act(number, c.Accept(actor=ALICE))
+        view = await ops.act(
+            number,
+            c.Refer(
+                actor=ALICE,
+                provider="shelter-north",
+                service="housing",
+                reason="needs a bed",
+                share=frozenset(),
+            ),
+        )
+        referral = view.case.referrals[-1]
+        asked = referral.requested_at
+        await time_env.sleep(11 * DAY)
+        history = await ops.history(number)
+        about = [
+            (e.at, e.change)
+            for e in history
+            if isinstance(e.change, NoticeIssued) and e.change.subject == referral.id
+        ]
+        expected = [
+            ("reminder", 0, "alice", asked + 2 * DAY),
+            ("escalation", 0, "alice", asked + 3 * DAY),
+            ("escalation", 1, "sam", asked + 6 * DAY),
+            ("escalation", 2, "lead-weekly", asked + 10 * DAY),
+        ]
+        assert [(n.kind, n.level, n.recipient) for _, n in about] == [e[:3] for e in expected]
+        assert all(close_to(at, e[3]) for (at, _), e in zip(about, expected, strict=True))
+        view = await ops.view(number)
+        assert view.case.referrals[-1].status.value == "expired"
+        assert any(
+            item.what == f"answer to referral {referral.id}" and item.level == 2 for item in view.overdue
+        )
