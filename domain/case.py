@@ -21,6 +21,7 @@ from domain.models import (
     SYSTEM,
     Case,
     Consent,
+    FailedDelivery,
     FollowUp,
     FollowUpKind,
     FollowUpStatus,
@@ -215,6 +216,8 @@ def _find_referral(case: Case, referral_id: str) -> Referral:
 
 
 def _record_delivery(case: Case, ch: DeliveryRecorded, event: Event) -> None:
+    if not ch.delivered:
+        case.failed_deliveries.append(FailedDelivery(key=ch.key, kind=ch.kind, at=event.at, detail=ch.detail))
     if ch.referral_id is None:
         return
     referral = _find_referral(case, ch.referral_id)

@@ -224,6 +224,15 @@ class FollowUp(Model):
     summary: str = ""
 
 
+class FailedDelivery(Model):
+    """A message that could not be delivered: the case manager must act on it."""
+
+    key: str
+    kind: str
+    at: datetime
+    detail: str
+
+
 class Note(Model):
     at: datetime
     author: Actor
@@ -274,6 +283,7 @@ class Case(Model):
     close_reason: str = ""
     reopen_count: int = 0
     consent: Consent | None = None
+    failed_deliveries: list[FailedDelivery] = Field(default_factory=list)
     notices_sent: list[str] = Field(
         default_factory=list, description="keys of reminders/escalations already issued"
     )

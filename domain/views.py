@@ -62,6 +62,9 @@ def details_markdown(view: CaseView) -> str:
     if open_referrals:
         lines.append("### Open referrals")
         lines += [f"- {r.id}: {r.service} → {r.provider} ({r.status.value})" for r in open_referrals]
+    if c.failed_deliveries:
+        lines.append("### Failed deliveries")
+        lines += [f"- {f.kind} ({f.at:%Y-%m-%d %H:%M} UTC): {f.detail}" for f in c.failed_deliveries[-5:]]
     if view.overdue:
         lines.append("### Overdue")
         for item in view.overdue:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -34,6 +35,11 @@ from worker import build_worker
 from workflows.search import ALL_KEYS, workflow_id
 
 PG_URL = os.environ.get("CASEWORK_TEST_DATABASE_URL")
+
+# Property tests: the same examples on every run (reproducible), or new ones on request.
+hypothesis_settings.register_profile("suite", max_examples=200, derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", max_examples=2000)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 DATABASES = ["sqlite", *(["postgresql"] if PG_URL else [])]
 
 

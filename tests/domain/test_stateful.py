@@ -48,7 +48,7 @@ class CaseLife(RuleBasedStateMachine):
         try:
             self.story.do(change, after=wait)
         except Rejected as refused:
-            assert refused.kind in {"invalid_transition", "forbidden", "guard_failed"}
+            assert refused.kind in {"invalid_transition", "forbidden", "guard_failed", "not_found"}
             assert refused.message
             assert self.story.case == before
             self.refusals += 1
@@ -121,8 +121,13 @@ class CaseLife(RuleBasedStateMachine):
             assert event.stage_after is Stage.CLOSED
 
 
+# The suite explores the same examples every run, so a red run is reproducible; explore
+# new ones with HYPOTHESIS_PROFILE=explore (see tests/conftest.py).
 CaseLife.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    settings(),
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 TestCaseLife = CaseLife.TestCase
 

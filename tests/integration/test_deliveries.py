@@ -130,7 +130,9 @@ async def test_a_refused_address_is_a_failed_delivery_for_the_case_manager(
         [failed] = [e.change for e in history if e.change.action == "record_delivery"]
         assert "550" in failed.detail
         view = await ops.view(number)
-        assert "delivery_failed" in view.case.referrals[-1].status.value
+        assert view.case.referrals[-1].status is ReferralStatus.DELIVERY_FAILED
+        [shown] = view.case.failed_deliveries  # for the case manager, in the view and the UI's details
+        assert shown.key == key and "550" in shown.detail
 
 
 async def test_a_webhook_retried_through_two_503s_is_delivered_once_with_three_attempts(
