@@ -62,6 +62,7 @@ def apply_open(command: c.OpenCase, now: datetime) -> Case:
         stage_entered_at=now,
         opened_at=now,
         intake_reference=command.intake_reference,
+        opening_request=command.request_id,
         notes=notes,
     )
 

@@ -47,6 +47,7 @@ class OpenCase(_Command):
     risk: RiskLevel = RiskLevel.LOW
     intake_reference: str | None = Field(default=None, max_length=100)
     note: Text = ""
+    request_id: str | None = Field(default=None, max_length=64, description="who asked, to tell a retry")
 
 
 class Accept(_Command):

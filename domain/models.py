@@ -268,6 +268,7 @@ class Case(Model):
     stage_entered_at: datetime
     opened_at: datetime
     intake_reference: str | None = None
+    opening_request: str | None = None
     assessment: Assessment | None = None
     plan: Plan | None = None
     plan_reviewed_at: datetime | None = None

@@ -1,38 +1,49 @@
-"""The HTTP API. For now: the callback where providers answer referrals.
+"""The HTTP API: cases for operations staff and other systems, and the provider callback.
 
-    POST /callbacks/referrals
-    X-Casework-Provider: <provider id>
-    X-Casework-Timestamp: <unix seconds>
-    X-Casework-Signature: sha256=<HMAC-SHA256(secret, timestamp + "." + body)>
-    {"case": "261125-7KQ2", "referral": "R6", "answer": "accepted", "reason": ""}
-
-The answer goes to the case as the `act` update with the provider as actor, so the
-domain decides exactly as for staff: a second answer to an answered referral, or an
-answer to someone else's referral, is refused and nothing is written. Errors are
-RFC 9457 problem details.
+Every staff action is an endpoint taking the same command model as the CLI (the actor
+comes from the API key, never the body). Errors are RFC 9457 problem details with the
+domain's message: 400 bad request, 401 no or unknown key, 403 forbidden for the role,
+404 unknown (or not yours: existence does not leak), 409 not allowed now, 422 invalid.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations,
+# and the action endpoints are built from models at run time.
 
 import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
 import os
 import time
-from typing import Literal
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, get_args
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException
 
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from domain.commands import AnswerReferral
+from domain.commands import AnswerReferral, OpenCase, StaffCommand
 from domain.directory import Directory, load_directory
-from domain.models import Actor, Role
+from domain.events import Event
+from domain.models import Actor, Client, RiskLevel, Role, Stage
 from domain.policy import load_programs
-from ops.facade import CaseError, CaseOps
+from domain.views import CaseView
+from ops.auth import digest, load_keys, may_see
+from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter
 from ops.settings import Settings
+from store.db import engine as make_engine
+from store.tables import record_access
 
 STATUS_FOR = {
+    "bad_request": 400,
     "not_found": 404,
     "forbidden": 403,
     "invalid_transition": 409,
@@ -44,13 +55,10 @@ STATUS_FOR = {
 }
 
 
-class ProviderAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    case: str = Field(min_length=1, max_length=40)
-    referral: str = Field(min_length=1, max_length=20)
-    answer: Literal["accepted", "declined", "completed", "no_show"]
-    reason: str = Field(default="", max_length=4000)
+class Problem(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
 
 
 def problem(status: int, title: str, detail: str) -> JSONResponse:
@@ -61,7 +69,82 @@ def problem(status: int, title: str, detail: str) -> JSONResponse:
     )
 
 
-def create_app(ops: CaseOps, directory: Directory) -> FastAPI:
+def from_case_error(exc: CaseError) -> Problem:
+    return Problem(STATUS_FOR.get(exc.kind, 400), exc.kind.replace("_", " ").capitalize(), exc.message)
+
+
+class ProviderAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case: str = Field(min_length=1, max_length=40)
+    referral: str = Field(min_length=1, max_length=20)
+    answer: Literal["accepted", "declined", "completed", "no_show"]
+    reason: str = Field(default="", max_length=4000)
+
+
+class OpenCaseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    program: str = "general"
+    client: Client
+    manager: str | None = Field(default=None, description="default: the caller")
+    supervisor: str | None = None
+    risk: RiskLevel = RiskLevel.LOW
+    intake_reference: str | None = Field(
+        default=None, max_length=100, description="the same reference never opens a second case"
+    )
+    note: str = Field(default="", max_length=4000)
+
+
+class CasePage(BaseModel):
+    items: list[CaseSummary]
+    next_page_token: str | None
+
+
+def action_models() -> dict[str, tuple[type[BaseModel], type[BaseModel]]]:
+    """action -> (command model, request body model: the command without actor and action)."""
+    models: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {}
+    for command in get_args(get_args(StaffCommand)[0]):
+        fields = {
+            name: (f.annotation, f)
+            for name, f in command.model_fields.items()
+            if name not in ("actor", "action")
+        }
+        body = create_model(f"{command.__name__}Request", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload]
+        models[command.model_fields["action"].default] = (command, body)
+    return models
+
+
+class PageTokens:
+    """Temporal's page tokens, signed: Temporal answers a forged token with an internal
+    error (after retrying), so only tokens this API gave out are passed on."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+
+    def seal(self, raw: bytes) -> str:
+        mac = hmac.new(self.secret, raw, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(mac + raw).decode()
+
+    def open(self, token: str) -> bytes:
+        try:
+            data = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        mac, raw = data[:16], data[16:]
+        if not raw or not hmac.compare_digest(mac, hmac.new(self.secret, raw, hashlib.sha256).digest()[:16]):
+            raise Problem(400, "Bad page token", "page_token is not one this API gave out")
+        return raw
+
+
+def create_app(
+    ops: CaseOps,
+    directory: Directory,
+    keys: dict[str, Actor],
+    store: AsyncEngine | None,
+    token_secret: bytes | None = None,
+) -> FastAPI:
+    pages = PageTokens(token_secret or os.urandom(32))
     app = FastAPI(
         title="casework",
         version="0.1.0",
@@ -69,12 +152,150 @@ def create_app(ops: CaseOps, directory: Directory) -> FastAPI:
     )
     app.state.ops = ops
 
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail)
+
+    @app.exception_handler(CaseError)
+    async def on_case_error(request: Request, exc: CaseError) -> JSONResponse:
+        p = from_case_error(exc)
+        return problem(p.status, p.title, p.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return problem(422, "Invalid request", detail)
+
+    @app.exception_handler(HTTPException)
+    async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    def caller(request: Request) -> Actor:
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            raise Problem(401, "Unauthenticated", "send an API key as 'Authorization: Bearer <key>'")
+        actor = keys.get(digest(key.strip()))
+        if actor is None:
+            raise Problem(401, "Unauthenticated", "unknown API key")
+        return actor
+
+    Caller = Annotated[Actor, Depends(caller)]
+
+    async def visible(actor: Actor, number: str) -> CaseView:
+        """The case, if this actor may see it; otherwise 404 as if it did not exist."""
+        try:
+            view = await ops.view(number)
+        except CaseError as exc:
+            raise from_case_error(exc) from None
+        if not may_see(actor, view.case, ops.programs):
+            raise Problem(404, "Not found", f"no case {number}")
+        return view
+
+    async def log_access(actor: Actor, number: str, what: str) -> None:
+        if store is None:
+            return
+        async with store.begin() as conn:
+            await conn.execute(
+                insert(record_access).values(
+                    at=datetime.now(UTC),
+                    actor_id=actor.id,
+                    actor_role=actor.role.value,
+                    case_number=number,
+                    what=what,
+                )
+            )
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.post("/cases", response_model=CaseView, status_code=201, responses={200: {"model": CaseView}})
+    async def open_case(body: OpenCaseBody, actor: Caller) -> JSONResponse:
+        """Open a case. With `intake_reference`, a retried request returns the same case (200)."""
+        if actor.role not in (Role.CASE_MANAGER, Role.SUPERVISOR, Role.PROGRAM_LEAD):
+            raise Problem(403, "Forbidden", f"a {actor.role.value} may not open cases")
+        manager = body.manager or actor.id
+        if actor.role is Role.CASE_MANAGER and manager != actor.id:
+            raise Problem(403, "Forbidden", "a case manager opens cases on their own caseload")
+        request_id = uuid.uuid4().hex
+        try:
+            command = OpenCase(
+                actor=actor,
+                number=f"A-{uuid.uuid4().hex[:10].upper()}",
+                program=body.program,
+                client=body.client,
+                manager=manager,
+                supervisor=body.supervisor,
+                risk=body.risk,
+                intake_reference=body.intake_reference,
+                note=body.note,
+                request_id=request_id,
+            )
+        except ValidationError as exc:
+            raise Problem(422, "Invalid request", str(exc)) from None
+        view = await ops.open_case(command)
+        created = view.case.opening_request == request_id
+        return JSONResponse(
+            view.model_dump(mode="json"),
+            status_code=201 if created else 200,
+            headers={"Location": f"/cases/{view.case.number}"},
+        )
+
+    @app.get("/cases", response_model=CasePage)
+    async def list_cases(
+        actor: Caller,
+        stage: Stage | None = None,
+        program: str | None = None,
+        manager: str | None = None,
+        risk: RiskLevel | None = None,
+        overdue: bool | None = None,
+        next_due_before: datetime | None = None,
+        page_size: Annotated[int, Query(ge=1, le=100)] = 50,
+        page_token: str | None = None,
+    ) -> CasePage:
+        """Cases the caller may see, newest first, from Temporal visibility."""
+        filt = ListFilter(
+            stage=stage,
+            program=program,
+            manager=manager,
+            risk=risk.value if risk else None,
+            overdue=overdue,
+            next_due_before=next_due_before,
+        )
+        match actor.role:
+            case Role.CASE_MANAGER:
+                filt.manager = actor.id
+            case Role.SUPERVISOR:
+                filt.supervisor = actor.id
+            case Role.PROGRAM_LEAD:
+                filt.programs = [p.key for p in ops.programs.values() if p.lead == actor.id]
+            case Role.SYSTEM:
+                pass
+            case _:
+                raise Problem(403, "Forbidden", f"a {actor.role.value} may not list cases")
+        token = pages.open(page_token) if page_token else None
+        items, following = await ops.list_page(filt, page_size, token)
+        return CasePage(items=items, next_page_token=pages.seal(following) if following else None)
+
+    @app.get("/cases/{number}", response_model=CaseView)
+    async def show_case(number: str, actor: Caller) -> CaseView:
+        view = await visible(actor, number)
+        await log_access(actor, number, "view")
+        return view
+
+    @app.get("/cases/{number}/events", response_model=list[Event])
+    async def case_events(number: str, actor: Caller) -> list[Event]:
+        await visible(actor, number)
+        await log_access(actor, number, "events")
+        return await ops.history(number)
+
+    for action, (command_model, body_model) in action_models().items():
+        add_action_route(app, action, command_model, body_model, visible, caller, ops)
+
     @app.post("/callbacks/referrals", responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 503: {}})
     async def referral_answer(request: Request) -> JSONResponse:
+        """Where providers answer referrals, signed with their shared secret."""
         body = await request.body()
         provider_id = request.headers.get(PROVIDER_HEADER, "")
         provider = directory.provider(provider_id)
@@ -109,27 +330,58 @@ def create_app(ops: CaseOps, directory: Directory) -> FastAPI:
         try:
             view = await ops.act(answer.case, command)
         except CaseError as exc:
-            status = STATUS_FOR.get(exc.kind, 400)
+            p = from_case_error(exc)
             if exc.kind == "forbidden":  # do not tell a provider about referrals that are not theirs
-                status, exc.message = (
-                    404,
-                    f"no referral {answer.referral} for {provider.id} on case {answer.case}",
+                p = Problem(
+                    404, "Not found", f"no referral {answer.referral} for {provider.id} on case {answer.case}"
                 )
-            return problem(status, exc.kind.replace("_", " ").capitalize(), exc.message)
+            return problem(p.status, p.title, p.detail)
         referral = next(r for r in view.case.referrals if r.id == answer.referral)
         return JSONResponse({"case": answer.case, "referral": referral.id, "status": referral.status.value})
 
     return app
 
 
+def add_action_route(
+    app: FastAPI,
+    action: str,
+    command_model: type[BaseModel],
+    body_model: type[BaseModel],
+    visible: Any,
+    caller: Any,
+    ops: CaseOps,
+) -> None:
+    async def act(number: str, body: body_model, actor: Annotated[Actor, Depends(caller)]) -> CaseView:  # type: ignore[valid-type]
+        await visible(actor, number)
+        try:
+            command = command_model.model_validate({**body.model_dump(), "actor": actor})  # type: ignore[attr-defined]
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            raise Problem(422, "Invalid request", detail) from None
+        return await ops.act(number, command)  # type: ignore[arg-type]
+
+    path = f"/cases/{{number}}/{action.replace('_', '-')}"
+    app.add_api_route(
+        path,
+        act,
+        methods=["POST"],
+        response_model=CaseView,
+        name=action,
+        summary=(command_model.__doc__ or action).strip().splitlines()[0],
+        responses={403: {}, 404: {}, 409: {}, 422: {}},
+    )
+
+
 async def connected_app(settings: Settings) -> FastAPI:
-    """The app wired to Temporal and the directory from settings."""
+    """The app wired to Temporal, the directory, the API keys and the record store from settings."""
     from worker import connect
 
     client = await connect(settings)
     directory = load_directory(settings.directory_dir)
     ops = CaseOps(client, load_programs(settings.programs_dir), settings.task_queue, directory)
-    return create_app(ops, directory)
+    secret = settings.api_token_secret.get_secret_value().encode() if settings.api_token_secret else None
+    keys = load_keys(settings.api_keys_file)
+    return create_app(ops, directory, keys, make_engine(settings.database_url), secret)
 
 
 async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:

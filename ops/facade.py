@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -67,22 +68,46 @@ class ListFilter:
     risk: str | None = None
     overdue: bool | None = None
     include_archived: bool = False
+    supervisor: str | None = None
+    programs: list[str] | None = None  # any of these (a program lead's scope)
+    next_due_before: datetime | None = None
 
     def query(self) -> str:
         clauses = ["WorkflowType = 'CaseWorkflow'"]
-        for key, value in (
+        equal = (
             (search.CASE_STAGE, self.stage),
             (search.CASE_MANAGER, self.manager),
             (search.CASE_PROGRAM, self.program),
             (search.CASE_RISK, self.risk),
-        ):
+            (search.CASE_SUPERVISOR, self.supervisor),
+        )
+        for key, value in equal:
             if value is not None:
                 clauses.append(f"{key.name} = '{_quote(str(value))}'")
+        if self.programs is not None:
+            listed = ", ".join(f"'{_quote(p)}'" for p in self.programs) or "''"
+            clauses.append(f"{search.CASE_PROGRAM.name} IN ({listed})")
         if self.overdue is not None:
             clauses.append(f"{search.CASE_OVERDUE.name} = {str(self.overdue).lower()}")
+        if self.next_due_before is not None:
+            clauses.append(f"{search.CASE_NEXT_DUE.name} < '{self.next_due_before.isoformat()}'")
         if not self.include_archived:
             clauses.append("ExecutionStatus = 'Running'")
         return " AND ".join(clauses)
+
+
+def summary(wf: WorkflowExecution) -> CaseSummary:
+    sa = wf.typed_search_attributes
+    return CaseSummary(
+        number=wf.id.removeprefix("case-"),
+        stage=sa.get(search.CASE_STAGE) or "?",
+        manager=sa.get(search.CASE_MANAGER) or "?",
+        program=sa.get(search.CASE_PROGRAM) or "?",
+        risk=sa.get(search.CASE_RISK) or "?",
+        next_due=sa.get(search.CASE_NEXT_DUE),
+        overdue=bool(sa.get(search.CASE_OVERDUE)),
+        running=wf.status == WorkflowExecutionStatus.RUNNING,
+    )
 
 
 def _quote(value: str) -> str:
@@ -113,7 +138,18 @@ class CaseOps:
             raise CaseError("validation", f"unknown program {key!r} (known: {known})") from None
 
     async def open_case(self, command: OpenCase) -> CaseView:
+        """Open a case. With an intake reference the case number comes from it, and a repeated
+        request returns the case it opened before (its `opening_request` tells which request)."""
         program = self.program(command.program)
+        if command.intake_reference:
+            command = command.model_copy(
+                update={"number": search.intake_case_number(command.intake_reference)}
+            )
+        conflict = (
+            WorkflowIDConflictPolicy.USE_EXISTING
+            if command.intake_reference
+            else WorkflowIDConflictPolicy.FAIL
+        )
         try:
             handle = await self.client.start_workflow(
                 CaseWorkflow.run,
@@ -121,13 +157,16 @@ class CaseOps:
                 id=search.workflow_id(command.number),
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_conflict_policy=conflict,
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(search.CASE_STAGE, Stage.INTAKE.value),
                         SearchAttributePair(search.CASE_MANAGER, command.manager),
                         SearchAttributePair(search.CASE_PROGRAM, command.program),
                         SearchAttributePair(search.CASE_RISK, command.risk.value),
+                        SearchAttributePair(
+                            search.CASE_SUPERVISOR, command.supervisor or search.NO_SUPERVISOR
+                        ),
                     ]
                 ),
                 static_summary=f"Case {command.number} · {program.name}",
@@ -189,22 +228,20 @@ class CaseOps:
             raise self._rpc_error(number, exc) from None
 
     async def list_cases(self, filt: ListFilter, limit: int = 200) -> list[CaseSummary]:
-        rows: list[CaseSummary] = []
-        async for wf in self.client.list_workflows(filt.query(), limit=limit):
-            sa = wf.typed_search_attributes
-            rows.append(
-                CaseSummary(
-                    number=wf.id.removeprefix("case-"),
-                    stage=sa.get(search.CASE_STAGE) or "?",
-                    manager=sa.get(search.CASE_MANAGER) or "?",
-                    program=sa.get(search.CASE_PROGRAM) or "?",
-                    risk=sa.get(search.CASE_RISK) or "?",
-                    next_due=sa.get(search.CASE_NEXT_DUE),
-                    overdue=bool(sa.get(search.CASE_OVERDUE)),
-                    running=wf.status == WorkflowExecutionStatus.RUNNING,
-                )
-            )
-        return rows
+        return [summary(wf) async for wf in self.client.list_workflows(filt.query(), limit=limit)]
+
+    async def list_page(
+        self, filt: ListFilter, page_size: int, token: bytes | None
+    ) -> tuple[list[CaseSummary], bytes | None]:
+        """One page of cases and the token for the next (None at the end)."""
+        pages = self.client.list_workflows(filt.query(), page_size=page_size, next_page_token=token)
+        try:
+            await pages.fetch_next_page(page_size=page_size)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.INVALID_ARGUMENT:
+                raise CaseError("bad_request", f"cannot list cases: {exc.message}") from None
+            raise
+        return [summary(wf) for wf in pages.current_page or []], pages.next_page_token or None
 
     def _handle(self, number: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle_for(CaseWorkflow.run, search.workflow_id(number))

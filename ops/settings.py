@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     database_url: str = f"sqlite+aiosqlite:///{ROOT / 'var' / 'casework.db'}"
     programs_dir: Path = ROOT / "programs"
     directory_dir: Path = ROOT / "directory"
+    api_keys_file: Path = ROOT / "directory" / "api_keys.toml"
     # Email (SMTP). `casework dev` runs a local mail sink on this port that keeps messages in var/mail.
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     mail_from: str = "casework@casework.example.org"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Signs list page tokens; give every API replica the same one (default: random per process).
+    api_token_secret: SecretStr | None = None
     # Public address of the provider callback, put into referral messages.
     callback_url: str = "http://127.0.0.1:8000/callbacks/referrals"
     var_dir: Path = ROOT / "var"

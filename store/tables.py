@@ -90,3 +90,16 @@ delivery_attempts = Table(
     Column("detail", Text, nullable=False),
     Index("ix_delivery_attempts_key", "idempotency_key"),
 )
+
+# Every read of a case through the API: who viewed which case, when (a record access log).
+record_access = Table(
+    "record_access",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor_id", String(64), nullable=False),
+    Column("actor_role", String(20), nullable=False),
+    Column("case_number", String(40), nullable=False),
+    Column("what", String(40), nullable=False),  # view | events
+    Index("ix_record_access_case", "case_number", "at"),
+)

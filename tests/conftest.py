@@ -166,7 +166,7 @@ class TrackingOps(CaseOps):
 
     async def open_case(self, command: OpenCase) -> CaseView:
         view = await super().open_case(command)
-        self.opened.append(command.number)
+        self.opened.append(view.case.number)
         return view
 
 

@@ -81,6 +81,7 @@ def attributes(case: Case, view: CaseView) -> list[SearchAttributeUpdate[Any]]:
         search.CASE_PROGRAM.value_set(case.program),
         search.CASE_RISK.value_set(case.risk.value),
         search.CASE_OVERDUE.value_set(bool(view.overdue)),
+        search.CASE_SUPERVISOR.value_set(case.supervisor or search.NO_SUPERVISOR),
     ]
     if view.next_deadline is not None:
         pairs.append(search.CASE_NEXT_DUE.value_set(view.next_deadline))

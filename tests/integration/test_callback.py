@@ -88,7 +88,10 @@ async def test_providers_answer_through_the_signed_callback(
         os.environ[f"CASEWORK_TEST_CALLBACK_{pid.upper().replace('-', '_')}"] = secret
     async with case_worker(time_env, record_store, DIRECTORY) as ops:
         number, referral = await with_referral(ops)
-        async with serving(create_app(ops, DIRECTORY)) as base, httpx.AsyncClient(base_url=base) as http:
+        async with (
+            serving(create_app(ops, DIRECTORY, {}, None)) as base,
+            httpx.AsyncClient(base_url=base) as http,
+        ):
 
             async def post(provider: str, body: Mapping[str, object], **kw: object) -> httpx.Response:
                 raw, headers = signed(provider, body, **kw)  # type: ignore[arg-type]

@@ -1,0 +1,188 @@
+"""The HTTP API against the dev server: keys, scoping, every error class, idempotent open."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import WorkflowEnvironment
+
+from domain.models import Actor, Role
+from ops.api import create_app
+from ops.auth import digest
+from store.tables import record_access
+from tests.conftest import case_worker
+from tests.integration.test_callback import DIRECTORY, serving
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+PEOPLE = {
+    "alice": Actor(id="alice", role=Role.CASE_MANAGER),
+    "bob": Actor(id="bob", role=Role.CASE_MANAGER),
+    "sam": Actor(id="sam", role=Role.SUPERVISOR),
+    "lead": Actor(id="lead-general", role=Role.PROGRAM_LEAD),
+    "provider": Actor(id="shelter-north", role=Role.PROVIDER),
+}
+KEYS = {digest(f"key-{name}"): actor for name, actor in PEOPLE.items()}
+CLIENT = {"given_name": "Leila", "family_name": "Nasser", "phone": "555-0142"}
+
+
+class Api:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def call(self, who: str | None, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer key-{who}"} if who else {}
+        return await self.http.request(method, path, headers=headers, **kw)
+
+    async def act(self, who: str, number: str, action: str, **body: Any) -> httpx.Response:
+        return await self.call(who, "POST", f"/cases/{number}/{action}", json=body)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(dev_env: WorkflowEnvironment, record_store: AsyncEngine) -> AsyncIterator[Api]:
+    async with case_worker(dev_env, record_store, DIRECTORY) as ops:
+        ops.directory = DIRECTORY
+        app = create_app(ops, DIRECTORY, KEYS, record_store)
+        async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+            yield Api(http)
+
+
+def problem_of(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"]
+    return str(body["detail"])
+
+
+async def test_a_case_through_the_api(api: Api, record_store: AsyncEngine) -> None:
+    intake = f"FORM-{uuid.uuid4().hex[:8]}"
+    opened = await api.call(
+        "alice",
+        "POST",
+        "/cases",
+        json={"program": "general", "client": CLIENT, "supervisor": "sam", "intake_reference": intake},
+    )
+    assert opened.status_code == 201, opened.text
+    number = opened.json()["case"]["number"]
+    assert opened.headers["location"] == f"/cases/{number}"
+    again = await api.call(
+        "alice",
+        "POST",
+        "/cases",
+        json={"program": "general", "client": CLIENT, "supervisor": "sam", "intake_reference": intake},
+    )
+    assert again.status_code == 200 and again.json()["case"]["number"] == number  # no second case
+
+    assert (await api.act("alice", number, "accept", note="by API")).json()["case"]["stage"] == "assessment"
+    assessed = await api.act(
+        "alice",
+        number,
+        "complete-assessment",
+        assessment={"needs": [{"domain": "housing", "severity": 3}], "risk": "high"},
+    )
+    assert assessed.status_code == 200, assessed.text
+    await api.act(
+        "alice",
+        number,
+        "submit-plan",
+        goals=[{"id": "g1", "description": "Home", "objective": "lease", "target_date": "2027-05-01"}],
+    )
+    assert "high-risk plan needs a supervisor" in problem_of(
+        await api.act("alice", number, "approve-plan"), 403
+    )
+    assert (await api.act("sam", number, "approve-plan")).json()["case"]["stage"] == "coordination"
+
+    shown = await api.call("alice", "GET", f"/cases/{number}")
+    assert shown.status_code == 200 and shown.json()["case"]["client"]["family_name"] == "Nasser"
+    events = await api.call("sam", "GET", f"/cases/{number}/events")
+    assert [e["change"]["action"] for e in events.json()][:3] == ["open", "accept", "complete_assessment"]
+    assert all(e["change"]["actor"]["id"] in {"alice", "sam", "casework"} for e in events.json())
+    async with record_store.connect() as conn:
+        reads = (
+            await conn.execute(
+                select(record_access.c.actor_id, record_access.c.what)
+                .where(record_access.c.case_number == number)
+                .order_by(record_access.c.id)
+            )
+        ).all()
+    assert [tuple(r) for r in reads] == [("alice", "view"), ("sam", "events")]
+
+
+async def test_every_error_has_its_status_and_the_domains_words(api: Api) -> None:
+    problem_of(await api.call(None, "GET", "/cases/X"), 401)
+    problem_of(await api.call("mallory", "GET", "/cases/X"), 401)
+    number = (await api.call("alice", "POST", "/cases", json={"client": CLIENT})).json()["case"]["number"]
+    assert problem_of(await api.act("alice", number, "approve-plan"), 409) == (
+        "cannot approve_plan a case in intake (only from: planning)"
+    )
+    assert "reason" in problem_of(await api.act("alice", number, "decline", reason="no"), 422)
+    assert "actor" in problem_of(
+        await api.act("alice", number, "accept", actor={"id": "sam", "role": "supervisor"}), 422
+    )
+    problem_of(await api.act("alice", "NO-SUCH-CASE", "accept"), 404)
+    problem_of(await api.call("alice", "POST", "/cases", json={"client": {"family_name": "X"}}), 422)
+    problem_of(await api.call("alice", "POST", "/cases", json={"client": CLIENT, "manager": "bob"}), 403)
+    problem_of(await api.call("provider", "POST", "/cases", json={"client": CLIENT}), 403)
+    assert "unknown program" in problem_of(
+        await api.call("alice", "POST", "/cases", json={"client": CLIENT, "program": "nope"}), 422
+    )
+    problem_of(await api.call("alice", "GET", "/cases", params={"page_token": "!!"}), 400)
+    problem_of(await api.call("alice", "GET", "/cases", params={"page_token": "bm90IGEgdG9rZW4="}), 400)
+    problem_of(await api.call("alice", "GET", "/cases", params={"page_size": 0}), 422)
+
+
+async def test_a_case_manager_cannot_see_or_touch_another_caseload(api: Api) -> None:
+    number = (await api.call("alice", "POST", "/cases", json={"client": CLIENT, "supervisor": "sam"})).json()[
+        "case"
+    ]["number"]
+    # bob gets 404, not 403: whether the case exists is not his to know
+    problem_of(await api.call("bob", "GET", f"/cases/{number}"), 404)
+    problem_of(await api.call("bob", "GET", f"/cases/{number}/events"), 404)
+    problem_of(await api.act("bob", number, "accept"), 404)
+    assert (await api.call("sam", "GET", f"/cases/{number}")).status_code == 200  # sam's team
+    assert (
+        await api.call("lead", "GET", f"/cases/{number}")
+    ).status_code == 200  # the general program's lead
+    problem_of(await api.call("provider", "GET", f"/cases/{number}"), 404)
+
+
+async def test_lists_are_scoped_filtered_and_paged(api: Api) -> None:
+    supervisor = "sam"
+    numbers = []
+    for _ in range(3):
+        r = await api.call("alice", "POST", "/cases", json={"client": CLIENT, "supervisor": supervisor})
+        numbers.append(r.json()["case"]["number"])
+    await api.act("alice", numbers[0], "accept")
+
+    async def listed(who: str, **params: Any) -> list[str]:
+        seen, token = [], None
+        while True:
+            r = await api.call(
+                who, "GET", "/cases", params={**params, **({"page_token": token} if token else {})}
+            )
+            assert r.status_code == 200, r.text
+            seen += [item["number"] for item in r.json()["items"]]
+            token = r.json()["next_page_token"]
+            if not token:
+                return seen
+
+    for _ in range(50):  # visibility is eventually consistent
+        if set(numbers) <= set(await listed("alice", page_size=2)):
+            break
+        await asyncio.sleep(0.2)
+    alices = await listed("alice", page_size=2)
+    assert set(numbers) <= set(alices) and len(alices) == len(set(alices))
+    assert numbers[0] in await listed("alice", stage="assessment")
+    assert numbers[1] not in await listed("alice", stage="assessment")
+    assert not set(numbers) & set(await listed("bob"))
+    assert set(numbers) <= set(await listed("sam"))
+    assert set(numbers) <= set(await listed("lead", program="general"))
+    problem_of(await api.call("provider", "GET", "/cases"), 403)
