@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, get_args
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,6 +38,7 @@ from domain.policy import load_programs
 from domain.views import CaseView
 from ops.auth import digest, load_keys, may_see
 from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter
+from ops.reports import all_reports, load_record
 from ops.settings import Settings
 from store.db import engine as make_engine
 from store.tables import record_access
@@ -277,6 +278,26 @@ def create_app(
         token = pages.open(page_token) if page_token else None
         items, following = await ops.list_page(filt, page_size, token)
         return CasePage(items=items, next_page_token=pages.seal(following) if following else None)
+
+    @app.get("/reports/{name}", responses={200: {"content": {"text/csv": {}}}})
+    async def report(
+        name: Literal["caseload", "overdue", "referrals", "stages", "weekly"],
+        actor: Caller,
+        format: Literal["json", "csv"] = "json",
+    ) -> Response:
+        """A caseload report over the cases the caller may see (supervisors and program leads)."""
+        if actor.role not in (Role.SUPERVISOR, Role.PROGRAM_LEAD, Role.SYSTEM):
+            raise Problem(403, "Forbidden", "reports are for supervisors and program leads")
+        if store is None:
+            raise Problem(503, "No record store", "this API has no record store configured")
+        record = await load_record(store)
+        record.cases = [c for c in record.cases if may_see(actor, c, ops.programs)]
+        visible_numbers = {c.number for c in record.cases}
+        record.moves = [m for m in record.moves if m.case in visible_numbers]
+        result = all_reports(record, ops.programs, datetime.now(UTC))[name]
+        if format == "csv":
+            return Response(result.csv(), media_type="text/csv")
+        return JSONResponse(result.as_json())
 
     @app.get("/cases/{number}", response_model=CaseView)
     async def show_case(number: str, actor: Caller) -> CaseView:

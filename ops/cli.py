@@ -200,6 +200,48 @@ def setup() -> None:
 
 
 @app.command()
+def report(
+    csv_dir: Annotated[
+        Path | None, typer.Option("--csv", help="also write each report as CSV into this folder")
+    ] = None,
+    chart: Annotated[
+        Path | None, typer.Option(help="write a PNG of open cases by stage, week by week")
+    ] = None,
+) -> None:
+    """Caseload, overdue items, referral outcomes, time in stage, cases per week — from the SQL record."""
+    from ops.reports import all_reports, load_record, stage_chart
+    from store.db import engine
+
+    settings = Settings()
+
+    async def go() -> Any:
+        eng = engine(settings.database_url)
+        try:
+            return await load_record(eng)
+        finally:
+            await eng.dispose()
+
+    try:
+        programs = load_programs(settings.programs_dir)
+        record = asyncio.run(go())
+    except ProgramError as exc:
+        raise Fail(str(exc)) from None
+    except Exception as exc:  # a missing or unreachable database
+        raise Fail(f"cannot read the record store {settings.database_url}: {exc}") from None
+    now = utcnow()
+    for name, rep in all_reports(record, programs, now).items():
+        out.print(render.report_table(rep))
+        if csv_dir is not None:
+            csv_dir.mkdir(parents=True, exist_ok=True)
+            (csv_dir / f"{name}.csv").write_text(rep.csv(), encoding="utf-8")
+    if csv_dir is not None:
+        out.print(f"CSV files written to {csv_dir}")
+    if chart is not None:
+        stage_chart(record, now, str(chart))
+        out.print(f"chart written to {chart}")
+
+
+@app.command()
 def providers() -> None:
     """List the providers referrals can go to, with their services and channel."""
     try:

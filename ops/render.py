@@ -14,6 +14,7 @@ from domain.events import Event, NoticeIssued
 from domain.policy import Program, human
 from domain.views import CaseView
 from ops.facade import CaseSummary
+from ops.reports import Report
 
 
 def when(at: datetime | None) -> str:
@@ -150,4 +151,15 @@ def providers_table(providers: Sequence[Provider]) -> Table:
             where,
             human(p.response_time) if p.response_time else "program default",
         )
+    return table
+
+
+def report_table(report: Report) -> Table:
+    table = Table(title=report.title, expand=False)
+    for col in report.columns:
+        table.add_column(col.replace("_", " "))
+    for row in report.rows:
+        table.add_row(*("—" if v is None else str(v) for v in row))
+    if not report.rows:
+        table.add_row(*(["(none)"] + [""] * (len(report.columns) - 1)))
     return table

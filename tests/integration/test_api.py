@@ -186,3 +186,18 @@ async def test_lists_are_scoped_filtered_and_paged(api: Api) -> None:
     assert set(numbers) <= set(await listed("sam"))
     assert set(numbers) <= set(await listed("lead", program="general"))
     problem_of(await api.call("provider", "GET", "/cases"), 403)
+
+
+async def test_reports_are_for_supervisors_and_cover_their_team(api: Api) -> None:
+    number = (await api.call("alice", "POST", "/cases", json={"client": CLIENT, "supervisor": "sam"})).json()[
+        "case"
+    ]["number"]
+    await api.act("alice", number, "accept")
+    problem_of(await api.call("alice", "GET", "/reports/caseload"), 403)
+    load = await api.call("sam", "GET", "/reports/caseload")
+    assert load.status_code == 200, load.text
+    assert load.json()["columns"] == ["manager", "stage", "cases"]
+    assert ["alice", "assessment"] in [row[:2] for row in load.json()["rows"]]
+    csv = await api.call("sam", "GET", "/reports/weekly", params={"format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv") and csv.text.startswith("week,opened,closed")
+    problem_of(await api.call("sam", "GET", "/reports/nonsense"), 422)
