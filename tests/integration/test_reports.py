@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 from collections import Counter
@@ -21,7 +22,6 @@ from ops.reports import all_reports, load_record, percentile, stage_chart, week_
 from store.db import engine, migrate
 from tests.conftest import PG_URL, fresh_postgres_database
 from tests.scenario import HAPPY_PATH, PROGRAMS, SAM, T0, Story
-import itertools
 
 SHELTER = Actor(id="shelter-north", role=Role.PROVIDER)
 
