@@ -689,6 +689,70 @@ def follow_up_outcome(
     act(number, cmd, as_json)
 
 
+def _progress(label: str) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+def _report_outcome(outcome: Any, done: str, skipped: str) -> None:
+    out.print(f"{len(outcome.done)} {done}, {len(outcome.skipped)} {skipped}, {len(outcome.failed)} failed")
+    for where, why in outcome.failed:
+        err.print(f"  {where}: {why}", highlight=False)
+    if outcome.failed:
+        raise Fail(f"{len(outcome.failed)} could not be done (listed above)")
+
+
+@app.command()
+def reassign(
+    from_manager: Annotated[str, typer.Option("--from", help="the manager whose open cases move")],
+    to_manager: Annotated[str, typer.Option("--to", help="the manager who takes them")],
+    reason: Annotated[str, typer.Option()],
+    as_: AsOption = None,
+) -> None:
+    """Reassign a manager's whole open caseload to another manager (supervisors only)."""
+    from ops.bulk import reassign_caseload
+
+    who = actor(as_)
+    if who.role not in (Role.SUPERVISOR, Role.PROGRAM_LEAD):
+        raise Fail("only a supervisor or program lead may reassign a caseload")
+    bar, update = _progress(f"reassigning {from_manager} → {to_manager}")
+    with bar:
+        outcome = run(lambda ops: reassign_caseload(ops, who, from_manager, to_manager, reason, update))
+    _report_outcome(outcome, "reassigned", "already theirs")
+
+
+@app.command("import")
+def import_csv(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with columns "
+            + ", ".join(("intake_reference", "given_name", "family_name", "program", "manager", "..."))
+        ),
+    ],
+    as_: AsOption = None,
+) -> None:
+    """Open cases from a CSV file; bad rows are reported by row number, good ones opened once."""
+    from ops.bulk import import_cases, read_rows
+
+    who = actor(as_)
+    try:
+        read_rows(file)
+    except (OSError, ValueError) as exc:
+        raise Fail(str(exc)) from None
+    bar, update = _progress(f"importing {file.name}")
+    with bar:
+        outcome = run(lambda ops: import_cases(ops, who, file, update))
+    _report_outcome(outcome, "opened", "already open")
+
+
 @app.command("act")
 def act_json(
     number: CaseArg,
@@ -714,7 +778,8 @@ def act_json(
 def main() -> None:
     code = 0
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
+        code = result if isinstance(result, int) else 0  # click returns an Exit's code here
     except Fail as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         code = 1
