@@ -753,6 +753,20 @@ def import_csv(
     _report_outcome(outcome, "opened", "already open")
 
 
+@app.command()
+def demo(
+    cases: Annotated[int, typer.Option(min=1, max=1000, help="how many cases")] = 12,
+    seed: Annotated[int | None, typer.Option(help="the same seed gives the same mix")] = None,
+) -> None:
+    """Open realistic demo cases across programs and stages (the first: a woman arriving at a refuge)."""
+    from ops.demo import open_demo_cases
+
+    bar, update = _progress("opening demo cases")
+    with bar:
+        numbers = run(lambda ops: open_demo_cases(ops, cases, update, seed))
+    out.print(f"opened {len(numbers)} demo cases: {', '.join(numbers[:5])}{' …' if len(numbers) > 5 else ''}")
+
+
 @app.command("act")
 def act_json(
     number: CaseArg,

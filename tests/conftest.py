@@ -173,7 +173,7 @@ class TrackingOps(CaseOps):
 @asynccontextmanager
 async def case_worker(
     env: WorkflowEnvironment, store: AsyncEngine, directory: Directory | None = None
-) -> AsyncIterator[CaseOps]:
+) -> AsyncIterator[TrackingOps]:
     """A worker on a task queue of its own, and the ops facade that sends cases to it.
 
     Cases a test leaves running are terminated afterwards, once their events are

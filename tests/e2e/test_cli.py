@@ -210,3 +210,18 @@ def test_cannot_reach_temporal_says_so(tmp_path: Path) -> None:
 def test_programs_are_listed(stack: dict[str, str]) -> None:
     out = ok("programs", env=stack)
     assert "general" in out and "housing" in out
+
+
+def test_demo_cases_feed_the_list_and_the_report(stack: dict[str, str], tmp_path: Path) -> None:
+    done = ok("demo", "--cases", "5", "--seed", "3", env=stack)
+    assert "opened 5 demo cases" in done
+    listed = json.loads(ok("list", "--json", env=stack))
+    assert len(listed) >= 5
+    refuge = next(r for r in listed if r["program"] == "housing" and r["stage"] == "monitoring")
+    shown = ok("show", refuge["number"], env=stack)
+    for fact in ("Amina Haddad", "Protection order", "legal-aid-east", "city-counselling", "home_visit"):
+        assert fact in shown
+    report = ok("report", "--csv", str(tmp_path / "csv"), "--chart", str(tmp_path / "stages.png"), env=stack)
+    assert "Open caseload by manager and stage" in report and "Overdue items" in report
+    assert (tmp_path / "csv" / "caseload.csv").read_text().startswith("manager,stage,cases")
+    assert (tmp_path / "stages.png").read_bytes()[:4] == b"\x89PNG"
