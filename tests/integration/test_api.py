@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -201,3 +204,18 @@ async def test_reports_are_for_supervisors_and_cover_their_team(api: Api) -> Non
     csv = await api.call("sam", "GET", "/reports/weekly", params={"format": "csv"})
     assert csv.headers["content-type"].startswith("text/csv") and csv.text.startswith("week,opened,closed")
     problem_of(await api.call("sam", "GET", "/reports/nonsense"), 422)
+
+
+async def test_no_input_makes_the_api_fail_with_a_server_error(api: Api, tmp_path: Path) -> None:
+    """schemathesis generates requests from the OpenAPI schema for every operation."""
+    base = str(api.http.base_url).rstrip("/")
+    st = str(Path(sys.executable).parent / "st")
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [st, "run", f"{base}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "8",
+         "--generation-deterministic", "--request-timeout", "30", "-H", "Authorization: Bearer key-sam",
+         "--suppress-health-check", "all"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "passed" in done.stdout.lower() or "no issues" in done.stdout.lower(), done.stdout[-2000:]
