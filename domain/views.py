@@ -22,6 +22,7 @@ class CaseView(Model):
     allowed_actions: list[str]
     events: int
     unrecorded: int = Field(0, description="events not yet written to the SQL record")
+    archived: bool = Field(False, description="read from the SQL record: the workflow history is gone")
 
     @property
     def number(self) -> str:

@@ -399,10 +399,11 @@ async def connected_app(settings: Settings) -> FastAPI:
 
     client = await connect(settings)
     directory = load_directory(settings.directory_dir)
-    ops = CaseOps(client, load_programs(settings.programs_dir), settings.task_queue, directory)
+    record = make_engine(settings.database_url)
+    ops = CaseOps(client, load_programs(settings.programs_dir), settings.task_queue, directory, record)
     secret = settings.api_token_secret.get_secret_value().encode() if settings.api_token_secret else None
     keys = load_keys(settings.api_keys_file)
-    return create_app(ops, directory, keys, make_engine(settings.database_url), secret)
+    return create_app(ops, directory, keys, record, secret)
 
 
 async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:

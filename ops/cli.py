@@ -90,7 +90,13 @@ def run(work: Callable[[CaseOps], Awaitable[T]]) -> T:
             raise Fail(
                 f"cannot reach Temporal at {settings.temporal_address} ({exc}); is `casework dev` running?"
             ) from None
-        return await work(CaseOps(client, programs, settings.task_queue, directory))
+        from store.db import engine
+
+        record = engine(settings.database_url)
+        try:
+            return await work(CaseOps(client, programs, settings.task_queue, directory, record))
+        finally:
+            await record.dispose()
 
     try:
         return asyncio.run(go())

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -32,9 +34,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.commands import OpenCase, Refer, StaffCommand
 from domain.directory import Directory
 from domain.events import Event
-from domain.models import Stage
+from domain.models import Case, Stage
 from domain.policy import Program
-from domain.views import CaseView
+from domain.views import CaseView, case_view
+from store.tables import cases
 from workflows import search
 from workflows.case import CaseInput, CaseWorkflow
 
@@ -126,9 +129,11 @@ class CaseOps:
         programs: dict[str, Program],
         task_queue: str,
         directory: Directory | None = None,
+        record: AsyncEngine | None = None,
     ) -> None:
         self.client, self.programs, self.task_queue = client, programs, task_queue
         self.directory = directory
+        self.record = record  # the SQL record: cases stay readable after Temporal forgets them
 
     def program(self, key: str) -> Program:
         try:
@@ -219,7 +224,26 @@ class CaseOps:
         return command
 
     async def view(self, number: str) -> CaseView:
-        return await self._view(self._handle(number), number)
+        try:
+            return await self._view(self._handle(number), number)
+        except CaseError as exc:
+            if exc.kind != "not_found" or (recorded := await self.recorded_view(number)) is None:
+                raise
+            return recorded
+
+    async def recorded_view(self, number: str) -> CaseView | None:
+        """The case as the SQL record has it, once its workflow history is gone."""
+        if self.record is None:
+            return None
+        async with self.record.connect() as conn:
+            row = (
+                await conn.execute(select(cases.c.state, cases.c.last_seq).where(cases.c.number == number))
+            ).one_or_none()
+        if row is None:
+            return None
+        case = Case.model_validate(row.state)
+        program = self.program(case.program)
+        return case_view(case, program, utcnow(), row.last_seq).model_copy(update={"archived": True})
 
     async def history(self, number: str) -> list[Event]:
         try:

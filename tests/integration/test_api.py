@@ -212,10 +212,26 @@ async def test_no_input_makes_the_api_fail_with_a_server_error(api: Api, tmp_pat
     st = str(Path(sys.executable).parent / "st")
     done = await asyncio.to_thread(
         subprocess.run,
-        [st, "run", f"{base}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "8",
-         "--generation-deterministic", "--request-timeout", "30", "-H", "Authorization: Bearer key-sam",
-         "--suppress-health-check", "all"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            st,
+            "run",
+            f"{base}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "8",
+            "--generation-deterministic",
+            "--request-timeout",
+            "30",
+            "-H",
+            "Authorization: Bearer key-sam",
+            "--suppress-health-check",
+            "all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "passed" in done.stdout.lower() or "no issues" in done.stdout.lower(), done.stdout[-2000:]

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.records import recorded_events
 from domain import commands as c
 from domain.models import RiskLevel, Stage
-from ops.facade import CaseOps
+from ops.facade import CaseError, CaseOps
 from store.tables import outbox
 from tests.conftest import SUGGEST_CONTINUE_AS_NEW_AT, case_worker
 from tests.processes import background, casework, environment
@@ -151,3 +151,24 @@ async def test_a_long_case_continues_as_new_and_keeps_everything(
         await eventually(lambda: _all_recorded(ops, number))
         rows = await recorded_events(record_store, number)
         assert [r["seq"] for r in rows] == [e.seq for e in history]
+
+
+async def test_a_case_is_still_shown_from_the_record_after_temporal_forgets_it(
+    dev_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    """A case recorded in SQL whose workflow Temporal no longer has (retention ended)."""
+    from activities.contracts import RecordBatch
+    from activities.records import CaseRecorder
+    from tests.scenario import Story
+
+    story = Story("general").to(Stage.MONITORING)
+    await CaseRecorder(record_store).record(
+        RecordBatch(case=story.case, case_seq=len(story.events), events=story.events)
+    )
+    async with case_worker(dev_env, record_store) as ops:
+        with pytest.raises(CaseError):  # without the record, Temporal alone does not know it
+            await ops.view(story.case.number)
+        ops.record = record_store
+        kept = await ops.view(story.case.number)
+    assert kept.archived and kept.events == len(story.events)
+    assert kept.case == story.case  # the whole case: client, assessment, plan, referrals, notes
