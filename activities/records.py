@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
@@ -23,7 +23,7 @@ from activities.messages import messages_for
 from domain.events import Event
 from domain.models import Case
 from store.db import insert_ignoring_duplicates
-from store.tables import case_events, cases, outbox
+from store.tables import case_events, case_follow_ups, case_goals, case_referrals, cases, outbox
 
 log = structlog.get_logger("casework.records")
 
@@ -94,9 +94,55 @@ class CaseRecorder:
         }
         inserted = await insert_ignoring_duplicates(conn, cases, [row | {"number": case.number}], ["number"])
         if not inserted:  # only move forward: an older retried batch must not overwrite a newer state
-            await conn.execute(
+            result = await conn.execute(
                 update(cases).where(cases.c.number == case.number, cases.c.last_seq < seq).values(**row)
             )
+            if not result.rowcount:
+                return
+        await _project_parts(conn, case)
+
+
+async def _project_parts(conn: Any, case: Case) -> None:
+    """Rewrite the case's referral, goal and follow-up rows (same transaction as the case row)."""
+    for table in (case_referrals, case_goals, case_follow_ups):
+        await conn.execute(delete(table).where(table.c.case_number == case.number))
+    referrals = [
+        {
+            "case_number": case.number,
+            "referral_id": r.id,
+            "provider": r.provider,
+            "service": r.service.value,
+            "status": r.status.value,
+            "requested_at": r.requested_at,
+            "answered_at": r.answered_at,
+        }
+        for r in case.referrals
+    ]
+    goals = [
+        {
+            "case_number": case.number,
+            "goal_id": g.id,
+            "description": g.description,
+            "objective": g.objective,
+            "target_date": g.target_date,
+            "status": g.status.value,
+        }
+        for g in (case.plan.goals if case.plan else [])
+    ]
+    follow_ups = [
+        {
+            "case_number": case.number,
+            "follow_up_id": f.id,
+            "kind": f.kind.value,
+            "due_at": f.due_at,
+            "status": f.status.value,
+            "done_at": f.done_at,
+        }
+        for f in case.follow_ups
+    ]
+    for table, rows in ((case_referrals, referrals), (case_goals, goals), (case_follow_ups, follow_ups)):
+        if rows:
+            await conn.execute(insert(table), rows)
 
 
 async def recorded_events(engine: AsyncEngine, number: str) -> list[dict[str, Any]]:

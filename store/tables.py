@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -34,6 +35,7 @@ cases = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_cases_stage", "stage"),
     Index("ix_cases_manager", "manager"),
+    Index("ix_cases_program_stage", "program", "stage"),
 )
 
 case_events = Table(
@@ -49,6 +51,7 @@ case_events = Table(
     Column("stage_after", String(20), nullable=False),
     Column("change", JSON, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_case_events_at", "at"),
 )
 
 outbox = Table(
@@ -102,4 +105,40 @@ record_access = Table(
     Column("case_number", String(40), nullable=False),
     Column("what", String(40), nullable=False),  # view | events
     Index("ix_record_access_case", "case_number", "at"),
+)
+
+# The case's parts as rows (rewritten with the case projection), for reporting tools.
+case_referrals = Table(
+    "case_referrals",
+    metadata,
+    Column("case_number", String(40), primary_key=True),
+    Column("referral_id", String(20), primary_key=True),
+    Column("provider", String(100), nullable=False),
+    Column("service", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("answered_at", DateTime(timezone=True)),
+    Index("ix_case_referrals_provider", "provider", "service"),
+)
+
+case_goals = Table(
+    "case_goals",
+    metadata,
+    Column("case_number", String(40), primary_key=True),
+    Column("goal_id", String(32), primary_key=True),
+    Column("description", String(500), nullable=False),
+    Column("objective", String(500), nullable=False),
+    Column("target_date", Date, nullable=False),
+    Column("status", String(10), nullable=False),
+)
+
+case_follow_ups = Table(
+    "case_follow_ups",
+    metadata,
+    Column("case_number", String(40), primary_key=True),
+    Column("follow_up_id", String(20), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("done_at", DateTime(timezone=True)),
 )

@@ -14,7 +14,7 @@ from domain.models import Stage
 from domain.schedule import next_due
 from store.db import migrate
 from store.tables import cases, outbox
-from tests.scenario import ALICE, Story
+from tests.scenario import ALICE, SAM, Story
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -76,3 +76,46 @@ async def test_an_older_batch_never_rolls_the_case_back(record_store: AsyncEngin
 async def test_migrating_again_is_harmless(record_store: AsyncEngine) -> None:
     await migrate(record_store)
     await migrate(record_store)
+
+
+async def test_the_cases_parts_are_rows_for_reporting_tools(record_store: AsyncEngine) -> None:
+    from store.tables import case_follow_ups, case_goals, case_referrals
+
+    story = Story("general").to(Stage.MONITORING)
+    recorder = CaseRecorder(record_store)
+    await recorder.record(batch(story, 1, len(story.events)))
+    story.do(c.AnswerReferral(actor=SAM, referral_id=story.case.referrals[0].id, answer="accepted"))
+    await recorder.record(batch(story, len(story.events), len(story.events)))
+    await recorder.record(batch(story, 1, len(story.events) - 1))  # a stale retry changes nothing
+    number = story.case.number
+    async with record_store.connect() as conn:
+        referrals = (
+            await conn.execute(
+                select(case_referrals.c.provider, case_referrals.c.status).where(
+                    case_referrals.c.case_number == number
+                )
+            )
+        ).all()
+        goals = (
+            (
+                await conn.execute(
+                    select(case_goals.c.goal_id)
+                    .where(case_goals.c.case_number == number)
+                    .order_by(case_goals.c.goal_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        visits = (
+            (
+                await conn.execute(
+                    select(case_follow_ups.c.kind).where(case_follow_ups.c.case_number == number)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [tuple(r) for r in referrals] == [("shelter-north", "accepted")]
+    assert list(goals) == ["g1", "g2"]
+    assert list(visits) == ["home_visit"]
