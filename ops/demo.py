@@ -179,7 +179,7 @@ async def ordinary_case(ops: CaseOps, number: str, rng: random.Random, i: int) -
     ]
     for step in path[: rng.randint(0, len(path))]:
         await ops.act(number, step)
-    if i % 7 == 3:
+    if i % 7 == 3 and (await ops.view(number)).case.is_open:
         await ops.act(number, c.Suspend(actor=manager, reason="client in hospital"))
 
 

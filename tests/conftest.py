@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain.commands import OpenCase
 from domain.directory import Directory
 from domain.views import CaseView
-from ops.facade import CaseOps
+from ops.facade import CaseOps, workflow_status
 from ops.settings import Settings
 from ops.temporal_setup import register_search_attributes
 from store.db import async_url, engine, migrate
@@ -193,7 +193,7 @@ async def case_worker(
 
 async def _end_quietly(env: WorkflowEnvironment, ops: CaseOps, number: str) -> None:
     handle = env.client.get_workflow_handle(workflow_id(number))
-    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+    if await workflow_status(env.client, workflow_id(number)) != WorkflowExecutionStatus.RUNNING:
         return
     async with asyncio.timeout(30):
         while (await ops.view(number)).unrecorded:

@@ -85,6 +85,8 @@ def attributes(case: Case, view: CaseView) -> list[SearchAttributeUpdate[Any]]:
     ]
     if view.next_deadline is not None:
         pairs.append(search.CASE_NEXT_DUE.value_set(view.next_deadline))
+    else:  # nothing due (on hold, closed): no stale date in lists
+        pairs.append(search.CASE_NEXT_DUE.value_unset())
     return pairs
 
 

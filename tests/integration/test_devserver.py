@@ -20,7 +20,7 @@ from store.tables import outbox
 from tests.conftest import SUGGEST_CONTINUE_AS_NEW_AT, case_worker
 from tests.processes import background, casework, environment
 from tests.scenario import ALICE, PROGRAMS, assessment, goals, opening
-from workflows.search import workflow_id
+from workflows.search import CASE_NEXT_DUE, CASE_STAGE, workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -71,6 +71,12 @@ async def test_casework_list_finds_a_case_by_stage(
             casework, "list", "--stage", "evaluation", "--manager", manager, env=env
         )
         assert nothing.returncode == 0 and number not in nothing.stdout
+
+        # a closed case keeps no stale due date in lists
+        await ops.act(number, c.Withdraw(actor=actor, reason="client moved away"))
+        described = await dev_env.client.get_workflow_handle(workflow_id(number)).describe()
+        assert described.typed_search_attributes.get(CASE_STAGE) == "closed"
+        assert described.typed_search_attributes.get(CASE_NEXT_DUE) is None
 
 
 async def test_a_worker_killed_after_writing_continues_the_case_and_writes_nothing_twice(

@@ -20,7 +20,7 @@ from store.tables import cases, outbox
 from tests.conftest import case_worker
 from tests.scenario import ALICE, SAM, assessment, goals, opening
 from workflows.case import CaseResult, CaseWorkflow
-from workflows.search import CASE_MANAGER, CASE_OVERDUE, CASE_STAGE, workflow_id
+from workflows.search import CASE_MANAGER, CASE_NEXT_DUE, CASE_OVERDUE, CASE_STAGE, workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 DAY = timedelta(days=1)
@@ -257,6 +257,7 @@ async def test_search_attributes_follow_the_case(
         assert attrs.get(CASE_STAGE) == "assessment" and attrs.get(CASE_MANAGER) == "bob"
         summary = await described.static_summary()
         assert summary is not None and number in summary and "Maria" not in summary
+        assert attrs.get(CASE_NEXT_DUE) is not None  # unset when nothing is due: see the dev-server list test
 
 
 async def test_the_workflow_rebuilds_the_case_from_its_events(
