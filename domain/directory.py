@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, ValidationError
 
+from domain.errors import explain
 from domain.models import ServiceType
 
 
@@ -97,6 +98,6 @@ def load_directory(folder: Path) -> Directory:
         except tomllib.TOMLDecodeError as exc:
             raise DirectoryError(f"{path}: not valid TOML: {exc}") from exc
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems = explain(exc.errors())
             raise DirectoryError(f"{path}: {problems}") from exc
     return Directory(providers=providers, staff=staff, staff_email_domain=domain)

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from domain.errors import explain
 from domain.models import RiskLevel, Role, Stage
 
 
@@ -111,9 +112,7 @@ def load_program(path: Path) -> Program:
     try:
         program = Program.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = explain(exc.errors(), whole="(file)")
         raise ProgramError(f"{path}: {problems}") from exc
     if program.key != path.stem:
         raise ProgramError(f"{path}: key: '{program.key}' must match the file name '{path.stem}'")

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from domain.commands import AnswerReferral, OpenCase, StaffCommand
 from domain.directory import Directory, load_directory
+from domain.errors import explain
 from domain.events import Event
 from domain.models import Actor, Client, RiskLevel, Role, Stage
 from domain.policy import load_programs
@@ -164,7 +165,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        detail = explain(exc.errors())
         return problem(422, "Invalid request", detail)
 
     @app.exception_handler(HTTPException)
@@ -346,7 +347,7 @@ def create_app(
                 reason=answer.reason,
             )
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            detail = explain(exc.errors(), whole="body")
             return problem(422, "Invalid answer", detail)
         try:
             view = await ops.act(answer.case, command)
@@ -377,7 +378,7 @@ def add_action_route(
         try:
             command = command_model.model_validate({**body.model_dump(), "actor": actor})  # type: ignore[attr-defined]
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            detail = explain(exc.errors(), whole="body")
             raise Problem(422, "Invalid request", detail) from None
         return await ops.act(number, command)  # type: ignore[arg-type]
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from domain.commands import OpenCase, Transfer
+from domain.errors import explain
 from domain.models import Actor, Client
 from ops.facade import CaseError, CaseOps, ListFilter
 
@@ -111,7 +112,7 @@ def opening_from_row(row: dict[str, str], actor: Actor) -> OpenCase:
 
 def _why(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
+        return explain(exc.errors(), whole="row")
     return str(getattr(exc, "message", exc))
 
 

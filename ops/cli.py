@@ -23,6 +23,7 @@ from rich.console import Console
 
 from domain import commands as c
 from domain.directory import DirectoryError, load_directory
+from domain.errors import explain
 from domain.models import (
     Actor,
     Assessment,
@@ -107,8 +108,7 @@ def run(work: Callable[[CaseOps], Awaitable[T]]) -> T:
 
 
 def validation_message(exc: ValidationError) -> str:
-    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()]
-    return "invalid input: " + "; ".join(problems)
+    return "invalid input: " + explain(exc.errors())
 
 
 def act(number: str, command: c.StaffCommand, as_json: bool = False) -> None:
@@ -299,20 +299,17 @@ def open_case(
         "email": email,
     }
     details |= {k: v for k, v in flags.items() if v is not None}
-    try:
-        command = c.OpenCase(
-            actor=who,
-            number=number or new_case_number(utcnow()),
-            program=program,
-            client=Client.model_validate(details),
-            manager=manager or who.id,
-            supervisor=supervisor,
-            risk=risk,
-            intake_reference=intake_reference,
-            note=note,
-        )
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    command = c.OpenCase(
+        actor=who,
+        number=number or new_case_number(utcnow()),
+        program=program,
+        client=Client.model_validate(details),
+        manager=manager or who.id,
+        supervisor=supervisor,
+        risk=risk,
+        intake_reference=intake_reference,
+        note=note,
+    )
     view = run(lambda ops: ops.open_case(command))
     if as_json:
         out.print_json(view.model_dump_json())
@@ -387,10 +384,7 @@ def _simple(name: str, model: type[Any], field: str | None, help_: str) -> None:
         if required and not text:
             raise Fail(f"--{field} is required")
         kwargs = {field: text} if field and text is not None else {}
-        try:
-            cmd = model(actor=actor(as_), **kwargs)
-        except ValidationError as exc:
-            raise Fail(validation_message(exc)) from None
+        cmd = model(actor=actor(as_), **kwargs)
         act(number, cmd, as_json)
 
     if field:
@@ -434,22 +428,19 @@ def assess(
     as_json: JsonOption = False,
 ) -> None:
     """Complete the assessment: needs by domain (0-3), strengths, barriers, risk."""
-    try:
-        if from_json:
-            assessment = Assessment.model_validate(load_json(from_json))
-        else:
-            if not need or risk is None:
-                raise Fail("give at least one --need DOMAIN:SEVERITY and --risk, or --from-json")
-            assessment = Assessment(
-                needs=[parse_need(n) for n in need],
-                risk=risk,
-                strengths=strength or [],
-                barriers=barrier or [],
-                summary=summary,
-            )
-        cmd = c.CompleteAssessment(actor=actor(as_), assessment=assessment)
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    if from_json:
+        assessment = Assessment.model_validate(load_json(from_json))
+    else:
+        if not need or risk is None:
+            raise Fail("give at least one --need DOMAIN:SEVERITY and --risk, or --from-json")
+        assessment = Assessment(
+            needs=[parse_need(n) for n in need],
+            risk=risk,
+            strengths=strength or [],
+            barriers=barrier or [],
+            summary=summary,
+        )
+    cmd = c.CompleteAssessment(actor=actor(as_), assessment=assessment)
     act(number, cmd, as_json)
 
 
@@ -474,16 +465,13 @@ def submit_plan(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a plan: goals with measurable objectives and target dates."""
-    try:
-        if from_json:
-            goals = [Goal.model_validate(g) for g in load_json(from_json)]
-        elif goal:
-            goals = [parse_goal(g) for g in goal]
-        else:
-            raise Fail("give at least one --goal ID|DESCRIPTION|OBJECTIVE|YYYY-MM-DD, or --from-json")
-        cmd = c.SubmitPlan(actor=actor(as_), goals=goals)
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    if from_json:
+        goals = [Goal.model_validate(g) for g in load_json(from_json)]
+    elif goal:
+        goals = [parse_goal(g) for g in goal]
+    else:
+        raise Fail("give at least one --goal ID|DESCRIPTION|OBJECTIVE|YYYY-MM-DD, or --from-json")
+    cmd = c.SubmitPlan(actor=actor(as_), goals=goals)
     act(number, cmd, as_json)
 
 
@@ -509,12 +497,9 @@ def close(
     as_json: JsonOption = False,
 ) -> None:
     """Close after evaluation (unmet goals: supervisors only)."""
-    try:
-        cmd = c.Close.model_validate(
-            {"actor": actor(as_), "outcome": outcome, "goals_met": met or [], "summary": summary}
-        )
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    cmd = c.Close.model_validate(
+        {"actor": actor(as_), "outcome": outcome, "goals_met": met or [], "summary": summary}
+    )
     act(number, cmd, as_json)
 
 
@@ -527,10 +512,7 @@ def reopen(
     as_json: JsonOption = False,
 ) -> None:
     """Reopen a closed case within the program's reopen window."""
-    try:
-        cmd = c.Reopen.model_validate({"actor": actor(as_), "to": to, "reason": reason})
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    cmd = c.Reopen.model_validate({"actor": actor(as_), "to": to, "reason": reason})
     act(number, cmd, as_json)
 
 
@@ -543,10 +525,7 @@ def transfer(
     as_json: JsonOption = False,
 ) -> None:
     """Transfer the case to another case manager (supervisors only)."""
-    try:
-        cmd = c.Transfer(actor=actor(as_), to_manager=to, reason=reason)
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    cmd = c.Transfer(actor=actor(as_), to_manager=to, reason=reason)
     act(number, cmd, as_json)
 
 
@@ -576,10 +555,7 @@ def refer(
         body["share"] = []
     elif share:
         body["share"] = share
-    try:
-        cmd = c.Refer.model_validate(body)
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    cmd = c.Refer.model_validate(body)
     act(number, cmd, as_json)
 
 
@@ -597,10 +573,7 @@ def consent(
     """Record the client's consent to share data with providers."""
     if not share and not withdraw:
         raise Fail("give --share FIELD (repeat) or --withdraw")
-    try:
-        cmd = c.RecordConsent(actor=actor(as_), share=frozenset(share or []), note=note)
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    cmd = c.RecordConsent(actor=actor(as_), share=frozenset(share or []), note=note)
     act(number, cmd, as_json)
 
 
@@ -614,12 +587,9 @@ def answer_referral(
     as_json: JsonOption = False,
 ) -> None:
     """Record a provider's answer taken by phone."""
-    try:
-        cmd = c.AnswerReferral.model_validate(
-            {"actor": actor(as_), "referral_id": referral, "answer": answer, "reason": reason}
-        )
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    cmd = c.AnswerReferral.model_validate(
+        {"actor": actor(as_), "referral_id": referral, "answer": answer, "reason": reason}
+    )
     act(number, cmd, as_json)
 
 
@@ -632,10 +602,7 @@ def revoke_referral(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a referral that is no longer wanted."""
-    try:
-        cmd = c.RevokeReferral(actor=actor(as_), referral_id=referral, reason=reason)
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    cmd = c.RevokeReferral(actor=actor(as_), referral_id=referral, reason=reason)
     act(number, cmd, as_json)
 
 
@@ -653,19 +620,16 @@ def schedule_follow_up(
     as_json: JsonOption = False,
 ) -> None:
     """Schedule a follow-up; the case manager (and, if consented, the client) get an invitation."""
-    try:
-        cmd = c.ScheduleFollowUp.model_validate(
-            {
-                "actor": actor(as_),
-                "kind": kind,
-                "at": at,
-                "provider": provider,
-                "invite_client": invite_client,
-                "note": note,
-            }
-        )
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    cmd = c.ScheduleFollowUp.model_validate(
+        {
+            "actor": actor(as_),
+            "kind": kind,
+            "at": at,
+            "provider": provider,
+            "invite_client": invite_client,
+            "note": note,
+        }
+    )
     act(number, cmd, as_json)
 
 
@@ -680,18 +644,15 @@ def follow_up_outcome(
     as_json: JsonOption = False,
 ) -> None:
     """Record how a scheduled follow-up went."""
-    try:
-        cmd = c.RecordFollowUpOutcome.model_validate(
-            {
-                "actor": actor(as_),
-                "follow_up_id": follow_up,
-                "outcome": outcome,
-                "notes": notes,
-                "rescheduled_to": rescheduled_to,
-            }
-        )
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    cmd = c.RecordFollowUpOutcome.model_validate(
+        {
+            "actor": actor(as_),
+            "follow_up_id": follow_up,
+            "outcome": outcome,
+            "notes": notes,
+            "rescheduled_to": rescheduled_to,
+        }
+    )
     act(number, cmd, as_json)
 
 
@@ -788,10 +749,7 @@ def act_json(
     if not isinstance(data, dict):
         raise Fail("the command must be a JSON object")
     data.setdefault("actor", actor(as_).model_dump())
-    try:
-        cmd = c.STAFF_COMMAND.validate_python(data)
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
+    cmd = c.STAFF_COMMAND.validate_python(data)
     act(number, cmd, as_json)
 
 
@@ -802,6 +760,9 @@ def main() -> None:
         code = result if isinstance(result, int) else 0  # click returns an Exit's code here
     except Fail as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
+        code = 1
+    except ValidationError as exc:  # a command built from flags that the domain's models refuse
+        err.print(f"[red]error:[/red] {validation_message(exc)}", highlight=False)
         code = 1
     except typer.Abort:
         code = 130

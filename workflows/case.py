@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import DeliveryOutcome, MessageRef, RecordBatch, RecordResult
     from domain.case import Rejected, apply, decide, notice_for, open_case
     from domain.commands import STAFF_COMMAND, OpenCase, StaffCommand
+    from domain.errors import explain
     from domain.events import Archive, Change, DeliveryRecorded, Event
     from domain.models import SYSTEM, Case, Model, Outcome
     from domain.policy import Program
@@ -64,7 +65,7 @@ def parse_command(raw: dict[str, Any]) -> StaffCommand:
     try:
         return STAFF_COMMAND.validate_python(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'command'}: {e['msg']}" for e in exc.errors())
+        problems = explain(exc.errors(), whole="command")
         raise Rejected("validation", f"invalid command: {problems}") from None
 
 
