@@ -202,6 +202,8 @@ class CaseWorkflow:
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._record()
+        if self.undelivered:  # recording queued new messages: deliver them in this run first
+            return
         workflow.continue_as_new(
             CaseInput(
                 program=self.program,
