@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -20,6 +19,7 @@ from activities.channels import SmtpConfig
 from activities.deliveries import Deliverer
 from activities.records import CaseRecorder
 from domain.directory import Directory, load_directory
+from ops.codec import data_converter
 from ops.settings import Settings
 from store.db import engine as make_engine
 from store.db import migrate
@@ -53,10 +53,11 @@ def smtp_config(settings: Settings) -> SmtpConfig:
 
 
 async def connect(settings: Settings) -> Client:
+    key = settings.payload_key.get_secret_value() if settings.payload_key else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(key),
     )
 
 

@@ -23,11 +23,15 @@ from typing import Annotated, Any, Literal, get_args
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import PayloadCodec
 
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from domain.commands import AnswerReferral, OpenCase, StaffCommand
@@ -137,6 +141,37 @@ class PageTokens:
         if not raw or not hmac.compare_digest(mac, hmac.new(self.secret, raw, hashlib.sha256).digest()[:16]):
             raise Problem(400, "Bad page token", "page_token is not one this API gave out")
         return raw
+
+
+def add_codec_routes(app: FastAPI, codec: PayloadCodec, ui_origins: list[str]) -> None:
+    """The codec server the Temporal UI calls to show encrypted payloads: POST /codec/decode
+    (and /codec/encode) with {"payloads": [...]} in protobuf JSON."""
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=ui_origins,
+        allow_methods=["POST", "OPTIONS"],
+        allow_headers=["content-type", "x-namespace", "authorization"],
+    )
+
+    async def convert(request: Request, encode: bool) -> JSONResponse:
+        try:
+            body = await request.json()
+            payloads = [ParseDict(p, Payload()) for p in body.get("payloads", [])]
+        except (ValueError, AttributeError, ParseError) as exc:
+            return problem(400, "Invalid payloads", str(exc))
+        try:
+            converted = await (codec.encode(payloads) if encode else codec.decode(payloads))
+        except Exception as exc:  # wrong key, tampered data: say so, never a 500
+            return problem(400, "Cannot convert payloads", str(exc) or type(exc).__name__)
+        return JSONResponse({"payloads": [MessageToDict(p) for p in converted]})
+
+    @app.post("/codec/decode", include_in_schema=False)
+    async def decode(request: Request) -> JSONResponse:
+        return await convert(request, encode=False)
+
+    @app.post("/codec/encode", include_in_schema=False)
+    async def encode(request: Request) -> JSONResponse:
+        return await convert(request, encode=True)
 
 
 def create_app(
@@ -404,7 +439,11 @@ async def connected_app(settings: Settings) -> FastAPI:
     ops = CaseOps(client, load_programs(settings.programs_dir), settings.task_queue, directory, record)
     secret = settings.api_token_secret.get_secret_value().encode() if settings.api_token_secret else None
     keys = load_keys(settings.api_keys_file)
-    return create_app(ops, directory, keys, record, secret)
+    app = create_app(ops, directory, keys, record, secret)
+    codec = client.data_converter.payload_codec
+    if codec is not None:
+        add_codec_routes(app, codec, settings.ui_origins)
+    return app
 
 
 async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:

@@ -60,6 +60,8 @@ def dev_server_command(settings: Settings, db_file: Path) -> list[str]:
         "--sqlite-pragma",
         "synchronous=normal",
     ]
+    if settings.payload_key is not None:  # the UI decodes payloads through the API's codec server
+        cmd += ["--ui-codec-endpoint", f"http://{settings.api_host}:{settings.api_port}/codec"]
     for key in ALL_KEYS:  # honoured on a fresh database only; registered again below
         cmd += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
     return cmd

@@ -277,6 +277,13 @@ class CaseOps:
             raise CaseError("unavailable", f"case {number} could not be read: {exc}") from None
         except RPCError as exc:
             raise self._rpc_error(number, exc) from None
+        except (KeyError, RuntimeError) as exc:  # the converter meets a payload it cannot read
+            if "binary/encrypted" in str(exc):
+                raise CaseError(
+                    "unavailable",
+                    f"case {number} is encrypted: set CASEWORK_PAYLOAD_KEY to the key the workers use",
+                ) from None
+            raise
 
     @staticmethod
     def _rpc_error(number: str, exc: RPCError) -> CaseError:

@@ -38,3 +38,8 @@ class Settings(BaseSettings):
     var_dir: Path = ROOT / "var"
     ui_port: int = 8233
     log_level: str = "INFO"
+    # Encrypts workflow payloads (client data) at rest in Temporal: base64 of 32 random bytes,
+    # e.g. python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'
+    payload_key: SecretStr | None = None
+    # Browser origins of the Temporal UI allowed to call the API's codec endpoints.
+    ui_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]
