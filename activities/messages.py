@@ -79,6 +79,7 @@ def shared_client_data(client: Client, case: Case, shared: frozenset[SharedField
 
 
 def referral_request(case: Case, referral: Referral, callback_url: str) -> Row:
+    shared = shared_client_data(case.client, case, referral.shared)
     payload = {
         "type": "referral_request",
         "case": case.number,
@@ -88,7 +89,7 @@ def referral_request(case: Case, referral: Referral, callback_url: str) -> Row:
         "referred_by": referral.requested_by.id,
         "respond_within_hours": _hours(referral.respond_within),
         "answer_to": callback_url,
-        "client": shared_client_data(case.client, case, referral.shared),
+        "client": shared,
     }
     subject = f"Referral request {case.number}/{referral.id}: {referral.service.value}"
     lines = [
@@ -96,7 +97,7 @@ def referral_request(case: Case, referral: Referral, callback_url: str) -> Row:
         f"Reason: {referral.reason}",
         "",
     ]
-    lines += [f"{k}: {v}" for k, v in payload["client"].items()] or ["(no client details shared)"]  # type: ignore[union-attr]
+    lines += [f"{k}: {v}" for k, v in shared.items()] or ["(no client details shared)"]
     lines += [
         "",
         f"Answer (accept, decline, completed, no-show) at {callback_url}",

@@ -111,21 +111,18 @@ def _closed(case: Case, outcome: Outcome, reason: str, now: datetime) -> None:
 
 
 def _decline(case: Case, ch: c.Decline, event: Event) -> None:
-    now = event.at
-    _closed(case, Outcome.DECLINED, ch.reason, now)
+    _closed(case, Outcome.DECLINED, ch.reason, event.at)
 
 
 def _withdraw(case: Case, ch: c.Withdraw, event: Event) -> None:
-    now = event.at
-    _closed(case, Outcome.WITHDRAWN, ch.reason, now)
+    _closed(case, Outcome.WITHDRAWN, ch.reason, event.at)
 
 
 def _close(case: Case, ch: c.Close, event: Event) -> None:
-    now = event.at
     assert case.plan is not None
     for goal in case.plan.goals:
         goal.status = GoalStatus.MET if goal.id in ch.goals_met else GoalStatus.UNMET
-    _closed(case, ch.outcome, ch.summary, now)
+    _closed(case, ch.outcome, ch.summary, event.at)
 
 
 def _complete_assessment(case: Case, ch: c.CompleteAssessment, event: Event) -> None:
@@ -138,10 +135,9 @@ def _submit_plan(case: Case, ch: c.SubmitPlan, event: Event) -> None:
 
 
 def _approve_plan(case: Case, ch: c.ApprovePlan, event: Event) -> None:
-    now = event.at
     assert case.plan is not None
     case.plan.status, case.plan.decided_by, case.plan.decision_note = PlanStatus.APPROVED, ch.actor, ch.note
-    case.plan_reviewed_at = now
+    case.plan_reviewed_at = event.at
 
 
 def _reject_plan(case: Case, ch: c.RejectPlan, event: Event) -> None:
@@ -150,16 +146,14 @@ def _reject_plan(case: Case, ch: c.RejectPlan, event: Event) -> None:
 
 
 def _suspend(case: Case, ch: c.Suspend, event: Event) -> None:
-    now = event.at
     case.held_from, case.held_stage_entered_at = case.stage, case.stage_entered_at
-    case.holds.append(Hold(start=now, reason=ch.reason))
+    case.holds.append(Hold(start=event.at, reason=ch.reason))
 
 
 def _resume(case: Case, ch: c.Resume, event: Event) -> None:
-    now = event.at
     if case.held_stage_entered_at is not None:
         case.stage_entered_at = case.held_stage_entered_at
-    _end_open_hold(case, now)
+    _end_open_hold(case, event.at)
 
 
 def _end_open_hold(case: Case, now: datetime) -> None:
@@ -290,15 +284,13 @@ def _review_plan(case: Case, ch: c.ReviewPlan, event: Event) -> None:
 
 
 def _add_note(case: Case, ch: c.AddNote, event: Event) -> None:
-    now = event.at
-    case.notes.append(Note(at=now, author=ch.actor, text=ch.text))
+    case.notes.append(Note(at=event.at, author=ch.actor, text=ch.text))
 
 
 def _note_if_given(case: Case, ch: Change, event: Event) -> None:
-    now = event.at
     text = getattr(ch, "note", "") or getattr(ch, "reason", "")
     if text:
-        case.notes.append(Note(at=now, author=ch.actor, text=f"{ch.action}: {text}"))
+        case.notes.append(Note(at=event.at, author=ch.actor, text=f"{ch.action}: {text}"))
 
 
 def _notice(case: Case, ch: NoticeIssued, event: Event) -> None:

@@ -414,6 +414,6 @@ def _first_refusal(ctx: Context, rules: list[Rule]) -> tuple[str, str]:
     return (meaningful or refusals or [("", f"{ctx.change.action} is not allowed now")])[0]
 
 
-def allowed_actions(case: Case, program: Program) -> list[str]:
+def allowed_actions(case: Case) -> list[str]:
     """Triggers that exist from the case's stage (guards and roles aside): for views and help."""
     return sorted({r.trigger for r in LIFECYCLE if case.stage in r.sources and r.roles != SYSTEM_ONLY})

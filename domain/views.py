@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from domain.lifecycle import allowed_actions
-from domain.models import OPEN_REFERRAL, Case, Model, Outcome, ReferralStatus, RiskLevel, Stage
+from domain.models import OPEN_REFERRAL, Case, Model, ReferralStatus, Stage
 from domain.policy import Program
 from domain.schedule import Due, OverdueItem, next_deadline, next_due, overdue
 
@@ -39,7 +39,7 @@ def case_view(case: Case, program: Program, now: datetime, events: int, unrecord
         next_deadline=next_deadline(case, program),
         next_action=next_due(case, program, now),
         overdue=overdue(case, program, now),
-        allowed_actions=allowed_actions(case, program),
+        allowed_actions=allowed_actions(case),
         events=events,
         unrecorded=unrecorded,
     )
@@ -78,4 +78,4 @@ def _when(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC") if at else "—"
 
 
-__all__ = ["CaseView", "Outcome", "RiskLevel", "case_view", "details_markdown"]
+__all__ = ["CaseView", "case_view", "details_markdown"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
@@ -19,7 +20,7 @@ _SHARED: list[structlog.types.Processor] = [
 ]
 
 
-def configure_logging(level: str = "INFO", stream: object = None) -> None:
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_SHARED,
         processors=[
@@ -28,7 +29,7 @@ def configure_logging(level: str = "INFO", stream: object = None) -> None:
             structlog.processors.JSONRenderer(default=str),
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

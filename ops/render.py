@@ -11,6 +11,7 @@ from rich.table import Table
 
 from domain.directory import EmailChannel, Provider
 from domain.events import Event, NoticeIssued
+from domain.models import Stage
 from domain.policy import Program, human
 from domain.views import CaseView
 from ops.facade import CaseSummary
@@ -130,7 +131,7 @@ def programs_table(programs: Sequence[Program]) -> Table:
         table.add_row(
             p.key,
             p.name,
-            *(human(d[s]) for s in ("intake", "assessment", "planning")),  # type: ignore[index]
+            *(human(d[s]) for s in (Stage.INTAKE, Stage.ASSESSMENT, Stage.PLANNING)),
             human(p.monitoring.follow_up_every),
             human(p.reopen_window),
         )

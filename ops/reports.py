@@ -13,7 +13,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -79,8 +79,7 @@ async def load_record(engine: AsyncEngine) -> Record:
 
 
 def _aware(at: datetime) -> datetime:
-    from datetime import UTC
-
+    """SQLite hands datetimes back without their zone; they were written in UTC."""
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 

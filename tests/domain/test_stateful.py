@@ -74,7 +74,7 @@ class CaseLife(RuleBasedStateMachine):
     @rule(data=st.data(), actor=st.sampled_from([ALICE, SAM]))
     def staff_acts_sensibly(self, data: st.DataObject, actor: Actor) -> None:
         """Mostly what the stage allows, so random runs get deep into the lifecycle."""
-        action = data.draw(st.sampled_from(allowed_actions(self.story.case, self.story.program)))
+        action = data.draw(st.sampled_from(allowed_actions(self.story.case)))
         self.act(action, actor, timedelta(hours=2))
 
     @rule(wait=st.timedeltas(min_value=timedelta(hours=1), max_value=timedelta(days=20)))
