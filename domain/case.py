@@ -268,7 +268,7 @@ def _record_follow_up(case: Case, ch: c.RecordFollowUp, event: Event) -> None:
     if not due:
         case.follow_ups.append(
             FollowUp(
-                id=f"F{len(case.follow_ups) + 1}",
+                id=f"F{event.seq}",  # like every follow-up: named by the event that made it
                 due_at=now,
                 status=FollowUpStatus.DONE,
                 done_at=now,

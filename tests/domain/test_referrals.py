@@ -206,3 +206,11 @@ def test_a_follow_up_is_scheduled_in_the_future() -> None:
     story = Story("weekly").to(Stage.COORDINATION)
     with pytest.raises(Rejected, match="time still to come"):
         story.do(c.ScheduleFollowUp(actor=ALICE, kind="phone_call", at=story.now - DAY))
+
+
+def test_follow_up_ids_never_repeat() -> None:
+    story = Story("weekly").to(Stage.MONITORING)  # the story already has a scheduled home visit
+    for call in range(4):  # enough contacts for a count-based name to reach the visit's
+        story.do(c.RecordFollowUp(actor=ALICE, summary=f"phone call {call}"))
+    ids = [f.id for f in story.case.follow_ups]
+    assert len(ids) == len(set(ids)), ids
