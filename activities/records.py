@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
@@ -143,11 +143,3 @@ async def _project_parts(conn: Any, case: Case) -> None:
     for table, rows in ((case_referrals, referrals), (case_goals, goals), (case_follow_ups, follow_ups)):
         if rows:
             await conn.execute(insert(table), rows)
-
-
-async def recorded_events(engine: AsyncEngine, number: str) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        result = await conn.execute(
-            select(case_events).where(case_events.c.case_number == number).order_by(case_events.c.seq)
-        )
-        return [dict(r._mapping) for r in result]

@@ -42,7 +42,7 @@ from domain.models import Actor, Client, RiskLevel, Role, Stage
 from domain.policy import load_programs
 from domain.views import CaseView
 from ops.auth import digest, load_keys, may_see
-from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter
+from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter, new_case_number
 from ops.reports import all_reports, load_record
 from ops.settings import Settings
 from store.db import engine as make_engine
@@ -259,7 +259,7 @@ def create_app(
         try:
             command = OpenCase(
                 actor=actor,
-                number=f"A-{uuid.uuid4().hex[:10].upper()}",
+                number=new_case_number(datetime.now(UTC)),
                 program=body.program,
                 client=body.client,
                 manager=manager,
@@ -270,7 +270,7 @@ def create_app(
                 request_id=request_id,
             )
         except ValidationError as exc:
-            raise Problem(422, "Invalid request", str(exc)) from None
+            raise Problem(422, "Invalid request", explain(exc.errors())) from None
         view = await ops.open_case(command)
         created = view.case.opening_request == request_id
         return JSONResponse(

@@ -103,8 +103,6 @@ def run(work: Callable[[CaseOps], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except CaseError as exc:
         raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}") from None
-    except ValidationError as exc:
-        raise Fail(validation_message(exc)) from None
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -6,6 +6,7 @@ message saying what to do, never a stack trace.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -119,6 +120,12 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def intake_case_number(intake_reference: str) -> str:
+    """The case number for an intake reference: the same reference always names the same case,
+    so a retried open never opens a second one."""
+    return "I-" + hashlib.sha256(intake_reference.encode()).hexdigest()[:10].upper()
+
+
 def new_case_number(now: datetime) -> str:
     """Short, unguessable, sortable by day: 261125-7KQ2."""
     return f"{now:%y%m%d}-{secrets.token_hex(2).upper()}"
@@ -149,9 +156,7 @@ class CaseOps:
         request returns the case it opened before (its `opening_request` tells which request)."""
         program = self.program(command.program)
         if command.intake_reference:
-            command = command.model_copy(
-                update={"number": search.intake_case_number(command.intake_reference)}
-            )
+            command = command.model_copy(update={"number": intake_case_number(command.intake_reference)})
         conflict = (
             WorkflowIDConflictPolicy.USE_EXISTING
             if command.intake_reference

@@ -11,11 +11,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import WorkflowExecutionStatus
@@ -29,6 +30,7 @@ from ops.facade import CaseOps, workflow_status
 from ops.settings import Settings
 from ops.temporal_setup import register_search_attributes
 from store.db import async_url, engine, migrate
+from store.tables import case_events
 from tests.receivers import MailSink
 from tests.scenario import PROGRAMS
 from worker import build_worker
@@ -157,6 +159,15 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+async def recorded_events(store: AsyncEngine, number: str) -> list[dict[str, Any]]:
+    """A case's events as the SQL record has them, in order."""
+    async with store.connect() as conn:
+        result = await conn.execute(
+            select(case_events).where(case_events.c.case_number == number).order_by(case_events.c.seq)
+        )
+        return [dict(r._mapping) for r in result]
 
 
 class TrackingOps(CaseOps):

@@ -6,8 +6,6 @@ them), so the client's name, birth date and contacts never go here.
 
 from __future__ import annotations
 
-import hashlib
-
 from temporalio.common import SearchAttributeKey
 
 CASE_STAGE = SearchAttributeKey.for_keyword("CaseStage")
@@ -20,15 +18,6 @@ CASE_SUPERVISOR = SearchAttributeKey.for_keyword("CaseSupervisor")
 
 ALL_KEYS = (CASE_STAGE, CASE_MANAGER, CASE_PROGRAM, CASE_RISK, CASE_NEXT_DUE, CASE_OVERDUE, CASE_SUPERVISOR)
 NO_SUPERVISOR = "-"
-
-
-def intake_case_number(intake_reference: str) -> str:
-    """The case number for an intake reference: the same reference always names the same case,
-    so a retried open never opens a second one."""
-    return "I-" + hashlib.sha256(intake_reference.encode()).hexdigest()[:10].upper()
-
-
-TASK_QUEUE = "casework"
 
 
 def workflow_id(case_number: str) -> str:

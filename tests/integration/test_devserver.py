@@ -12,12 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
-from activities.records import recorded_events
 from domain import commands as c
 from domain.models import RiskLevel, Stage
 from ops.facade import CaseError, CaseOps
 from store.tables import outbox
-from tests.conftest import SUGGEST_CONTINUE_AS_NEW_AT, case_worker
+from tests.conftest import SUGGEST_CONTINUE_AS_NEW_AT, case_worker, recorded_events
 from tests.processes import background, casework, environment
 from tests.scenario import ALICE, PROGRAMS, assessment, goals, opening
 from workflows.search import CASE_NEXT_DUE, CASE_STAGE, workflow_id

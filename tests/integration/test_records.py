@@ -7,13 +7,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.contracts import RecordBatch
-from activities.records import CaseRecorder, recorded_events
+from activities.records import CaseRecorder
 from domain import commands as c
 from domain.case import notice_for
 from domain.models import Stage
 from domain.schedule import next_due
 from store.db import migrate
 from store.tables import cases, outbox
+from tests.conftest import recorded_events
 from tests.scenario import ALICE, SAM, Story
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -11,13 +11,12 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.records import recorded_events
 from domain import commands as c
 from domain.events import Event, NoticeIssued
 from domain.models import Outcome, RiskLevel, Role, Stage
 from ops.facade import CaseError
 from store.tables import cases, outbox
-from tests.conftest import case_worker
+from tests.conftest import case_worker, recorded_events
 from tests.scenario import ALICE, SAM, assessment, goals, opening
 from workflows.case import CaseResult, CaseWorkflow
 from workflows.search import CASE_MANAGER, CASE_NEXT_DUE, CASE_OVERDUE, CASE_STAGE, workflow_id
