@@ -22,22 +22,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
-from domain.models import RiskLevel
 from ops.facade import CaseOps
 from store.db import engine, migrate
 from tests.conftest import sdk_binary
-from tests.scenario import ALICE, PROGRAMS, assessment, goals, opening
+from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, opening
 from worker import build_worker
 from workflows.search import ALL_KEYS
 
-STEPS = (
-    c.Accept(actor=ALICE),
-    c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.LOW)),
-    c.SubmitPlan(actor=ALICE, goals=goals()),
-    c.ApprovePlan(actor=ALICE),
-    c.StartMonitoring(actor=ALICE),
-    c.AddNote(actor=ALICE, text="benchmark note"),
-)
+STEPS = (*TO_MONITORING, c.AddNote(actor=ALICE, text="benchmark note"))
 
 
 async def one_case(ops: CaseOps, latencies: list[float]) -> None:

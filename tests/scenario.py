@@ -139,3 +139,20 @@ def story_in(stage: Stage, program: str = "general") -> Story:
 
 def case_in(stage: Stage) -> Case:
     return story_in(stage).case
+
+
+# A low-risk case from intake to monitoring, as the case manager alone may take it.
+TO_MONITORING: tuple[c.StaffCommand, ...] = (
+    c.Accept(actor=ALICE),
+    c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.LOW)),
+    c.SubmitPlan(actor=ALICE, goals=goals()),
+    c.ApprovePlan(actor=ALICE),
+    c.StartMonitoring(actor=ALICE),
+)
+
+
+def quiet_referral(provider: str = "shelter-north") -> c.Refer:
+    """A referral for housing that shares no client data (so it needs no consent)."""
+    return c.Refer(
+        actor=ALICE, provider=provider, service=ServiceType.HOUSING, reason="needs a bed", share=frozenset()
+    )

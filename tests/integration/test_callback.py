@@ -24,7 +24,7 @@ from ops.api import create_app
 from ops.facade import CaseOps
 from tests.conftest import case_worker
 from tests.processes import free_port
-from tests.scenario import ALICE, opening
+from tests.scenario import ALICE, opening, quiet_referral
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SECRETS = {"shelter-north": "north-secret", "food-bank": "food-secret"}
@@ -72,12 +72,7 @@ def signed(
 async def with_referral(ops: CaseOps) -> tuple[str, str]:
     number = (await ops.open_case(opening("general"))).case.number
     await ops.act(number, c.Accept(actor=ALICE))
-    view = await ops.act(
-        number,
-        c.Refer(
-            actor=ALICE, provider="shelter-north", service="housing", reason="needs a bed", share=frozenset()
-        ),
-    )
+    view = await ops.act(number, quiet_referral())
     return number, view.case.referrals[-1].id
 
 

@@ -16,12 +16,12 @@ from temporalio.testing import WorkflowEnvironment
 from activities.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from domain import commands as c
 from domain.directory import Directory, EmailChannel, Person, Provider, WebhookChannel
-from domain.models import ReferralStatus, RiskLevel, ServiceType
+from domain.models import ReferralStatus, ServiceType
 from ops.facade import CaseOps
 from store.tables import delivery_attempts, outbox
 from tests.conftest import case_worker
 from tests.receivers import MailSink, WebhookReceiver
-from tests.scenario import ALICE, SAM, assessment, goals, opening
+from tests.scenario import ALICE, SAM, TO_MONITORING, opening
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 DAY = timedelta(days=1)
@@ -195,12 +195,7 @@ async def test_reminders_escalations_and_invitations_arrive_by_email(
 ) -> None:
     async with case_worker(time_env, record_store, directory()) as ops:
         number = (await ops.open_case(opening("weekly"))).case.number
-        for change in (
-            c.Accept(actor=ALICE),
-            c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.LOW)),
-            c.SubmitPlan(actor=ALICE, goals=goals()),
-            c.ApprovePlan(actor=ALICE),
-        ):
+        for change in TO_MONITORING[:-1]:  # to coordination
             await ops.act(number, change)
         visit = await time_env.get_current_time() + 2 * DAY
         view = await ops.act(number, c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=visit))

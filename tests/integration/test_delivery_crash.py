@@ -18,7 +18,7 @@ from store.tables import delivery_attempts
 from tests.integration.test_devserver import eventually
 from tests.processes import background, environment
 from tests.receivers import MailSink
-from tests.scenario import ALICE, PROGRAMS, opening
+from tests.scenario import ALICE, PROGRAMS, opening, quiet_referral
 from workflows.search import workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -46,16 +46,7 @@ async def referral_delivered_across_a_crash(
     with background(["worker"], dying, ready="worker started", log=tmp_path / "worker1.log") as first:
         number = (await ops.open_case(opening("weekly"))).case.number
         await ops.act(number, c.Accept(actor=ALICE))
-        view = await ops.act(
-            number,
-            c.Refer(
-                actor=ALICE,
-                provider="shelter-north",
-                service="housing",
-                reason="needs a bed",
-                share=frozenset(),
-            ),
-        )
+        view = await ops.act(number, quiet_referral())
         await asyncio.wait_for(asyncio.to_thread(first.wait), timeout=30)
         assert first.returncode == 137, (tmp_path / "worker1.log").read_text()[-2000:]
     key = f"{number}:referral:{view.case.referrals[-1].id}"

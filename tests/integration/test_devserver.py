@@ -13,23 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
-from domain.models import RiskLevel, Stage
+from domain.models import Stage
 from ops.facade import CaseError, CaseOps
 from store.tables import outbox
 from tests.conftest import SUGGEST_CONTINUE_AS_NEW_AT, case_worker, recorded_events
 from tests.processes import background, casework, environment
-from tests.scenario import ALICE, PROGRAMS, assessment, goals, opening
+from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, opening
 from workflows.search import CASE_NEXT_DUE, CASE_STAGE, workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-TO_MONITORING = (
-    c.Accept(actor=ALICE),
-    c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.LOW)),
-    c.SubmitPlan(actor=ALICE, goals=goals()),
-    c.ApprovePlan(actor=ALICE),
-    c.StartMonitoring(actor=ALICE),
-)
 
 
 async def eventually(check, within: float = 15.0):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from domain.models import Outcome, RiskLevel, Role, Stage
 from ops.facade import CaseError
 from store.tables import cases, outbox
 from tests.conftest import case_worker, recorded_events
-from tests.scenario import ALICE, SAM, assessment, goals, opening
+from tests.scenario import ALICE, SAM, TO_MONITORING, assessment, goals, opening, quiet_referral
 from workflows.case import CaseResult, CaseWorkflow
 from workflows.search import CASE_MANAGER, CASE_NEXT_DUE, CASE_OVERDUE, CASE_STAGE, workflow_id
 
@@ -100,13 +100,7 @@ async def test_a_month_of_monitoring_reminds_then_escalates_up_the_ladder(
     async with case_worker(time_env, record_store) as ops:
         view = await ops.open_case(opening("weekly"))
         number = view.case.number
-        for change in (
-            c.Accept(actor=ALICE),
-            c.CompleteAssessment(actor=ALICE, assessment=assessment(RiskLevel.LOW)),
-            c.SubmitPlan(actor=ALICE, goals=goals()),
-            c.ApprovePlan(actor=ALICE),
-            c.StartMonitoring(actor=ALICE),
-        ):
+        for change in TO_MONITORING:
             view = await ops.act(number, change)
         started = view.case.stage_entered_at
         assert view.next_deadline is not None and close_to(view.next_deadline, started + 7 * DAY)
@@ -281,16 +275,7 @@ async def test_a_provider_that_never_answers_lets_the_referral_expire_and_the_la
     async with case_worker(time_env, record_store) as ops:
         number = (await ops.open_case(opening("weekly"))).case.number
         await ops.act(number, c.Accept(actor=ALICE))
-        view = await ops.act(
-            number,
-            c.Refer(
-                actor=ALICE,
-                provider="shelter-north",
-                service="housing",
-                reason="needs a bed",
-                share=frozenset(),
-            ),
-        )
+        view = await ops.act(number, quiet_referral())
         referral = view.case.referrals[-1]
         asked = referral.requested_at
         await time_env.sleep(11 * DAY)
