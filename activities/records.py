@@ -22,7 +22,7 @@ from activities.failpoints import failpoint
 from activities.messages import messages_for
 from domain.events import Event
 from domain.models import Case
-from store.db import insert_ignoring_duplicates
+from store.db import insert_ignoring_duplicates, upsert
 from store.tables import case_events, case_follow_ups, case_goals, case_referrals, cases, outbox
 
 log = structlog.get_logger("casework.records")
@@ -58,7 +58,8 @@ class CaseRecorder:
         async with self.engine.begin() as conn:
             new = await insert_ignoring_duplicates(conn, case_events, events, ["case_number", "seq"])
             await insert_ignoring_duplicates(conn, outbox, messages, ["idempotency_key"])
-            await self._project(conn, case, batch.case_seq, now)
+            if batch.events and batch.events[-1].seq == batch.case_seq:  # the batch reaches the case
+                await self._project(conn, case, batch.case_seq, now)
         failpoint("record-committed")  # crash tests: committed, but Temporal never hears of it
         log.info(
             "recorded case events",
@@ -103,9 +104,11 @@ class CaseRecorder:
 
 
 async def _project_parts(conn: Any, case: Case) -> None:
-    """Rewrite the case's referral, goal and follow-up rows (same transaction as the case row)."""
-    for table in (case_referrals, case_goals, case_follow_ups):
-        await conn.execute(delete(table).where(table.c.case_number == case.number))
+    """Write the case's referral, goal and follow-up rows (same transaction as the case row).
+
+    Referrals and follow-ups are upserted, never deleted: the live case forgets finished ones
+    (domain/bounds.py) but the record keeps every one. Goals are the current plan's."""
+    await conn.execute(delete(case_goals).where(case_goals.c.case_number == case.number))
     referrals = [
         {
             "case_number": case.number,
@@ -140,6 +143,7 @@ async def _project_parts(conn: Any, case: Case) -> None:
         }
         for f in case.follow_ups
     ]
-    for table, rows in ((case_referrals, referrals), (case_goals, goals), (case_follow_ups, follow_ups)):
-        if rows:
-            await conn.execute(insert(table), rows)
+    if goals:
+        await conn.execute(insert(case_goals), goals)
+    await upsert(conn, case_referrals, referrals, ["case_number", "referral_id"])
+    await upsert(conn, case_follow_ups, follow_ups, ["case_number", "follow_up_id"])

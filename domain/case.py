@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from domain import bounds
 from domain import commands as c
-from domain.events import Archive, Change, DeliveryRecorded, Event, NoticeIssued
+from domain.events import Archive, Change, DeliveryRecorded, Event, NoticeIssued, Restore
 from domain.lifecycle import Context, Rejected, next_stage
 from domain.models import (
+    ACTIVE_REFERRAL,
+    PENDING_FOLLOW_UP,
     SYSTEM,
     Case,
     Consent,
@@ -27,7 +30,6 @@ from domain.models import (
     FollowUpStatus,
     GoalStatus,
     Hold,
-    Note,
     Outcome,
     Plan,
     PlanStatus,
@@ -41,6 +43,8 @@ from domain.schedule import Due, obligations
 
 __all__ = ["Rejected", "apply", "decide", "notice_for", "open_case", "replay"]
 
+_Item = TypeVar("_Item", Referral, FollowUp)
+
 
 def open_case(command: c.OpenCase, program: Program, now: datetime) -> tuple[Case, Event]:
     if command.program != program.key:
@@ -50,7 +54,6 @@ def open_case(command: c.OpenCase, program: Program, now: datetime) -> tuple[Cas
 
 
 def apply_open(command: c.OpenCase, now: datetime) -> Case:
-    notes = [Note(at=now, author=command.actor, text=command.note)] if command.note else []
     return Case(
         number=command.number,
         program=command.program,
@@ -63,7 +66,6 @@ def apply_open(command: c.OpenCase, now: datetime) -> Case:
         opened_at=now,
         intake_reference=command.intake_reference,
         opening_request=command.request_id,
-        notes=notes,
     )
 
 
@@ -86,6 +88,7 @@ def apply(case: Case, event: Event, program: Program) -> Case:
         if not isinstance(ch, c.Resume):
             new.stage_entered_at = now
     _forget_stale_notices(new, program)
+    _forget_finished_work(new, program)
     return new
 
 
@@ -278,19 +281,7 @@ def _record_follow_up(case: Case, ch: c.RecordFollowUp, event: Event) -> None:
 
 
 def _review_plan(case: Case, ch: c.ReviewPlan, event: Event) -> None:
-    now = event.at
-    case.plan_reviewed_at = now
-    case.notes.append(Note(at=now, author=ch.actor, text=f"Plan review: {ch.summary}"))
-
-
-def _add_note(case: Case, ch: c.AddNote, event: Event) -> None:
-    case.notes.append(Note(at=event.at, author=ch.actor, text=ch.text))
-
-
-def _note_if_given(case: Case, ch: Change, event: Event) -> None:
-    text = getattr(ch, "note", "") or getattr(ch, "reason", "")
-    if text:
-        case.notes.append(Note(at=event.at, author=ch.actor, text=f"{ch.action}: {text}"))
+    case.plan_reviewed_at = event.at
 
 
 def _notice(case: Case, ch: NoticeIssued, event: Event) -> None:
@@ -311,6 +302,27 @@ def _forget_stale_notices(case: Case, program: Program) -> None:
     case.notices_sent = [k for k in case.notices_sent if k.split("#", 1)[0] in live]
 
 
+def _forget_finished_work(case: Case, program: Program) -> None:
+    """Keep the live state bounded (domain/bounds.py): finished referrals and follow-ups
+    beyond the newest few, old failed deliveries, and holds that no deadline still spans
+    leave the state. Their story stays in the events (and the SQL record's rows)."""
+    open_referrals = [r for r in case.referrals if r.status in ACTIVE_REFERRAL]
+    finished = [r for r in case.referrals if r.status not in ACTIVE_REFERRAL]
+    case.referrals = _in_event_order(open_referrals + finished[-bounds.KEEP_FINISHED_REFERRALS :])
+    pending = [f for f in case.follow_ups if f.status in PENDING_FOLLOW_UP]
+    done = [f for f in case.follow_ups if f.status not in PENDING_FOLLOW_UP]
+    case.follow_ups = _in_event_order(pending + done[-bounds.KEEP_FINISHED_FOLLOW_UPS :])
+    case.failed_deliveries = case.failed_deliveries[-bounds.KEEP_FAILED_DELIVERIES :]
+    anchors = [o.since for o in obligations(case, program)]
+    earliest = min(anchors, default=None)
+    case.holds = [h for h in case.holds if h.end is None or (earliest is not None and h.end > earliest)]
+
+
+def _in_event_order(items: list[_Item]) -> list[_Item]:
+    """Referrals and follow-ups are named by their event's seq (R12, F40): keep that order."""
+    return sorted(items, key=lambda item: int(item.id[1:]))
+
+
 _APPLY: dict[type, Callable[[Case, Any, Event], None]] = {
     c.Decline: _decline,
     c.Withdraw: _withdraw,
@@ -326,7 +338,7 @@ _APPLY: dict[type, Callable[[Case, Any, Event], None]] = {
     c.Refer: _refer,
     c.RecordFollowUp: _record_follow_up,
     c.ReviewPlan: _review_plan,
-    c.AddNote: _add_note,
+    c.AddNote: _nothing_more,  # a note is its event: the record keeps it
     c.AnswerReferral: _answer_referral,
     c.RevokeReferral: _revoke_referral,
     c.RecordConsent: _record_consent,
@@ -335,12 +347,13 @@ _APPLY: dict[type, Callable[[Case, Any, Event], None]] = {
     DeliveryRecorded: _record_delivery,
     NoticeIssued: _notice,
     Archive: _nothing_more,
-    c.Accept: _note_if_given,
-    c.StartMonitoring: _note_if_given,
-    c.RevisePlan: _note_if_given,
-    c.Reassess: _note_if_given,
-    c.BeginEvaluation: _note_if_given,
-    c.ResumeMonitoring: _note_if_given,
+    c.Accept: _nothing_more,
+    c.StartMonitoring: _nothing_more,
+    c.RevisePlan: _nothing_more,
+    c.Reassess: _nothing_more,
+    c.BeginEvaluation: _nothing_more,
+    c.ResumeMonitoring: _nothing_more,
+    Restore: _nothing_more,
 }
 
 

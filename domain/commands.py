@@ -67,7 +67,7 @@ class CompleteAssessment(_Command):
 
 class SubmitPlan(_Command):
     action: Literal["submit_plan"] = "submit_plan"
-    goals: list[Goal] = Field(min_length=1)
+    goals: list[Goal] = Field(min_length=1, max_length=20)
 
     @model_validator(mode="after")
     def _unique_goal_ids(self) -> SubmitPlan:

@@ -7,12 +7,12 @@ by (case number, seq), so a retried recording never writes an event twice.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
 from domain.commands import OpenCase, StaffCommand
-from domain.models import Actor, Model, Role, Stage
+from domain.models import Actor, Model, Note, Role, Stage
 from domain.schedule import ObligationKind
 
 
@@ -51,9 +51,33 @@ class Archive(Model):
     actor: Actor
 
 
+class Restore(Model):
+    """The case's workflow was lost (terminated, failed, gone from Temporal) while the case was
+    open; a supervisor started it again from the SQL record, as of its last recorded event."""
+
+    action: Literal["restore"] = "restore"
+    actor: Actor
+    reason: str = Field(min_length=3, max_length=2000)
+    from_seq: int = Field(ge=1, description="the last event the record had")
+    lost_status: str = Field(description="what had happened to the workflow, e.g. terminated")
+
+
 Change = Annotated[
-    OpenCase | StaffCommand | NoticeIssued | DeliveryRecorded | Archive, Field(discriminator="action")
+    OpenCase | StaffCommand | NoticeIssued | DeliveryRecorded | Archive | Restore,
+    Field(discriminator="action"),
 ]
+
+ALL_CHANGES: tuple[type[Model], ...] = (
+    OpenCase,
+    *get_args(get_args(StaffCommand)[0]),
+    NoticeIssued,
+    DeliveryRecorded,
+    Archive,
+    Restore,
+)
+
+# The fields that carry a person's words, by the action that has them.
+_TEXT_FIELDS = ("text", "note", "summary", "reason", "notes")
 
 
 class Event(Model):
@@ -78,3 +102,13 @@ class Event(Model):
             else str(self.stage_after)
         )
         return f"#{self.seq} {self.action} by {self.actor} [{stage}]"
+
+    def note(self) -> Note | None:
+        """The words a person wrote with this event (a note, a reason, a summary), if any.
+        A case's notes are these: they live in its events, not in its live state."""
+        for name in _TEXT_FIELDS:
+            text = getattr(self.change, name, None)
+            if isinstance(text, str) and text.strip():
+                prefix = "" if self.action == "add_note" else f"{self.action}: "
+                return Note(at=self.at, author=self.actor, text=prefix + text)
+        return None

@@ -17,9 +17,11 @@ from typing import Any
 
 from transitions import Machine, MachineError
 
+from domain import bounds
 from domain import commands as c
 from domain.events import Change
 from domain.models import (
+    ACTIVE_REFERRAL,
     OPEN_REFERRAL,
     OPEN_STAGES,
     Case,
@@ -85,11 +87,11 @@ LIFECYCLE: tuple[Rule, ...] = (
     rule("reopen",              S.CLOSED,                  S.ASSESSMENT,    STAFF,       "chosen_destination", "within_reopen_window"),
     rule("reopen",              S.CLOSED,                  S.MONITORING,    STAFF,       "chosen_destination", "within_reopen_window", "has_approved_plan"),
     rule("transfer",            OPEN_STAGES,               None,            SUPERVISORS, "new_manager_differs"),
-    rule("refer",               WORKING,                   None,            STAFF,       "consent_covers_sharing"),
+    rule("refer",               WORKING,                   None,            STAFF,       "room_for_referral", "consent_covers_sharing"),
     rule("answer_referral",     OPEN_STAGES,               None,            ANSWERING,   "referral_exists", "answer_fits_referral", "provider_is_the_one_referred"),
     rule("revoke_referral",     OPEN_STAGES,               None,            STAFF,       "referral_exists", "referral_is_open"),
     rule("record_consent",      OPEN_STAGES,               None),
-    rule("schedule_follow_up",  WORKING,                   None,            STAFF,       "follow_up_in_future"),
+    rule("schedule_follow_up",  WORKING,                   None,            STAFF,       "room_for_follow_up", "follow_up_in_future"),
     rule("record_follow_up_outcome", OPEN_STAGES,          None,            STAFF,       "follow_up_is_scheduled"),
     rule("record_follow_up",    (S.COORDINATION, S.MONITORING, S.EVALUATION), None),
     rule("review_plan",         S.MONITORING,              None,            STAFF,       "has_approved_plan"),
@@ -97,6 +99,7 @@ LIFECYCLE: tuple[Rule, ...] = (
     rule("issue_notice",        OPEN_STAGES,               None,            SYSTEM_ONLY),
     rule("record_delivery",     tuple(Stage),              None,            SYSTEM_ONLY),
     rule("archive",             S.CLOSED,                  None,            SYSTEM_ONLY, "reopen_window_passed"),
+    rule("restore",             tuple(Stage),              None,            SUPERVISORS),
 )
 # fmt: on
 
@@ -261,6 +264,20 @@ def _consent_covers_sharing(ctx: Context, dest: Stage) -> str | None:
     return None
 
 
+def _room_for_referral(ctx: Context, dest: Stage) -> str | None:
+    active = sum(r.status in ACTIVE_REFERRAL for r in ctx.case.referrals)
+    if active >= bounds.MAX_OPEN_REFERRALS:
+        return f"the case has {active} referrals in play; close or revoke some before making another"
+    return None
+
+
+def _room_for_follow_up(ctx: Context, dest: Stage) -> str | None:
+    scheduled = sum(f.status is FollowUpStatus.SCHEDULED for f in ctx.case.follow_ups)
+    if scheduled >= bounds.MAX_SCHEDULED_FOLLOW_UPS:
+        return f"the case has {scheduled} follow-ups scheduled; record some outcomes before adding another"
+    return None
+
+
 def _follow_up_in_future(ctx: Context, dest: Stage) -> str | None:
     assert isinstance(ctx.change, c.ScheduleFollowUp)
     return None if ctx.change.at > ctx.now else "a follow-up is scheduled for a time still to come"
@@ -280,6 +297,8 @@ def _follow_up_is_scheduled(ctx: Context, dest: Stage) -> str | None:
 
 
 GUARDS: dict[str, Guard] = {
+    "room_for_referral": _room_for_referral,
+    "room_for_follow_up": _room_for_follow_up,
     "referral_exists": _referral_exists,
     "answer_fits_referral": _answer_fits_referral,
     "provider_is_the_one_referred": _provider_is_the_one_referred,
@@ -415,5 +434,5 @@ def _first_refusal(ctx: Context, rules: list[Rule]) -> tuple[str, str]:
 
 
 def allowed_actions(case: Case) -> list[str]:
-    """Triggers that exist from the case's stage (guards and roles aside): for views and help."""
-    return sorted({r.trigger for r in LIFECYCLE if case.stage in r.sources and r.roles != SYSTEM_ONLY})
+    """Staff actions that exist from the case's stage (guards and roles aside): for views and help."""
+    return sorted({r.trigger for r in LIFECYCLE if case.stage in r.sources and r.trigger in c.STAFF_ACTIONS})

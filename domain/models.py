@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 
 class Model(BaseModel):
@@ -92,10 +93,13 @@ class Need(Model):
     notes: str = Field(default="", max_length=2000)
 
 
+Item = Annotated[str, Field(max_length=300)]
+
+
 class Assessment(Model):
-    needs: list[Need] = Field(min_length=1)
-    strengths: list[str] = Field(default_factory=list)
-    barriers: list[str] = Field(default_factory=list)
+    needs: list[Need] = Field(min_length=1, max_length=20)
+    strengths: list[Item] = Field(default_factory=list, max_length=20)
+    barriers: list[Item] = Field(default_factory=list, max_length=20)
     risk: RiskLevel
     summary: str = Field(default="", max_length=4000)
 
@@ -123,7 +127,7 @@ class PlanStatus(StrEnum):
 
 
 class Plan(Model):
-    goals: list[Goal] = Field(min_length=1)
+    goals: list[Goal] = Field(min_length=1, max_length=20)
     status: PlanStatus = PlanStatus.SUBMITTED
     submitted_by: Actor | None = None
     decided_by: Actor | None = None
@@ -177,6 +181,8 @@ class ReferralStatus(StrEnum):
 OPEN_REFERRAL = frozenset(
     {ReferralStatus.PENDING, ReferralStatus.SENT, ReferralStatus.EXPIRED, ReferralStatus.DELIVERY_FAILED}
 )
+# Referrals still in play: an accepted one still awaits completed or no-show.
+ACTIVE_REFERRAL = OPEN_REFERRAL | {ReferralStatus.ACCEPTED}
 
 
 class Referral(Model):
@@ -210,6 +216,9 @@ class FollowUpStatus(StrEnum):
     ATTENDED = "attended"
     MISSED = "missed"
     RESCHEDULED = "rescheduled"
+
+
+PENDING_FOLLOW_UP = frozenset({FollowUpStatus.DUE, FollowUpStatus.SCHEDULED})
 
 
 class FollowUp(Model):
@@ -256,7 +265,9 @@ class Hold(Model):
 
 
 class Case(Model):
-    """The whole state of one case. The workflow keeps exactly this (plus the events)."""
+    """The live state of one case: what its decisions and timers need, bounded whatever the
+    case's age (domain/bounds.py). The workflow keeps exactly this; notes, answered referrals
+    and finished follow-ups beyond the newest few live in the SQL record's events and rows."""
 
     number: str
     program: str
@@ -275,7 +286,6 @@ class Case(Model):
     last_contact_at: datetime | None = None
     referrals: list[Referral] = Field(default_factory=list)
     follow_ups: list[FollowUp] = Field(default_factory=list)
-    notes: list[Note] = Field(default_factory=list)
     holds: list[Hold] = Field(default_factory=list)
     held_from: Stage | None = None
     held_stage_entered_at: datetime | None = None
@@ -288,6 +298,14 @@ class Case(Model):
     notices_sent: list[str] = Field(
         default_factory=list, description="keys of reminders/escalations already issued"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_legacy_notes(cls, data: Any) -> Any:
+        """Cases recorded or carried before notes left the live state still load."""
+        if isinstance(data, dict) and "notes" in data:
+            data = {k: v for k, v in data.items() if k != "notes"}
+        return data
 
     @property
     def is_open(self) -> bool:

@@ -3,26 +3,39 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
+from domain.events import Event
 from domain.lifecycle import allowed_actions
-from domain.models import OPEN_REFERRAL, Case, Model, ReferralStatus, Stage
+from domain.models import ACTIVE_REFERRAL, Case, Model, Referral, Stage
 from domain.policy import Program
 from domain.schedule import Due, OverdueItem, next_deadline, next_due, overdue
 
-ACTIVE_REFERRAL = OPEN_REFERRAL | {ReferralStatus.ACCEPTED}
+# What Temporal says of the case's workflow. Only "running" cases take commands; "archived"
+# is a case whose reopen window passed (the workflow completed); the others mean the workflow
+# was lost while the case may still be open (`casework restore` brings it back).
+WorkflowStatus = Literal["running", "archived", "terminated", "failed", "timed_out", "canceled", "lost"]
 
 
 class CaseView(Model):
+    """A case as a query returns it: its bounded live state and what is due. Bounded whatever
+    the case's age; the notes and the whole event history are paged from the SQL record."""
+
     case: Case
     next_deadline: datetime | None
     next_action: Due | None
     overdue: list[OverdueItem]
     allowed_actions: list[str]
-    events: int
+    seq: int = Field(description="the seq of the case's last event")
     unrecorded: int = Field(0, description="events not yet written to the SQL record")
-    archived: bool = Field(False, description="read from the SQL record: the workflow history is gone")
+    status: WorkflowStatus = "running"
+
+    @property
+    def archived(self) -> bool:
+        """Read from the SQL record: Temporal no longer runs the case."""
+        return self.status != "running"
 
     @property
     def number(self) -> str:
@@ -33,15 +46,51 @@ class CaseView(Model):
         return self.case.stage
 
 
-def case_view(case: Case, program: Program, now: datetime, events: int, unrecorded: int = 0) -> CaseView:
+def case_view(case: Case, program: Program, now: datetime, seq: int, unrecorded: int = 0) -> CaseView:
     return CaseView(
         case=case,
         next_deadline=next_deadline(case, program),
         next_action=next_due(case, program, now),
         overdue=overdue(case, program, now),
         allowed_actions=allowed_actions(case),
-        events=events,
+        seq=seq,
         unrecorded=unrecorded,
+    )
+
+
+class Receipt(Model):
+    """What a staff command returns: small and bounded, never the whole case.
+
+    `repeated` says the command's idempotency key had been applied before: nothing new
+    happened, and `seq` is the event the first attempt made."""
+
+    number: str
+    key: str = Field(description="the command's idempotency key")
+    seq: int
+    action: str
+    summary: str = Field(description="the event, e.g. '#12 refer by alice (case_manager) [monitoring]'")
+    stage: Stage
+    next_deadline: datetime | None
+    allowed_actions: list[str]
+    referral: Referral | None = Field(None, description="the referral this action made or answered")
+    repeated: bool = False
+
+
+def receipt(case: Case, event: Event, program: Program, key: str, repeated: bool = False) -> Receipt:
+    referral_id = getattr(event.change, "referral_id", None) or (
+        f"R{event.seq}" if event.action == "refer" else None
+    )
+    return Receipt(
+        number=case.number,
+        key=key,
+        seq=event.seq,
+        action=event.action,
+        summary=event.describe(),
+        stage=case.stage,
+        next_deadline=next_deadline(case, program),
+        allowed_actions=allowed_actions(case),
+        referral=next((r for r in case.referrals if r.id == referral_id), None),
+        repeated=repeated,
     )
 
 
@@ -78,4 +127,4 @@ def _when(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC") if at else "—"
 
 
-__all__ = ["CaseView", "case_view", "details_markdown"]
+__all__ = ["CaseView", "Receipt", "WorkflowStatus", "case_view", "details_markdown", "receipt"]

@@ -17,11 +17,11 @@ import hmac
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
 import uvicorn
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -38,11 +38,11 @@ from domain.commands import AnswerReferral, OpenCase, StaffCommand
 from domain.directory import Directory, load_directory
 from domain.errors import explain
 from domain.events import Event
-from domain.models import Actor, Client, RiskLevel, Role, Stage
+from domain.models import Actor, Client, Note, RiskLevel, Role, Stage
 from domain.policy import load_programs
-from domain.views import CaseView
+from domain.views import CaseView, Receipt
 from ops.auth import digest, load_keys, may_see
-from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter, new_case_number
+from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter, new_case_number, new_command_key
 from ops.reports import all_reports, load_record
 from ops.settings import Settings
 from store.db import engine as make_engine
@@ -50,6 +50,7 @@ from store.tables import record_access
 
 STATUS_FOR = {
     "bad_request": 400,
+    "not_running": 409,
     "not_found": 404,
     "forbidden": 403,
     "invalid_transition": 409,
@@ -61,22 +62,49 @@ STATUS_FOR = {
 }
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(self, status: int, title: str, detail: str, key: str | None = None) -> None:
         super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
+        self.status, self.title, self.detail, self.key = status, title, detail, key
 
 
-def problem(status: int, title: str, detail: str) -> JSONResponse:
+def problem(status: int, title: str, detail: str, key: str | None = None) -> JSONResponse:
+    """RFC 9457 problem details; `key` (the command's idempotency key) as an extension member."""
+    content: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    headers = {}
+    if key is not None:
+        content["idempotency_key"] = key
+        headers[IDEMPOTENCY_HEADER] = key
+    if status == 503:
+        headers["Retry-After"] = "10"
     return JSONResponse(
-        status_code=status,
-        media_type="application/problem+json",
-        content={"type": "about:blank", "title": title, "status": status, "detail": detail},
+        status_code=status, media_type="application/problem+json", content=content, headers=headers
     )
 
 
 def from_case_error(exc: CaseError) -> Problem:
-    return Problem(STATUS_FOR.get(exc.kind, 400), exc.kind.replace("_", " ").capitalize(), exc.message)
+    title = exc.kind.replace("_", " ").capitalize()
+    return Problem(STATUS_FOR.get(exc.kind, 400), title, exc.message, exc.key)
+
+
+class EventPage(BaseModel):
+    items: list[Event]
+    next_after: int | None = Field(description="pass as `after` for the next page; null at the end")
+
+
+class NotePage(BaseModel):
+    items: list[Note]
+    seqs: list[int] = Field(description="the event each note belongs to")
+    next_before: int | None = Field(description="pass as `before` for older notes; null at the end")
+
+
+class RestoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=2000)
 
 
 class ProviderAnswer(BaseModel):
@@ -191,12 +219,12 @@ def create_app(
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail)
+        return problem(exc.status, exc.title, exc.detail, exc.key)
 
     @app.exception_handler(CaseError)
     async def on_case_error(request: Request, exc: CaseError) -> JSONResponse:
         p = from_case_error(exc)
-        return problem(p.status, p.title, p.detail)
+        return problem(p.status, p.title, p.detail, p.key)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -228,6 +256,14 @@ def create_app(
         if not may_see(actor, view.case, ops.programs):
             raise Problem(404, "Not found", f"no case {number}")
         return view
+
+    async def in_scope(actor: Actor, number: str) -> None:
+        """404 unless this actor may see the case. Asks the record first: it answers while no
+        worker runs (a query would wait for one), so a command can still be taken and kept."""
+        recorded = await ops.recorded_case(number)
+        case = recorded[0] if recorded else (await visible(actor, number)).case
+        if not may_see(actor, case, ops.programs):
+            raise Problem(404, "Not found", f"no case {number}")
 
     async def log_access(actor: Actor, number: str, what: str) -> None:
         if store is None:
@@ -341,14 +377,44 @@ def create_app(
         await log_access(actor, number, "view")
         return view
 
-    @app.get("/cases/{number}/events", response_model=list[Event])
-    async def case_events(number: str, actor: Caller) -> list[Event]:
-        await visible(actor, number)
+    @app.get("/cases/{number}/events", response_model=EventPage)
+    async def case_events(
+        number: str,
+        actor: Caller,
+        after: Annotated[int, Query(ge=0, description="events after this seq")] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> EventPage:
+        """The case's events from the record, oldest first, a page at a time."""
+        await in_scope(actor, number)
         await log_access(actor, number, "events")
-        return await ops.history(number)
+        items = await ops.events(number, after=after, limit=limit)
+        return EventPage(items=items, next_after=items[-1].seq if len(items) == limit else None)
+
+    @app.get("/cases/{number}/notes", response_model=NotePage)
+    async def case_notes(
+        number: str,
+        actor: Caller,
+        before: Annotated[int | None, Query(ge=1, description="notes of events before this seq")] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    ) -> NotePage:
+        """What people wrote on the case (notes, reasons, summaries), newest first."""
+        await in_scope(actor, number)
+        await log_access(actor, number, "notes")
+        found = await ops.notes(number, before=before, limit=limit)
+        return NotePage(
+            items=[n for _, n in found],
+            seqs=[seq for seq, _ in found],
+            next_before=found[-1][0] if len(found) == limit else None,
+        )
+
+    @app.post("/cases/{number}/restore", response_model=CaseView, responses={403: {}, 404: {}, 409: {}})
+    async def restore_case(number: str, body: RestoreBody, actor: Caller) -> CaseView:
+        """Start a case again from the record after Temporal lost its workflow (supervisors)."""
+        await in_scope(actor, number)
+        return await ops.restore(number, actor, body.reason)
 
     for action, (command_model, body_model) in action_models().items():
-        add_action_route(app, action, command_model, body_model, visible, caller, ops)
+        add_action_route(app, action, command_model, body_model, in_scope, caller, ops)
 
     @app.post("/callbacks/referrals", responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 503: {}})
     async def referral_answer(request: Request) -> JSONResponse:
@@ -384,17 +450,17 @@ def create_app(
         except ValidationError as exc:
             detail = explain(exc.errors(), whole="body")
             return problem(422, "Invalid answer", detail)
-        try:
-            view = await ops.act(answer.case, command)
+        try:  # the provider's retry of the same signed answer is the same command
+            done = await ops.act(answer.case, command, key=callback_key(provider.id, body))
         except CaseError as exc:
             p = from_case_error(exc)
             if exc.kind == "forbidden":  # do not tell a provider about referrals that are not theirs
                 p = Problem(
                     404, "Not found", f"no referral {answer.referral} for {provider.id} on case {answer.case}"
                 )
-            return problem(p.status, p.title, p.detail)
-        referral = next(r for r in view.case.referrals if r.id == answer.referral)
-        return JSONResponse({"case": answer.case, "referral": referral.id, "status": referral.status.value})
+            return problem(p.status, p.title, p.detail, p.key)
+        status = done.referral.status.value if done.referral else answer.answer
+        return JSONResponse({"case": answer.case, "referral": answer.referral, "status": status})
 
     return app
 
@@ -404,29 +470,58 @@ def add_action_route(
     action: str,
     command_model: type[BaseModel],
     body_model: type[BaseModel],
-    visible: Any,
+    in_scope: Any,
     caller: Any,
     ops: CaseOps,
 ) -> None:
-    async def act(number: str, body: body_model, actor: Annotated[Actor, Depends(caller)]) -> CaseView:  # type: ignore[valid-type]
-        await visible(actor, number)
+    async def act(
+        number: str,
+        body: body_model,  # type: ignore[valid-type]
+        actor: Annotated[Actor, Depends(caller)],
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias=IDEMPOTENCY_HEADER,
+                min_length=8,
+                max_length=100,
+                pattern=r"^[A-Za-z0-9_.:-]+$",
+                description="the same key again returns the first result and never applies twice; "
+                "without one the API makes one and returns it in this header",
+            ),
+        ] = None,
+    ) -> JSONResponse:
+        await in_scope(actor, number)
         try:
             command = command_model.model_validate({**body.model_dump(), "actor": actor})  # type: ignore[attr-defined]
         except ValidationError as exc:
             detail = explain(exc.errors(), whole="body")
             raise Problem(422, "Invalid request", detail) from None
-        return await ops.act(number, command)  # type: ignore[arg-type]
+        # Keys are per caller: two people can never collide on (or replay) each other's commands.
+        given = idempotency_key or new_command_key()
+        try:
+            done = await ops.act(number, command, key=f"{actor.id}:{given}")  # type: ignore[arg-type]
+        except CaseError as exc:
+            p = from_case_error(exc)
+            raise Problem(p.status, p.title, p.detail, key=given) from None
+        return JSONResponse(
+            done.model_dump(mode="json") | {"key": given}, headers={IDEMPOTENCY_HEADER: given}
+        )
 
     path = f"/cases/{{number}}/{action.replace('_', '-')}"
     app.add_api_route(
         path,
         act,
         methods=["POST"],
-        response_model=CaseView,
+        response_model=Receipt,
         name=action,
         summary=(command_model.__doc__ or action).strip().splitlines()[0],
-        responses={403: {}, 404: {}, 409: {}, 422: {}},
+        responses={403: {}, 404: {}, 409: {}, 422: {}, 503: {}},
     )
+
+
+def callback_key(provider: str, body: bytes) -> str:
+    """A provider's answer is idempotent by its content: the same answer sent twice is one."""
+    return f"{provider}:{hashlib.sha256(body).hexdigest()[:32]}"
 
 
 async def connected_app(settings: Settings) -> FastAPI:
@@ -436,7 +531,10 @@ async def connected_app(settings: Settings) -> FastAPI:
     client = await connect(settings)
     directory = load_directory(settings.directory_dir)
     record = make_engine(settings.database_url)
-    ops = CaseOps(client, load_programs(settings.programs_dir), settings.task_queue, directory, record)
+    timeout = timedelta(seconds=settings.command_timeout)
+    ops = CaseOps(
+        client, load_programs(settings.programs_dir), settings.task_queue, directory, record, timeout
+    )
     secret = settings.api_token_secret.get_secret_value().encode() if settings.api_token_secret else None
     keys = load_keys(settings.api_keys_file)
     app = create_app(ops, directory, keys, record, secret)

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -39,7 +39,7 @@ from domain.models import (
 )
 from domain.policy import ProgramError, load_programs
 from ops import render
-from ops.facade import CaseError, CaseOps, ListFilter, new_case_number, utcnow
+from ops.facade import CaseError, CaseOps, ListFilter, new_case_number, new_command_key, utcnow
 from ops.settings import Settings
 
 app = typer.Typer(
@@ -95,7 +95,8 @@ def run(work: Callable[[CaseOps], Awaitable[T]]) -> T:
 
         record = engine(settings.database_url)
         try:
-            return await work(CaseOps(client, programs, settings.task_queue, directory, record))
+            timeout = timedelta(seconds=settings.command_timeout)
+            return await work(CaseOps(client, programs, settings.task_queue, directory, record, timeout))
         finally:
             await record.dispose()
 
@@ -109,15 +110,36 @@ def validation_message(exc: ValidationError) -> str:
     return "invalid input: " + explain(exc.errors())
 
 
+# The idempotency key of this invocation's command (`casework --key KEY ...` to retry one).
+COMMAND_KEY: dict[str, str] = {}
+
+
+@app.callback()
+def options(
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="the command's idempotency key: give the key a timed-out command printed "
+            "to retry it safely (it applies once)",
+        ),
+    ] = None,
+) -> None:
+    COMMAND_KEY["key"] = key or new_command_key()
+
+
 def act(number: str, command: c.StaffCommand, as_json: bool = False) -> None:
-    view = run(lambda ops: ops.act(number, command))
+    key = COMMAND_KEY.get("key") or new_command_key()
+    try:
+        done = run(lambda ops: ops.act(number, command, key))
+    except Fail as failed:
+        if "retrying with the same idempotency key" in str(failed):
+            raise Fail(f"{failed} Retry: casework --key {key} {' '.join(sys.argv[1:])}") from None
+        raise
     if as_json:
-        out.print_json(view.model_dump_json())
+        out.print_json(done.model_dump_json())
     else:
-        out.print(
-            f"case {number}: {command.action} done · stage {view.case.stage.value}"
-            + (f" · next due {render.when(view.next_deadline)}" if view.next_deadline else "")
-        )
+        out.print(render.receipt(done))
 
 
 def load_json(path: Path) -> Any:
@@ -322,24 +344,80 @@ def open_case(
 def show(number: CaseArg, as_json: JsonOption = False) -> None:
     """Show a case: stage, people, deadlines, overdue items, plan, referrals, recent events."""
 
-    async def both(ops: CaseOps) -> tuple[Any, Any]:
-        return await ops.view(number), await ops.history(number)
+    async def read(ops: CaseOps) -> tuple[Any, Any, Any]:
+        view = await ops.view(number)
+        recent = await ops.events(number, after=max(0, view.seq - 8))
+        return view, recent, await ops.notes(number, limit=5)
 
-    view, events = run(both)
+    view, events, notes = run(read)
     if as_json:
         out.print_json(view.model_dump_json())
     else:
-        render.case(out, view, events)
+        render.case(out, view, events, [note for _, note in notes])
 
 
 @app.command()
-def history(number: CaseArg, as_json: JsonOption = False) -> None:
-    """Every event of a case: who did what, when."""
-    events = run(lambda ops: ops.history(number))
+def history(
+    number: CaseArg,
+    after: Annotated[int, typer.Option(min=0, help="only events after this seq")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most this many (default: all)")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every event of a case from the record, oldest first: who did what, when."""
+
+    async def read(ops: CaseOps) -> list[Any]:
+        events: list[Any] = []
+        while limit is None or len(events) < limit:
+            page = await ops.events(number, after=events[-1].seq if events else after, limit=500)
+            events += page
+            if len(page) < 500:
+                break
+        if not events and await ops.status(number) is None:
+            raise CaseError("not_found", f"no case {number}")
+        return events[:limit]
+
+    events = run(read)
     if as_json:
         out.print_json(json.dumps([e.model_dump(mode="json") for e in events]))
     else:
         out.print(render.events_table(events))
+
+
+@app.command()
+def notes(
+    number: CaseArg,
+    before: Annotated[int | None, typer.Option(min=1, help="only notes of events before this seq")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """A case's notes from the record, newest first (page back with --before)."""
+    found = run(lambda ops: ops.notes(number, before=before, limit=limit))
+    if as_json:
+        out.print_json(json.dumps([{"seq": seq, **n.model_dump(mode="json")} for seq, n in found]))
+        return
+    for seq, note in found:
+        out.print(f"#{seq} {render.when(note.at)} {note.author}: {note.text}", highlight=False)
+    if len(found) == limit:
+        out.print(f"(older: casework notes {number} --before {found[-1][0]})")
+
+
+@app.command()
+def restore(
+    number: CaseArg,
+    reason: Annotated[str, typer.Option(help="why the case is started again")],
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a case again from the record after Temporal lost its workflow (supervisors)."""
+    who = actor(as_)
+    view = run(lambda ops: ops.restore(number, who, reason))
+    if as_json:
+        out.print_json(view.model_dump_json())
+    else:
+        out.print(
+            f"case {number} restored at event #{view.seq} · stage {view.case.stage.value}"
+            + (f" · next due {render.when(view.next_deadline)}" if view.next_deadline else "")
+        )
 
 
 @app.command("list")

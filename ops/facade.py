@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,6 +25,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -34,23 +36,65 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.case import Rejected, apply_open, decide
 from domain.commands import OpenCase, Refer, StaffCommand
 from domain.directory import Directory
-from domain.events import Event
-from domain.models import Case, Stage
+from domain.events import ALL_CHANGES, Event, Restore
+from domain.models import Actor, Case, Note, Stage
 from domain.policy import Program
-from domain.views import CaseView, case_view
-from store.tables import cases
+from domain.views import CaseView, Receipt, WorkflowStatus, case_view
+from store.tables import case_events, cases
 from workflows import search
 from workflows.case import CaseInput, CaseWorkflow
 
 
 class CaseError(Exception):
-    """kind: not_found | invalid_transition | forbidden | guard_failed | validation | conflict | closed"""
+    """kind: not_found | invalid_transition | forbidden | guard_failed | validation | conflict |
+    closed | not_running | unavailable. `key`: the command's idempotency key, when there was one."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, key: str | None = None) -> None:
         super().__init__(message)
-        self.kind, self.message = kind, message
+        self.kind, self.message, self.key = kind, message, key
+
+
+# How long a staff command waits for a worker to take it before the caller is told.
+COMMAND_TIMEOUT = timedelta(seconds=10)
+
+STATUS_NAMES: dict[WorkflowExecutionStatus, WorkflowStatus] = {
+    WorkflowExecutionStatus.RUNNING: "running",
+    WorkflowExecutionStatus.COMPLETED: "archived",
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+    WorkflowExecutionStatus.CANCELED: "canceled",
+}
+
+# Actions whose events may carry what a person wrote (a note, reason or summary).
+NOTED = tuple(
+    action
+    for action, fields in ((t.model_fields["action"].default, t.model_fields) for t in ALL_CHANGES)
+    if any(name in fields for name in ("text", "note", "summary", "reason", "notes"))
+)
+
+
+def not_running_message(number: str, status: WorkflowStatus) -> str:
+    if status == "archived":
+        return f"case {number} is archived: its reopen window has passed"
+    what = {"lost": "is gone from Temporal", "timed_out": "timed out"}.get(status, f"was {status}")
+    return (
+        f"case {number} is not running: its workflow {what}. The record keeps the case; "
+        f"a supervisor can start it again with `casework restore {number}`"
+    )
+
+
+def event_from_row(row: Any) -> Event:
+    """An event as the record keeps it (SQLite hands back times without their UTC zone)."""
+    at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
+    return Event.model_validate(dict(row) | {"at": at})
+
+
+def new_command_key() -> str:
+    return uuid.uuid4().hex
 
 
 class CaseSummary(BaseModel):
@@ -64,6 +108,7 @@ class CaseSummary(BaseModel):
     next_due: datetime | None
     overdue: bool
     running: bool
+    status: WorkflowStatus = "running"
 
 
 @dataclass
@@ -113,6 +158,7 @@ def summary(wf: WorkflowExecution) -> CaseSummary:
         next_due=sa.get(search.CASE_NEXT_DUE),
         overdue=bool(sa.get(search.CASE_OVERDUE)),
         running=wf.status == WorkflowExecutionStatus.RUNNING,
+        status=STATUS_NAMES.get(wf.status, "running") if wf.status else "running",
     )
 
 
@@ -139,9 +185,10 @@ class CaseOps:
         task_queue: str,
         directory: Directory | None = None,
         record: AsyncEngine | None = None,
+        command_timeout: timedelta = COMMAND_TIMEOUT,
     ) -> None:
         self.client, self.programs, self.task_queue = client, programs, task_queue
-        self.directory = directory
+        self.directory, self.command_timeout = directory, command_timeout
         self.record = record  # the SQL record: cases stay readable after Temporal forgets them
 
     def program(self, key: str) -> Program:
@@ -170,45 +217,60 @@ class CaseOps:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=conflict,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(search.CASE_STAGE, Stage.INTAKE.value),
-                        SearchAttributePair(search.CASE_MANAGER, command.manager),
-                        SearchAttributePair(search.CASE_PROGRAM, command.program),
-                        SearchAttributePair(search.CASE_RISK, command.risk.value),
-                        SearchAttributePair(
-                            search.CASE_SUPERVISOR, command.supervisor or search.NO_SUPERVISOR
-                        ),
-                    ]
-                ),
+                search_attributes=self._attributes(apply_open(command, utcnow())),
                 static_summary=f"Case {command.number} · {program.name}",
             )
         except WorkflowAlreadyStartedError:
             raise CaseError("conflict", f"case {command.number} already exists") from None
         return await self._view(handle, command.number)
 
-    async def act(self, number: str, command: StaffCommand) -> CaseView:
+    async def act(self, number: str, command: StaffCommand, key: str | None = None) -> Receipt:
+        """Apply a staff command once. `key` is its idempotency key (a fresh one if None): sent
+        again with the same key, the command is answered with the first result, never applied
+        twice. If no worker takes it within `command_timeout`, CaseError "unavailable" says so
+        and that retrying with the same key is safe (the command may still apply meanwhile)."""
+        key = key or new_command_key()
         if isinstance(command, Refer):
             command = self.checked_referral(command)
         handle = self._handle(number)
         try:
-            return await handle.execute_update(CaseWorkflow.act, command.model_dump(mode="json"))
+            return await handle.execute_update(
+                CaseWorkflow.act, command.model_dump(mode="json"), id=key, rpc_timeout=self.command_timeout
+            )
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise CaseError(
+                "unavailable",
+                f"case {number}: no worker took the command within {self.command_timeout.seconds} s. "
+                "It is kept and applies when a worker returns; retrying with the same idempotency "
+                "key is safe: it applies once.",
+                key=key,
+            ) from None
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError):
-                raise CaseError(cause.type or "invalid_transition", cause.message) from None
-            raise CaseError("invalid_transition", str(cause or exc)) from None
+                raise CaseError(cause.type or "invalid_transition", cause.message, key=key) from None
+            raise await self._not_running(number) or CaseError("unavailable", str(cause or exc)) from None
         except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND and await self._archived(handle):
-                raise CaseError(
-                    "closed", f"case {number} is archived: its reopen window has passed"
-                ) from None
-            raise self._rpc_error(number, exc) from None
+            raise await self._not_running(number) or self._rpc_error(number, exc) from None
 
-    async def _archived(self, handle: WorkflowHandle[Any, Any]) -> bool:
-        """Whether the case's workflow exists but has completed (its reopen window passed)."""
-        status = await workflow_status(self.client, handle.id)
-        return status is not None and status != WorkflowExecutionStatus.RUNNING
+    async def status(self, number: str) -> WorkflowStatus | None:
+        """What Temporal says of the case's workflow; "lost" if it has none but the record has
+        the case, None if neither knows it."""
+        status = await workflow_status(self.client, search.workflow_id(number))
+        if status is None:
+            return "lost" if await self.recorded_case(number) is not None else None
+        return STATUS_NAMES.get(status, "running")
+
+    async def _not_running(self, number: str) -> CaseError | None:
+        """Why a command could not reach the case, if its workflow no longer runs."""
+        status = await self.status(number)
+        if status is None:
+            return CaseError("not_found", f"no case {number}")
+        if status == "running":
+            return None
+        return CaseError(
+            "closed" if status == "archived" else "not_running", not_running_message(number, status)
+        )
 
     def checked_referral(self, command: Refer) -> Refer:
         """A referral names a provider in the directory that offers the service; the
@@ -229,32 +291,115 @@ class CaseOps:
         return command
 
     async def view(self, number: str) -> CaseView:
+        """The case as its workflow has it, with `status` saying whether Temporal still runs
+        it (archived, terminated, failed, lost ...). A closed workflow is read from its history
+        while Temporal keeps it, and from the SQL record after that."""
+        status = await self.status(number)
+        if status is None:
+            raise CaseError("not_found", f"no case {number}")
         try:
-            return await self._view(self._handle(number), number)
+            view = await self._view(self._handle(number), number)
         except CaseError as exc:
-            if exc.kind != "not_found" or (recorded := await self.recorded_view(number)) is None:
+            if status == "running" or exc.kind not in ("not_found", "unavailable"):
                 raise
-            return recorded
+            if (recorded := await self.recorded_view(number)) is None:
+                raise
+            view = recorded
+        return view.model_copy(update={"status": status})
 
-    async def recorded_view(self, number: str) -> CaseView | None:
-        """The case as the SQL record has it, once its workflow history is gone."""
+    async def recorded_case(self, number: str) -> tuple[Case, int] | None:
+        """The case's live state as last recorded, and the seq of that event."""
         if self.record is None:
             return None
         async with self.record.connect() as conn:
             row = (
                 await conn.execute(select(cases.c.state, cases.c.last_seq).where(cases.c.number == number))
             ).one_or_none()
-        if row is None:
-            return None
-        case = Case.model_validate(row.state)
-        program = self.program(case.program)
-        return case_view(case, program, utcnow(), row.last_seq).model_copy(update={"archived": True})
+        return None if row is None else (Case.model_validate(row.state), row.last_seq)
 
-    async def history(self, number: str) -> list[Event]:
+    async def recorded_view(self, number: str) -> CaseView | None:
+        """The case as the SQL record has it, once its workflow is gone."""
+        found = await self.recorded_case(number)
+        if found is None:
+            return None
+        case, seq = found
+        view = case_view(case, self.program(case.program), utcnow(), seq)
+        return view.model_copy(update={"status": "archived"})
+
+    async def events(self, number: str, after: int = 0, limit: int = 100) -> list[Event]:
+        """A page of the case's events from the SQL record, oldest first, with seq > `after`."""
+        async with self._record().connect() as conn:
+            rows = await conn.execute(
+                select(case_events.c.seq, case_events.c.at, case_events.c.stage_before)
+                .add_columns(case_events.c.stage_after, case_events.c.change)
+                .where(case_events.c.case_number == number, case_events.c.seq > after)
+                .order_by(case_events.c.seq)
+                .limit(limit)
+            )
+            return [event_from_row(r._mapping) for r in rows]
+
+    async def notes(self, number: str, before: int | None = None, limit: int = 20) -> list[tuple[int, Note]]:
+        """The case's notes (what people wrote with its events), newest first, from events with
+        seq < `before`: (seq, note) pairs, so the next page starts before the last seq."""
+        found: list[tuple[int, Note]] = []
+        async with self._record().connect() as conn:
+            while len(found) < limit:
+                query = select(case_events.c.seq, case_events.c.at, case_events.c.stage_before).add_columns(
+                    case_events.c.stage_after, case_events.c.change
+                )
+                query = query.where(case_events.c.case_number == number, case_events.c.action.in_(NOTED))
+                if before is not None:
+                    query = query.where(case_events.c.seq < before)
+                rows = list(await conn.execute(query.order_by(case_events.c.seq.desc()).limit(limit)))
+                for row in rows:
+                    note = event_from_row(row._mapping).note()
+                    if note is not None and len(found) < limit:
+                        found.append((row.seq, note))
+                if len(rows) < limit:
+                    break
+                before = rows[-1].seq
+        return found
+
+    async def restore(self, number: str, actor: Actor, reason: str) -> CaseView:
+        """Start a lost case's workflow again from the SQL record: same number, stage, deadlines
+        and ladder, and a `restore` event saying who and why. Only when Temporal no longer runs
+        it and its reopen window has not passed; Temporal's reuse policy allows a new run only
+        after a failed, terminated, timed-out or canceled one (or none at all)."""
+        status = await self.status(number)
+        if status is None:
+            raise CaseError("not_found", f"no case {number}")
+        if status == "running":
+            raise CaseError("conflict", f"case {number} is running: there is nothing to restore")
+        if status == "archived":
+            raise CaseError("closed", f"case {number} is archived: its reopen window has passed")
+        recorded = await self.recorded_case(number)
+        assert recorded is not None, "a case Temporal lost is known from the record"
+        case, seq = recorded
+        program = self.program(case.program)
+        restore = Restore(actor=actor, reason=reason, from_seq=seq, lost_status=status)
+        try:  # the domain decides who may restore (and says why not) before anything starts
+            decide(case, restore, program, utcnow(), seq=seq + 1)
+        except Rejected as refused:
+            raise CaseError(refused.kind, refused.message) from None
         try:
-            return await self._handle(number).query(CaseWorkflow.history)
-        except RPCError as exc:
-            raise self._rpc_error(number, exc) from None
+            handle = await self.client.start_workflow(
+                CaseWorkflow.run,
+                CaseInput(program=program, case=case, seq=seq, restore=restore),
+                id=search.workflow_id(number),
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=self._attributes(case),
+                static_summary=f"Case {number} · {program.name} (restored)",
+            )
+        except WorkflowAlreadyStartedError:
+            raise CaseError("conflict", f"case {number} was started again meanwhile") from None
+        return await self._view(handle, number)
+
+    def _record(self) -> AsyncEngine:
+        if self.record is None:
+            raise CaseError("unavailable", "no record store is configured (CASEWORK_DATABASE_URL)")
+        return self.record
 
     async def list_cases(self, filt: ListFilter, limit: int = 200) -> list[CaseSummary]:
         return [summary(wf) async for wf in self.client.list_workflows(filt.query(), limit=limit)]
@@ -272,12 +417,25 @@ class CaseOps:
             raise
         return [summary(wf) for wf in pages.current_page or []], pages.next_page_token or None
 
+    @staticmethod
+    def _attributes(case: Case) -> TypedSearchAttributes:
+        """The search attributes a case's workflow starts with (it keeps them current itself)."""
+        return TypedSearchAttributes(
+            [
+                SearchAttributePair(search.CASE_STAGE, case.stage.value),
+                SearchAttributePair(search.CASE_MANAGER, case.manager),
+                SearchAttributePair(search.CASE_PROGRAM, case.program),
+                SearchAttributePair(search.CASE_RISK, case.risk.value),
+                SearchAttributePair(search.CASE_SUPERVISOR, case.supervisor or search.NO_SUPERVISOR),
+            ]
+        )
+
     def _handle(self, number: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle_for(CaseWorkflow.run, search.workflow_id(number))
 
     async def _view(self, handle: WorkflowHandle[Any, Any], number: str) -> CaseView:
         try:
-            return await handle.query(CaseWorkflow.view)
+            return await handle.query(CaseWorkflow.view, rpc_timeout=self.command_timeout)
         except WorkflowQueryFailedError as exc:
             raise CaseError("unavailable", f"case {number} could not be read: {exc}") from None
         except RPCError as exc:
@@ -290,10 +448,12 @@ class CaseOps:
                 ) from None
             raise
 
-    @staticmethod
-    def _rpc_error(number: str, exc: RPCError) -> CaseError:
+    def _rpc_error(self, number: str, exc: RPCError) -> CaseError:
         if exc.status is RPCStatusCode.NOT_FOUND:
             return CaseError("not_found", f"no case {number}")
+        if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            wait = self.command_timeout.seconds
+            return CaseError("unavailable", f"case {number}: no worker answered within {wait} s; try again")
         return CaseError("unavailable", f"case {number}: {exc.message}")
 
 

@@ -11,9 +11,9 @@ from rich.table import Table
 
 from domain.directory import EmailChannel, Provider
 from domain.events import Event, NoticeIssued
-from domain.models import Stage
+from domain.models import Note, Stage
 from domain.policy import Program, human
-from domain.views import CaseView
+from domain.views import CaseView, Receipt
 from ops.facade import CaseSummary
 from ops.reports import Report
 
@@ -22,7 +22,20 @@ def when(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC") if at else "—"
 
 
-def case(console: Console, view: CaseView, events: Sequence[Event]) -> None:
+def receipt(done: Receipt) -> str:
+    """One line for a command that was applied (or had been, for a retried key)."""
+    what = (
+        f"{done.action} done" if not done.repeated else f"{done.action} had already been done (#{done.seq})"
+    )
+    made = {"refer": f" · referral R{done.seq}", "schedule_follow_up": f" · follow-up F{done.seq}"}
+    return (
+        f"case {done.number}: {what} · stage {done.stage.value}"
+        + (made.get(done.action, "") if not done.repeated else "")
+        + (f" · next due {when(done.next_deadline)}" if done.next_deadline else "")
+    )
+
+
+def case(console: Console, view: CaseView, events: Sequence[Event], notes: Sequence[Note] = ()) -> None:
     c = view.case
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -41,6 +54,9 @@ def case(console: Console, view: CaseView, events: Sequence[Event]) -> None:
     ]
     if c.outcome:
         rows.append(("Outcome", f"{c.outcome.value} {c.close_reason}".strip()))
+    if view.status != "running":  # say plainly when Temporal no longer runs the case
+        hint = "reopen window passed" if view.status == "archived" else f"casework restore {c.number}"
+        rows.insert(3, ("Workflow", f"{view.status} ({hint})"))
     for label, value in rows:
         facts.add_row(label, value)
     parts: list[object] = [facts]
@@ -79,7 +95,14 @@ def case(console: Console, view: CaseView, events: Sequence[Event]) -> None:
     if c.consent:
         shares = ", ".join(sorted(s.value for s in c.consent.share)) or "nothing (withdrawn)"
         facts.add_row("Consent", f"{shares} · {when(c.consent.recorded_at)} by {c.consent.recorded_by.id}")
-    parts.append(events_table(list(events)[-8:], title="Recent events"))
+    if notes:
+        recent = Table(title=f"Recent notes (casework notes {c.number})", expand=False)
+        for col in ("when", "by", "note"):
+            recent.add_column(col)
+        for note in notes:
+            recent.add_row(when(note.at), note.author.id, note.text[:200])
+        parts.append(recent)
+    parts.append(events_table(list(events)[-8:], title=f"Recent events (of {view.seq})"))
     console.print(Panel(Group(*parts), title=f"Case {c.number}", expand=False))  # type: ignore[arg-type]
 
 
@@ -112,7 +135,7 @@ def list_table(rows: Sequence[CaseSummary]) -> Table:
     for r in rows:
         table.add_row(
             r.number,
-            r.stage if r.running else f"{r.stage} (archived)",
+            r.stage if r.running else f"{r.stage} ({r.status})",
             r.manager,
             r.program,
             r.risk,

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     var_dir: Path = ROOT / "var"
     ui_port: int = 8233
     log_level: str = "INFO"
+    # Seconds a staff command waits for a worker before the caller is told (and given the key to
+    # retry with: the command is kept, and applies once however often it is retried).
+    command_timeout: float = 10.0
     # Encrypts workflow payloads (client data) at rest in Temporal: base64 of 32 random bytes,
     # e.g. python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'
     payload_key: SecretStr | None = None

@@ -45,21 +45,35 @@ async def migrate(eng: AsyncEngine) -> None:
         await conn.run_sync(_upgrade)
 
 
+def _dialect_insert(conn: AsyncConnection, table: Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    raise RuntimeError(f"unsupported database {conn.dialect.name}")  # pragma: no cover
+
+
+async def upsert(
+    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """Insert rows, or update the existing row with the same key."""
+    if not rows:
+        return
+    stmt = _dialect_insert(conn, table).values(list(rows))
+    changed = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    await conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changed))
+
+
 async def insert_ignoring_duplicates(
     conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
 ) -> int:
     """Insert rows, skipping those whose key already exists. Returns how many were new."""
     if not rows:
         return 0
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
-    else:  # pragma: no cover - only the two supported databases
-        raise RuntimeError(f"unsupported database {conn.dialect.name}")
+    stmt = _dialect_insert(conn, table).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
     result = await conn.execute(stmt)
     return int(result.rowcount or 0)

@@ -23,8 +23,9 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from domain.commands import OpenCase
+from domain.commands import OpenCase, StaffCommand
 from domain.directory import Directory
+from domain.events import Event
 from domain.views import CaseView
 from ops.facade import CaseOps, workflow_status
 from ops.settings import Settings
@@ -127,6 +128,16 @@ async def record_store(database_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A record store on SQLite alone, for long tests about Temporal's side of a case (the
+    record store itself is tested on both databases)."""
+    eng = engine(f"sqlite+aiosqlite:///{tmp_path / 'record.db'}")
+    await migrate(eng)
+    yield eng
+    await eng.dispose()
+
+
 # --- Temporal servers ----------------------------------------------------------------
 
 
@@ -171,14 +182,38 @@ async def recorded_events(store: AsyncEngine, number: str) -> list[dict[str, Any
 
 
 class TrackingOps(CaseOps):
-    """CaseOps that remembers the cases it opened, so a test can end them."""
+    """CaseOps that remembers the cases it opened, so a test can end them, with two shortcuts
+    for scenarios: act-then-look, and the whole history once the record has it."""
 
-    opened: list[str]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.opened: list[str] = []
 
     async def open_case(self, command: OpenCase) -> CaseView:
         view = await super().open_case(command)
         self.opened.append(view.case.number)
         return view
+
+    async def do(self, number: str, command: StaffCommand) -> CaseView:
+        """Act, then read the case as its workflow has it now."""
+        await self.act(number, command)
+        return await self.view(number)
+
+    async def history(self, number: str) -> list[Event]:
+        """Every event of the case, from the SQL record, once all of them are recorded."""
+        await recorded(self, number)
+        events: list[Event] = []
+        while page := await self.events(number, after=events[-1].seq if events else 0, limit=500):
+            events += page
+        return events
+
+
+async def recorded(ops: CaseOps, number: str) -> CaseView:
+    """The case once every event it has applied is in the SQL record."""
+    async with asyncio.timeout(30):
+        while (view := await ops.view(number)).unrecorded:
+            await asyncio.sleep(0.05)
+    return view
 
 
 @asynccontextmanager
@@ -192,8 +227,7 @@ async def case_worker(
     is terminated while its activity runs, and a later test's sleep would hang.
     """
     task_queue = f"cases-{uuid.uuid4().hex[:8]}"
-    ops = TrackingOps(env.client, PROGRAMS, task_queue)
-    ops.opened = []
+    ops = TrackingOps(env.client, PROGRAMS, task_queue, record=store)
     async with build_worker(env.client, store, task_queue, Settings(), directory):
         try:
             yield ops
@@ -206,7 +240,5 @@ async def _end_quietly(env: WorkflowEnvironment, ops: CaseOps, number: str) -> N
     handle = env.client.get_workflow_handle(workflow_id(number))
     if await workflow_status(env.client, workflow_id(number)) != WorkflowExecutionStatus.RUNNING:
         return
-    async with asyncio.timeout(30):
-        while (await ops.view(number)).unrecorded:
-            await asyncio.sleep(0.05)
+    await recorded(ops, number)
     await handle.terminate(reason="test finished")

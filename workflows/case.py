@@ -3,9 +3,13 @@
 It executes what the domain decides. Staff actions arrive as the `act` update:
 the validator asks the domain (lifecycle, roles, guards) and refuses with a
 clear message before anything is written to history; the handler applies the
-change and returns the new CaseView. The main loop records every event (and
+change and returns a small Receipt. The main loop records every event (and
 every notice for the outbox) to SQL through an activity, and sleeps until the
 next deadline from `schedule.next_due` or the next command.
+
+Its state is bounded whatever the case's age (domain/bounds.py): the live case,
+the events not yet recorded, and recent command keys. The SQL record keeps the
+whole story; the run continues as new on its own history bounds.
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import Field, ValidationError
 
     from activities.contracts import DeliveryOutcome, MessageRef, RecordBatch, RecordResult
+    from domain import bounds
     from domain.case import Rejected, apply, decide, notice_for, open_case
     from domain.commands import STAFF_COMMAND, OpenCase, StaffCommand
     from domain.errors import explain
-    from domain.events import Archive, Change, DeliveryRecorded, Event
+    from domain.events import Archive, Change, DeliveryRecorded, Event, Restore
+    from domain.lifecycle import allowed_actions
     from domain.models import SYSTEM, Case, Model, Outcome
     from domain.policy import Program
-    from domain.schedule import Due, next_due
-    from domain.views import CaseView, case_view, details_markdown
+    from domain.schedule import Due, next_deadline, next_due
+    from domain.views import CaseView, Receipt, case_view, details_markdown, receipt
     from workflows import search
 
 # A batch is one small transaction; a worker that dies mid-write is retried after this.
@@ -50,15 +56,47 @@ DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=20)
 DELIVERY_GIVE_UP_AFTER = timedelta(days=3)
 
 
+# When a run continues as new (docs/architecture.md, "Continue-as-new"): far below Temporal's
+# hard limits (51,200 events, 50 MB, 2,000 updates per run), so a long case never meets them,
+# and high enough that a quiet case continues as new only every year or so.
+CONTINUE_AT_EVENTS = 4_000
+CONTINUE_AT_BYTES = 4 * 1024 * 1024
+CONTINUE_AT_UPDATES = 1_000
+# Past these a run continues as new even with deliveries in flight (they are carried over and
+# restarted; a delivery is idempotent by its key). Still a fifth of Temporal's limits.
+MUST_CONTINUE_AT_EVENTS = 10_000
+MUST_CONTINUE_AT_BYTES = 10 * 1024 * 1024
+# How long a run waits for a workflow task without updates before it continues as new.
+QUIET_TASK = timedelta(milliseconds=20)
+# Runs started before the case kept bounded state replay as they were (see docs/architecture.md,
+# "Changing the workflow"); runs that see this marker record in bounded batches and continue as
+# new on their own bounds.
+BOUNDED_HISTORY = "bounded-history"
+
+
+class CommandKey(Model):
+    """A staff command applied by this case, remembered by its idempotency key."""
+
+    key: str
+    seq: int
+    action: str
+    summary: str
+
+
 class CaseInput(Model):
-    """Start input, and the state carried across continue-as-new."""
+    """Start input, and the state carried across continue-as-new (bounded: domain/bounds.py)."""
 
     program: Program
     opening: OpenCase | None = None
     case: Case | None = None
-    events: list[Event] = Field(default_factory=list)
-    unrecorded: int = 0  # how many of the last events are not yet recorded in SQL
+    seq: int = 0  # the seq of the case's last event
+    pending: list[Event] = Field(default_factory=list)  # applied, not yet recorded in SQL
+    recent: list[CommandKey] = Field(default_factory=list)  # newest last
     undelivered: list[MessageRef] = Field(default_factory=list)  # messages still being delivered
+    restore: Restore | None = None  # start again from the SQL record (casework restore)
+    # Carried by runs from before bounded state: every event, the last `unrecorded` unrecorded.
+    events: list[Event] = Field(default_factory=list)
+    unrecorded: int = 0
 
 
 def parse_command(raw: dict[str, Any]) -> StaffCommand:
@@ -96,14 +134,22 @@ class CaseWorkflow:
     @workflow.init
     def __init__(self, start: CaseInput) -> None:
         self.program = start.program
-        if start.case is not None:  # continued as new
-            self.case, self.events = start.case, list(start.events)
-            self.unrecorded = start.unrecorded
-        else:
+        self.recent: dict[str, CommandKey] = {k.key: k for k in start.recent}
+        self.updates = 0  # updates taken by this run (Temporal allows 2,000 per run)
+        self.last_update_at_length = -1  # the history length when this run last took an update
+        if start.case is None:
             assert start.opening is not None, "a new case needs its opening command"
             self.case, first = open_case(start.opening, self.program, workflow.now())
-            self.events, self.unrecorded = [first], 1
+            self.seq, self.pending = 1, [first]
+        elif start.events:  # carried by a run from before bounded state
+            self.case, self.seq = start.case, start.events[-1].seq
+            self.pending = start.events[len(start.events) - start.unrecorded :]
+        else:  # continued as new, or restored from the record
+            self.case, self.seq, self.pending = start.case, start.seq, list(start.pending)
+        if start.restore is not None:
+            self._change(start.restore)
         self.woken = False
+        self.bounded = True  # set in run(): False while replaying a run from before bounded state
         self.undelivered: dict[str, MessageRef] = {m.key: m for m in start.undelivered}
         self.deliveries: set[asyncio.Task[None]] = set()
 
@@ -111,6 +157,7 @@ class CaseWorkflow:
 
     @workflow.run
     async def run(self, start: CaseInput) -> CaseResult:
+        self.bounded = workflow.patched(BOUNDED_HISTORY)
         self._publish()
         for message in self.undelivered.values():  # carried over a continue-as-new
             self._start_delivery(message)
@@ -122,9 +169,33 @@ class CaseWorkflow:
                     return await self._archive()
                 self._issue(due)
                 continue
-            if workflow.info().is_continue_as_new_suggested() and not self.undelivered:
+            if self._time_to_continue_as_new():
                 await self._continue_as_new()
             await self._sleep_until(due)
+
+    def _time_to_continue_as_new(self) -> bool:
+        info = workflow.info()
+        suggested = info.is_continue_as_new_suggested()
+        if not self.bounded:
+            return suggested and not self.undelivered
+        if self._must_continue_as_new():
+            return True
+        length, size = info.get_current_history_length(), info.get_current_history_size()
+        due = (
+            suggested
+            or length >= CONTINUE_AT_EVENTS
+            or size >= CONTINUE_AT_BYTES
+            or self.updates >= CONTINUE_AT_UPDATES
+        )
+        return due and not self.undelivered
+
+    @staticmethod
+    def _must_continue_as_new() -> bool:
+        info = workflow.info()
+        return (
+            info.get_current_history_length() >= MUST_CONTINUE_AT_EVENTS
+            or info.get_current_history_size() >= MUST_CONTINUE_AT_BYTES
+        )
 
     async def _sleep_until(self, due: Due | None) -> None:
         self.woken = False
@@ -141,28 +212,47 @@ class CaseWorkflow:
     async def _archive(self) -> CaseResult:
         await workflow.wait_condition(lambda: not self.undelivered)
         self._change(Archive(actor=SYSTEM))
-        await self._record()
+        await self._record(until_done=True)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return CaseResult(number=self.case.number, outcome=self.case.outcome, events=len(self.events))
+        return CaseResult(number=self.case.number, outcome=self.case.outcome, events=self.seq)
 
-    async def _record(self) -> None:
-        """Write unrecorded events (and their outbox messages) to SQL. Idempotent by seq."""
-        while self.unrecorded:
-            batch = self.events[-self.unrecorded :]
+    async def _record(self, until_done: bool = False) -> None:
+        """Write unrecorded events (and their outbox messages) to SQL. Idempotent by seq.
+
+        Between batches it stops when the run is due to continue as new (unless `until_done`):
+        staff adding notes back to back keep events coming, and the loop must still get to
+        its check (before this, a stream of notes kept a case recording until it hit 50 MB)."""
+        while self.pending:
+            batch = self._next_batch()
             result = await workflow.execute_activity(
                 "record_case_events",
-                RecordBatch(case=self.case, case_seq=len(self.events), events=batch),
+                RecordBatch(case=self.case, case_seq=self.seq, events=batch),
                 result_type=RecordResult,
                 start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=RECORD_RETRY,
                 summary=f"record events {batch[0].seq}–{batch[-1].seq}",
             )
             # handlers may have added events meanwhile; only these are now recorded
-            self.unrecorded -= len(batch)
+            del self.pending[: len(batch)]
             for message in result.messages:
                 if message.key not in self.undelivered:
                     self.undelivered[message.key] = message
                     self._start_delivery(message)
+            if self.bounded and not until_done and self._time_to_continue_as_new():
+                return
+
+    def _next_batch(self) -> list[Event]:
+        """The oldest unrecorded events that fit in RECORD_INPUT_BYTES with the case (at least
+        one), so no activity input grows with how much happened while the record store was away."""
+        if not self.bounded:
+            return list(self.pending)
+        batch, size = [self.pending[0]], len(self.case.model_dump_json()) + _json_size(self.pending[:1])
+        for event in self.pending[1:]:
+            size += _json_size([event])
+            if size > bounds.RECORD_INPUT_BYTES:
+                break
+            batch.append(event)
+        return batch
 
     def _start_delivery(self, message: MessageRef) -> None:
         # Deliveries run beside the loop: a provider down for hours must not hold up deadlines.
@@ -201,15 +291,27 @@ class CaseWorkflow:
 
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._record()
-        if self.undelivered:  # recording queued new messages: deliver them in this run first
-            return
+        if not self.bounded:  # as runs from before bounded state did
+            await self._record()
+            if self.undelivered:
+                return
+        elif self.undelivered and not self._must_continue_as_new():
+            return  # deliver what is under way in this run first
+        # Unrecorded events (bounded: MAX_UNRECORDED_BYTES) and deliveries under way are carried
+        # over: the next run records and delivers them (both are idempotent by key).
+        # A run must not end in the workflow task that completed an update: the time-skipping
+        # server refuses that ("invalid history builder state"). Let one quiet task pass.
+        while self.bounded and self.last_update_at_length == workflow.info().get_current_history_length():
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: False, timeout=QUIET_TASK)
+            await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(
             CaseInput(
                 program=self.program,
                 case=self.case,
-                events=self.events,
-                unrecorded=self.unrecorded,
+                seq=self.seq,
+                pending=self.pending,
+                recent=list(self.recent.values()),
                 undelivered=list(self.undelivered.values()),
             )
         )
@@ -218,20 +320,37 @@ class CaseWorkflow:
 
     # The update takes plain JSON and parses it here, so a malformed command (typed
     # into the Temporal UI, say) is refused with the field that is wrong rather than
-    # an opaque "failed decoding arguments".
+    # an opaque "failed decoding arguments". The update's id is the command's
+    # idempotency key: a key this case has applied is answered, never applied again
+    # (Temporal de-duplicates within a run; `recent` carries keys across runs).
 
     @workflow.update
-    def act(self, command: dict[str, Any]) -> CaseView:
+    def act(self, command: dict[str, Any]) -> Receipt:
+        key = _update_key()
+        if key in self.recent:
+            return self._receipt_for_repeat(self.recent[key])
         try:
-            self._change(parse_command(command))
+            event = self._change(parse_command(command))
         except Rejected as refused:  # only if the case changed between validator and handler
             raise ApplicationError(refused.message, type=refused.kind, non_retryable=True) from refused
-        return self._view()
+        self.updates += 1
+        self.last_update_at_length = workflow.info().get_current_history_length()
+        self._remember(CommandKey(key=key, seq=event.seq, action=event.action, summary=event.describe()))
+        return receipt(self.case, event, self.program, key)
 
     @act.validator
     def _validate(self, command: dict[str, Any]) -> None:
+        if _update_key() in self.recent:
+            return  # a retry of a command already applied: answered by the handler
+        if self.bounded and _json_size(self.pending) >= bounds.MAX_UNRECORDED_BYTES:
+            raise ApplicationError(
+                f"case {self.case.number} cannot take commands now: {len(self.pending)} events "
+                "are waiting for the record store; try again shortly",
+                type="unavailable",
+                non_retryable=True,
+            )
         try:
-            decide(self.case, parse_command(command), self.program, workflow.now(), seq=len(self.events) + 1)
+            decide(self.case, parse_command(command), self.program, workflow.now(), seq=self.seq + 1)
         except Rejected as refused:
             raise ApplicationError(refused.message, type=refused.kind, non_retryable=True) from refused
 
@@ -239,22 +358,37 @@ class CaseWorkflow:
     def view(self) -> CaseView:
         return self._view()
 
-    @workflow.query
-    def history(self) -> list[Event]:
-        return self.events
-
     # --- applying a change ------------------------------------------------
 
-    def _change(self, change: Change) -> None:
-        event = decide(self.case, change, self.program, workflow.now(), seq=len(self.events) + 1)
+    def _change(self, change: Change) -> Event:
+        event = decide(self.case, change, self.program, workflow.now(), seq=self.seq + 1)
         self.case = apply(self.case, event, self.program)
-        self.events.append(event)
-        self.unrecorded += 1
+        self.seq = event.seq
+        self.pending.append(event)
         self.woken = True
         self._publish()
+        return event
+
+    def _remember(self, applied: CommandKey) -> None:
+        self.recent[applied.key] = applied
+        while len(self.recent) > bounds.RECENT_COMMAND_KEYS:
+            del self.recent[next(iter(self.recent))]  # the oldest
+
+    def _receipt_for_repeat(self, applied: CommandKey) -> Receipt:
+        return Receipt(
+            number=self.case.number,
+            key=applied.key,
+            seq=applied.seq,
+            action=applied.action,
+            summary=applied.summary,
+            stage=self.case.stage,
+            next_deadline=next_deadline(self.case, self.program),
+            allowed_actions=allowed_actions(self.case),
+            repeated=True,
+        )
 
     def _view(self) -> CaseView:
-        return case_view(self.case, self.program, workflow.now(), len(self.events), self.unrecorded)
+        return case_view(self.case, self.program, workflow.now(), self.seq, len(self.pending))
 
     def _publish(self) -> None:
         view = self._view()
@@ -262,4 +396,14 @@ class CaseWorkflow:
         workflow.set_current_details(details_markdown(view))
 
 
-__all__ = ["CaseInput", "CaseResult", "CaseWorkflow"]
+def _json_size(events: list[Event]) -> int:
+    return sum(len(e.model_dump_json()) for e in events)
+
+
+def _update_key() -> str:
+    info = workflow.current_update_info()
+    assert info is not None, "called from an update handler or validator"
+    return info.id
+
+
+__all__ = ["CaseInput", "CaseResult", "CaseWorkflow", "CommandKey"]

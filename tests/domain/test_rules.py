@@ -126,7 +126,8 @@ def test_withdraw_from_hold_closes_and_ends_the_hold() -> None:
     story = story_in(Stage.ON_HOLD)
     story.do(c.Withdraw(actor=ALICE, reason="client moved abroad"), after=timedelta(days=3))
     assert story.case.stage is Stage.CLOSED and story.case.outcome is Outcome.WITHDRAWN
-    assert story.case.holds[-1].end == story.now
+    # no hold stays in force; a closed case owes nothing, so it keeps no past holds either
+    assert story.case.held_from is None and story.case.holds == []
     assert story.case.held_from is None
 
 

@@ -2,9 +2,10 @@
 
     .venv/bin/python -m tests.histories.record
 
-Run it only when a workflow change is *meant* to be incompatible with running cases
-(then running cases need a versioning plan first). Each history is a real case on the
-time-skipping server: one archived after closure, one escalated in monitoring, one on hold.
+Run it after a change to the workflow, with VERSION bumped: the new histories join the
+older ones, and CI replays every version (docs/architecture.md, "Changing the workflow").
+Each history is a real case on the time-skipping server: one archived after closure, one
+escalated in monitoring, one on hold.
 """
 
 from __future__ import annotations
@@ -31,14 +32,17 @@ from tests.scenario import ALICE, SAM, assessment, goals, opening
 from workflows.search import workflow_id
 
 HERE = Path(__file__).parent
+# Bump this when the workflow changes in a way running cases must survive (behind
+# workflow.patched), and keep the older versions' files: CI replays them all.
+VERSION = "v2"
 DAY = timedelta(days=1)
 
 
 async def save(env: WorkflowEnvironment, number: str, name: str) -> None:
     handle: WorkflowHandle[object, object] = env.client.get_workflow_handle(workflow_id(number))
     history = await handle.fetch_history()
-    (HERE / f"{name}.json").write_text(history.to_json())
-    print(f"saved {name}.json ({len(history.events)} events)")
+    (HERE / f"{VERSION}-{name}.json").write_text(history.to_json())
+    print(f"saved {VERSION}-{name}.json ({len(history.events)} events)")
 
 
 async def main() -> None:

@@ -72,8 +72,8 @@ def signed(
 async def with_referral(ops: CaseOps) -> tuple[str, str]:
     number = (await ops.open_case(opening("general"))).case.number
     await ops.act(number, c.Accept(actor=ALICE))
-    view = await ops.act(number, quiet_referral())
-    return number, view.case.referrals[-1].id
+    done = await ops.act(number, quiet_referral())
+    return number, f"R{done.seq}"
 
 
 async def test_providers_answer_through_the_signed_callback(
@@ -118,8 +118,10 @@ async def test_providers_answer_through_the_signed_callback(
 
             ok = await post("shelter-north", accept)
             assert ok.status_code == 200 and ok.json()["status"] == "accepted"
-            again = await post("shelter-north", accept)
-            assert again.status_code == 409 and "cannot be accepted now" in again.json()["detail"]
+            again = await post("shelter-north", accept)  # a provider's retry: answered, not applied twice
+            assert again.status_code == 200 and again.json()["status"] == "accepted"
+            other = await post("shelter-north", accept | {"answer": "declined", "reason": "no beds"})
+            assert other.status_code == 409 and "cannot be declined now" in other.json()["detail"]
             done = await post("shelter-north", accept | {"answer": "completed"})
             assert done.status_code == 200 and done.json()["status"] == "completed"
 

@@ -68,13 +68,13 @@ async def referred(ops: CaseOps, provider: str, service: str) -> tuple[str, str]
     number = (await ops.open_case(opening("weekly"))).case.number
     await ops.act(number, c.Accept(actor=ALICE))
     await ops.act(number, c.RecordConsent(actor=ALICE, share=frozenset({"name"})))
-    view = await ops.act(
+    done = await ops.act(
         number,
         c.Refer(
             actor=ALICE, provider=provider, service=service, reason="urgent need", share=frozenset({"name"})
         ),
     )
-    return number, view.case.referrals[-1].id
+    return number, f"R{done.seq}"
 
 
 async def referral_status(
@@ -198,7 +198,7 @@ async def test_reminders_escalations_and_invitations_arrive_by_email(
         for change in TO_MONITORING[:-1]:  # to coordination
             await ops.act(number, change)
         visit = await time_env.get_current_time() + 2 * DAY
-        view = await ops.act(number, c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=visit))
+        view = await ops.do(number, c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=visit))
         follow_up = view.case.follow_ups[-1].id
         await time_env.sleep(6 * DAY)  # the visit passes with no outcome: reminder, then the ladder
         await time_env.sleep(timedelta(seconds=30))

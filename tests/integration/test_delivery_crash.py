@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,8 @@ async def referral_delivered_across_a_crash(
     tmp_path: Path,
 ) -> tuple[str, list[str]]:
     task_queue = f"crash-{uuid.uuid4().hex[:8]}"
-    ops = CaseOps(dev_env.client, PROGRAMS, task_queue)
+    # the first command after the crash waits out the dead worker's tasks: give it time
+    ops = CaseOps(dev_env.client, PROGRAMS, task_queue, command_timeout=timedelta(seconds=60))
     settings = {
         "temporal_address": dev_env.client.service_client.config.target_host,
         "task_queue": task_queue,
@@ -46,10 +48,10 @@ async def referral_delivered_across_a_crash(
     with background(["worker"], dying, ready="worker started", log=tmp_path / "worker1.log") as first:
         number = (await ops.open_case(opening("weekly"))).case.number
         await ops.act(number, c.Accept(actor=ALICE))
-        view = await ops.act(number, quiet_referral())
+        done = await ops.act(number, quiet_referral())
         await asyncio.wait_for(asyncio.to_thread(first.wait), timeout=30)
         assert first.returncode == 137, (tmp_path / "worker1.log").read_text()[-2000:]
-    key = f"{number}:referral:{view.case.referrals[-1].id}"
+    key = f"{number}:referral:R{done.seq}"
     with background(
         ["worker"], environment(**settings), ready="worker started", log=tmp_path / "worker2.log"
     ):

@@ -52,7 +52,7 @@ async def test_a_case_goes_from_intake_to_closed_then_is_archived(
             c.BeginEvaluation(actor=ALICE),
             c.Close(actor=ALICE, outcome="goals_met", goals_met=["g1", "g2"]),
         ):
-            view = await ops.act(number, change)
+            view = await ops.do(number, change)
         assert view.case.stage is Stage.CLOSED and view.case.outcome is Outcome.GOALS_MET
         assert view.next_action is not None and view.next_action.kind == "archive"
 
@@ -101,12 +101,12 @@ async def test_a_month_of_monitoring_reminds_then_escalates_up_the_ladder(
         view = await ops.open_case(opening("weekly"))
         number = view.case.number
         for change in TO_MONITORING:
-            view = await ops.act(number, change)
+            view = await ops.do(number, change)
         started = view.case.stage_entered_at
         assert view.next_deadline is not None and close_to(view.next_deadline, started + 7 * DAY)
 
         await time_env.sleep(6.5 * DAY)  # the reminder for the first follow-up has fired
-        view = await ops.act(number, c.RecordFollowUp(actor=ALICE, summary="home visit, rent paid"))
+        view = await ops.do(number, c.RecordFollowUp(actor=ALICE, summary="home visit, rent paid"))
         contact = view.case.last_contact_at
         assert contact is not None
         await time_env.sleep(30 * DAY - 6.5 * DAY)  # then silence for the rest of the month
@@ -143,22 +143,22 @@ async def test_a_month_of_monitoring_reminds_then_escalates_up_the_ladder(
         assert messages[-1].subject == f"Case {number}: follow-up contact overdue (escalation level 2)"
 
         # recording the contact resolves the overdue item and stops the ladder
-        view = await ops.act(number, c.RecordFollowUp(actor=ALICE, summary="finally reached her"))
+        view = await ops.do(number, c.RecordFollowUp(actor=ALICE, summary="finally reached her"))
         assert view.overdue == []
 
 
 async def test_on_hold_pauses_the_clock(time_env: WorkflowEnvironment, record_store: AsyncEngine) -> None:
     async with case_worker(time_env, record_store) as ops:
         number = (await ops.open_case(opening("weekly"))).case.number
-        view = await ops.act(number, c.Accept(actor=ALICE))
+        view = await ops.do(number, c.Accept(actor=ALICE))
         entered = view.case.stage_entered_at  # assessment is due in 14 days
         await time_env.sleep(5 * DAY)
-        view = await ops.act(number, c.Suspend(actor=ALICE, reason="client in hospital"))
+        view = await ops.do(number, c.Suspend(actor=ALICE, reason="client in hospital"))
         assert view.next_deadline is None and view.next_action is None
         await time_env.sleep(40 * DAY)
         assert notices(await ops.history(number)) == []  # nothing fired while on hold
 
-        view = await ops.act(number, c.Resume(actor=ALICE))
+        view = await ops.do(number, c.Resume(actor=ALICE))
         hold = view.case.holds[-1]
         assert hold.end is not None
         held = hold.end - hold.start
@@ -214,7 +214,7 @@ async def test_a_malformed_command_is_refused_and_the_case_keeps_working(
         cause = refused.value.cause
         assert isinstance(cause, ApplicationError) and cause.type == "validation"
         assert "invalid command" in cause.message and "teleport" in cause.message
-        view = await ops.act(number, c.Accept(actor=ALICE))
+        view = await ops.do(number, c.Accept(actor=ALICE))
         assert view.case.stage is Stage.ASSESSMENT
 
 
@@ -225,7 +225,7 @@ async def test_reopen_within_the_window_but_not_after_it(
         number = (await ops.open_case(opening("general"))).case.number
         await ops.act(number, c.Decline(actor=ALICE, reason="no capacity this month"))
         await time_env.sleep(30 * DAY)
-        view = await ops.act(number, c.Reopen(actor=ALICE, reason="capacity freed up"))
+        view = await ops.do(number, c.Reopen(actor=ALICE, reason="capacity freed up"))
         assert view.case.stage is Stage.ASSESSMENT and view.case.reopen_count == 1
 
         await ops.act(number, c.Withdraw(actor=ALICE, reason="client found a place herself"))
@@ -275,7 +275,7 @@ async def test_a_provider_that_never_answers_lets_the_referral_expire_and_the_la
     async with case_worker(time_env, record_store) as ops:
         number = (await ops.open_case(opening("weekly"))).case.number
         await ops.act(number, c.Accept(actor=ALICE))
-        view = await ops.act(number, quiet_referral())
+        view = await ops.do(number, quiet_referral())
         referral = view.case.referrals[-1]
         asked = referral.requested_at
         await time_env.sleep(11 * DAY)

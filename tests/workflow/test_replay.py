@@ -1,8 +1,9 @@
 """Running cases must survive new code: saved histories replay without non-determinism.
 
 The histories were recorded by tests/histories/record.py from real cases at several
-stages, including one archived after closure. A change that breaks replay would break
-every case already open in production.
+stages, including one archived after closure: `v1-*` before the case kept bounded state
+(workflow.patched("bounded-history") keeps their path), `v2-*` after. A change that breaks
+replay would break every case already open in production.
 """
 
 from __future__ import annotations
@@ -10,22 +11,60 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from domain import commands as c
+from domain.models import Stage
+from tests.conftest import case_worker, recorded, recorded_events
+from tests.scenario import ALICE, PROGRAMS, T0, Story
 from worker import workflow_runner
 from workflows.case import CaseWorkflow
+from workflows.search import workflow_id
 
 HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
 
-def test_there_are_histories_from_several_stages() -> None:
-    assert {p.stem for p in HISTORIES} >= {
-        "archived_after_closure",
-        "escalated_in_monitoring",
-        "resumed_after_hold",
+def test_there_are_histories_from_several_stages_before_and_after_each_change() -> None:
+    stages = {"archived_after_closure", "escalated_in_monitoring", "resumed_after_hold"}
+    for version in ("v1", "v2"):
+        assert {p.stem for p in HISTORIES} >= {f"{version}-{stage}" for stage in stages}
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_run_carried_over_from_before_bounded_state_goes_on(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    """A run that continued as new under the old code carries every event and the case with
+    its notes; the new code takes that input, keeps what is bounded, and records the rest."""
+    story = Story("general").to(Stage.MONITORING)
+    old_note = {"at": T0.isoformat(), "author": {"id": "alice", "role": "case_manager"}, "text": "old note"}
+    legacy_case = story.case.model_dump(mode="json") | {"notes": [old_note]}
+    legacy = {
+        "program": PROGRAMS["general"].model_dump(mode="json"),
+        "case": legacy_case,
+        "events": [e.model_dump(mode="json") for e in story.events],
+        "unrecorded": 2,
+        "undelivered": [],
     }
+    async with case_worker(time_env, record_store) as ops:
+        number = story.case.number
+        await time_env.client.start_workflow(
+            "CaseWorkflow", legacy, id=workflow_id(number), task_queue=ops.task_queue
+        )
+        ops.opened.append(number)
+        view = await ops.do(number, c.AddNote(actor=ALICE, text="after the upgrade"))
+        assert view.case.stage is Stage.MONITORING and view.seq == len(story.events) + 1
+        await recorded(ops, number)
+        rows = await recorded_events(record_store, number)
+        # the two unrecorded events it carried are recorded, then the note and the notices owed
+        # since the story's (old) dates, all in order
+        seqs = [r["seq"] for r in rows]
+        assert seqs == list(range(len(story.events) - 1, seqs[-1] + 1))
+        assert rows[2]["change"]["text"] == "after the upgrade"
 
 
 @pytest.mark.asyncio(loop_scope="session")

@@ -1,0 +1,33 @@
+"""How much a case's live state may hold, whatever the case's age.
+
+A case workflow lives for years, and everything it holds is carried across
+continue-as-new and rides in its queries. So the state keeps only what decisions
+and timers need; the SQL record keeps the whole story (every event, note, answered
+referral and finished follow-up). These numbers are the bounds, in one place.
+"""
+
+from __future__ import annotations
+
+# Open work a case may have at once. Past these, the case manager closes some first:
+# a case with 25 unanswered referrals needs attention, not a 26th.
+MAX_OPEN_REFERRALS = 25
+MAX_SCHEDULED_FOLLOW_UPS = 25
+
+# Finished things the live state keeps for a while (the newest), so a second answer to a
+# referral just answered is told "already accepted" rather than "no such referral".
+KEEP_FINISHED_REFERRALS = 10
+KEEP_FINISHED_FOLLOW_UPS = 10
+KEEP_FAILED_DELIVERIES = 10
+
+# Idempotency keys of recent staff commands the workflow remembers (across continue-as-new):
+# a command retried with its key within this many later commands is answered, never re-applied.
+RECENT_COMMAND_KEYS = 100
+
+# Events applied but not yet written to the SQL record (bytes of their JSON). Past this the
+# record store is behind (down, or staff writing faster than it records) and the case refuses
+# new commands until it catches up, rather than grow; they are carried over a continue-as-new.
+MAX_UNRECORDED_BYTES = 24_000
+
+# One recording activity's input (the live case and a batch of events) stays under this
+# (it always carries at least one event: a command is at most a few KB).
+RECORD_INPUT_BYTES = 14_000
