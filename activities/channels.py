@@ -9,11 +9,13 @@ nobody retries: the case manager is told instead.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import parseaddr
 
 import aiosmtplib
 import httpx
@@ -47,13 +49,37 @@ class Attachment:
     mime: str  # e.g. "text/calendar"
 
 
+_HOSTNAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+
+
+def message_id(key: str, sender: str) -> str:
+    """The Message-ID of the delivery `key`: the same on every attempt, and a valid RFC 5322
+    msg-id whatever characters the key has (`<` SHA-256 hex prefix `@` the sender's domain `>`).
+
+    Nothing else (time, process, randomness) goes in, so a receiver can drop the duplicate
+    sent again after a worker died between sending and recording.
+    """
+    local = hashlib.sha256(key.encode()).hexdigest()[:32]  # 128 bits: keeps the header line short
+    return f"<{local}@{_domain(sender)}>"
+
+
+def _domain(sender: str) -> str:
+    """The sender address's domain if it is a plain host name (IDNA-encoded), else "casework"."""
+    _, at, domain = parseaddr(sender)[1].rpartition("@")
+    domain = domain.strip().rstrip(".").lower()
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "casework"
+    return domain if at and _HOSTNAME.fullmatch(domain) else "casework"
+
+
 def email_message(
     sender: str, to: str, subject: str, body: str, key: str, attachment: Attachment | None = None
 ) -> EmailMessage:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
-    # A stable Message-ID from the idempotency key lets mail systems drop a duplicate.
-    msg["Message-ID"] = make_msgid(idstring=key.replace(":", ".").replace("#", "."), domain="casework")
+    msg["Message-ID"] = message_id(key, sender)
     msg["X-Casework-Delivery"] = key
     msg.set_content(body)
     if attachment is not None:

@@ -4,9 +4,10 @@ The workflow runs `deliver_message` for each message its events produced. The
 activity looks the message up by its idempotency key; if it is already delivered it
 sends nothing (a retried activity, or a worker that died after recording the
 delivery). Otherwise it records the attempt, sends through the recipient's channel,
-and records the outcome. The key travels with the message (Message-ID, the
-X-Casework-Delivery header) so a receiver can drop the one duplicate that remains
-possible: a worker that dies after sending but before its SQL write.
+and records the outcome. The key travels with the message (a Message-ID derived from
+it alone, the X-Casework-Delivery header) so a receiver can drop the one duplicate that
+remains possible: a worker that dies after sending but before its SQL write. Its attempt
+stays `sending` until the next attempt of the key starts and marks it `interrupted`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -37,6 +38,7 @@ from store.tables import delivery_attempts, outbox
 
 log = structlog.get_logger("casework.deliveries")
 PERMANENT = "PermanentDeliveryError"
+INTERRUPTED = "the worker stopped during this attempt: no outcome was recorded before the next one began"
 
 
 class Deliverer:
@@ -123,6 +125,7 @@ class Deliverer:
 
     async def _start(self, key: str, attempt: int, channel: str, address: str) -> int:
         async with self.engine.begin() as conn:
+            await _mark_interrupted(conn, key)
             result = await conn.execute(
                 insert(delivery_attempts).values(
                     idempotency_key=key,
@@ -142,7 +145,9 @@ class Deliverer:
         now = datetime.now(UTC)
         status = {"delivered": "delivered", "failed": "failed", "retrying": "pending"}[outcome]
         async with self.engine.begin() as conn:
-            if attempt_id is not None:
+            if attempt_id is None:  # refused before sending (no route): no attempt row of its own
+                await _mark_interrupted(conn, key)
+            else:
                 await conn.execute(
                     update(delivery_attempts)
                     .where(delivery_attempts.c.id == attempt_id)
@@ -158,3 +163,16 @@ class Deliverer:
                     delivered_at=now if outcome == "delivered" else None,
                 )
             )
+
+
+async def _mark_interrupted(conn: AsyncConnection, key: str) -> None:
+    """Mark the attempts of `key` still `sending` `interrupted`, before a new attempt is written
+    and in its transaction. Temporal starts a new attempt only once the last one failed or timed
+    out, so one still `sending` never recorded its outcome: its worker died (or hung) between
+    sending and recording. Whether its message left is not known; `finished_at` stays empty.
+    (A hung worker that wakes up and finishes overwrites this with what really happened.)"""
+    await conn.execute(
+        update(delivery_attempts)
+        .where(delivery_attempts.c.idempotency_key == key, delivery_attempts.c.outcome == "sending")
+        .values(outcome="interrupted", detail=INTERRUPTED)
+    )

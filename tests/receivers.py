@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -15,6 +16,15 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.processes import free_port
+
+# RFC 5322 msg-id as casework writes it: "<" dot-atom-text "@" dot-atom-text ">", no spaces anywhere.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+MSG_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
+
+
+def is_msg_id(value: str) -> bool:
+    return MSG_ID.fullmatch(value) is not None
 
 
 class MailSink:

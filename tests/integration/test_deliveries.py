@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import os
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
+from activities.channels import Attachment, email_message, message_id
 from activities.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from domain import commands as c
 from domain.directory import Directory, EmailChannel, Person, Provider, WebhookChannel
@@ -20,7 +23,7 @@ from domain.models import ReferralStatus, ServiceType
 from ops.facade import CaseOps
 from store.tables import delivery_attempts, outbox
 from tests.conftest import case_worker
-from tests.receivers import MailSink, WebhookReceiver
+from tests.receivers import MailSink, WebhookReceiver, is_msg_id
 from tests.scenario import ALICE, SAM, TO_MONITORING, opening
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -100,6 +103,39 @@ async def attempts(store: AsyncEngine, key: str) -> list[str]:
         return [r.outcome for r in rows]
 
 
+@pytest.mark.parametrize(
+    ("sender", "domain"),
+    [
+        ("casework@casework.example.org", "casework.example.org"),
+        ("Casework <Notices@Mail.Example.ORG>", "mail.example.org"),
+        ("casework", "casework"),  # no domain to borrow
+    ],
+    ids=["address", "display-name", "no-domain"],
+)
+async def test_the_message_id_comes_from_the_key_alone_and_is_a_valid_msg_id(
+    sender: str, domain: str
+) -> None:
+    """No servers (async only for the module's asyncio mark): keys have spaces, `#`, `:` and `@`
+    in them; the Message-ID must not."""
+    key = "C-2026-0001:follow_up:follow-up contact@2026-01-05T09:00:00+00:00#L0"
+    invitation = Attachment("invitation.ics", "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", "text/calendar")
+    first = email_message(sender, "intake@shelter.example.org", "Reminder", "body", key)
+    again = email_message(sender, "intake@shelter.example.org", "Reminder, again", "other", key, invitation)
+    msg_id = str(first["Message-ID"])
+    assert msg_id == str(again["Message-ID"])  # the same on every attempt
+    assert is_msg_id(msg_id), msg_id
+    assert msg_id.endswith(f"@{domain}>") and len(msg_id.split("@")[0]) - 1 >= 32
+    assert msg_id != str(email_message(sender, "x@example.org", "s", "b", key + "x")["Message-ID"])
+    # as it goes over the wire and a receiver reads it back: one unbroken, defect-free msg-id
+    wire = first.as_bytes()
+    assert f"Message-ID: {msg_id}\n".encode() in wire
+    parsed = email.message_from_bytes(wire, policy=email.policy.default)
+    assert str(parsed["Message-ID"]) == msg_id and not parsed["Message-ID"].defects
+    # a key this long is folded onto the next line (or RFC 2047-encoded): a reader gets it back
+    # after unfolding, give or take the leading space Python's parser keeps
+    assert str(parsed["X-Casework-Delivery"]).strip() == key
+
+
 async def test_a_referral_email_reaches_the_provider_with_only_consented_data(
     time_env: WorkflowEnvironment, record_store: AsyncEngine, mail_sink: MailSink
 ) -> None:
@@ -111,6 +147,9 @@ async def test_a_referral_email_reaches_the_provider_with_only_consented_data(
         body = mail.get_content()
         assert "name: Maria Okafor" in body and "555-0101" not in body  # contact was not consented
         assert mail["X-Casework-Delivery"] == f"{number}:referral:{referral}"
+        assert mail["Message-ID"] == message_id(
+            f"{number}:referral:{referral}", "casework@casework.example.org"
+        )
         assert await attempts(record_store, f"{number}:referral:{referral}") == ["delivered"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
+from activities.channels import message_id
 from domain import commands as c
 from domain.models import ReferralStatus
 from ops.facade import CaseOps
 from store.tables import delivery_attempts
 from tests.integration.test_devserver import eventually
 from tests.processes import background, environment
-from tests.receivers import MailSink
+from tests.receivers import MailSink, is_msg_id
 from tests.scenario import ALICE, PROGRAMS, opening, quiet_referral
 from workflows.search import workflow_id
 
@@ -33,7 +35,8 @@ async def referral_delivered_across_a_crash(
     database_url: str,
     mail: MailSink,
     tmp_path: Path,
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[EmailMessage], list[tuple[str, str]]]:
+    """The referral's key, the messages the SMTP server got for it, and its attempts (outcome, detail)."""
     task_queue = f"crash-{uuid.uuid4().hex[:8]}"
     # the first command after the crash waits out the dead worker's tasks: give it time
     ops = CaseOps(dev_env.client, PROGRAMS, task_queue, command_timeout=timedelta(seconds=60))
@@ -61,19 +64,17 @@ async def referral_delivered_across_a_crash(
 
         await eventually(sent, within=60)  # the dead worker's attempt times out first (20 s)
     await dev_env.client.get_workflow_handle(workflow_id(number)).terminate(reason="test finished")
-    received = [
-        str(m["X-Casework-Delivery"]) for m in mail.to(SHELTER_INBOX) if m["X-Casework-Delivery"] == key
-    ]
+    received = [m for m in mail.to(SHELTER_INBOX) if m["X-Casework-Delivery"] == key]
     async with store.connect() as conn:
-        outcomes = [
-            r.outcome
+        attempts = [
+            (r.outcome, r.detail)
             for r in await conn.execute(
-                select(delivery_attempts.c.outcome)
+                select(delivery_attempts.c.outcome, delivery_attempts.c.detail)
                 .where(delivery_attempts.c.idempotency_key == key)
                 .order_by(delivery_attempts.c.id)
             )
         ]
-    return key, [*received, "|", *outcomes]
+    return key, received, attempts
 
 
 async def test_killed_after_recording_the_delivery_the_message_is_not_sent_again(
@@ -83,11 +84,12 @@ async def test_killed_after_recording_the_delivery_the_message_is_not_sent_again
     mail_sink: MailSink,
     tmp_path: Path,
 ) -> None:
-    key, seen = await referral_delivered_across_a_crash(
+    _, received, attempts = await referral_delivered_across_a_crash(
         "delivery-recorded", dev_env, record_store, database_url, mail_sink, tmp_path
     )
     # one message at the receiver; one attempt on record (the retry found it delivered and sent nothing)
-    assert seen == [key, "|", "delivered"]
+    assert len(received) == 1
+    assert [outcome for outcome, _ in attempts] == ["delivered"]
 
 
 async def test_killed_between_sending_and_recording_the_duplicate_carries_the_same_delivery_id(
@@ -100,7 +102,14 @@ async def test_killed_between_sending_and_recording_the_duplicate_carries_the_sa
     """The one window no sender can close alone: the message left, the worker died before
     writing that down. The retry sends again with the same delivery id and Message-ID, so
     the receiver can recognise it; the record shows the interrupted attempt."""
-    key, seen = await referral_delivered_across_a_crash(
+    key, received, attempts = await referral_delivered_across_a_crash(
         "delivery-sent", dev_env, record_store, database_url, mail_sink, tmp_path
     )
-    assert seen == [key, key, "|", "sending", "delivered"]
+    assert len(received) == 2
+    assert {str(m["X-Casework-Delivery"]) for m in received} == {key}
+    [msg_id] = {str(m["Message-ID"]) for m in received}  # one Message-ID for both copies
+    assert is_msg_id(msg_id), msg_id  # <local@domain>, no spaces: a receiver can parse and match it
+    assert msg_id == message_id(key, str(received[0]["From"]))  # from the key alone, nothing per attempt
+    [(first, why), (second, _)] = attempts
+    assert (first, second) == ("interrupted", "delivered")  # not left `sending` forever
+    assert "worker stopped" in why
