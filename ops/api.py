@@ -363,9 +363,7 @@ def create_app(
         if store is None:
             raise Problem(503, "No record store", "this API has no record store configured")
         record = await load_record(store)
-        record.cases = [c for c in record.cases if may_see(actor, c, ops.programs)]
-        visible_numbers = {c.number for c in record.cases}
-        record.moves = [m for m in record.moves if m.case in visible_numbers]
+        record = record.only({c.number for c in record.cases if may_see(actor, c, ops.programs)})
         result = all_reports(record, ops.programs, datetime.now(UTC))[name]
         if format == "csv":
             return Response(result.csv(), media_type="text/csv")

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.models import Case, ReferralStatus, Stage
 from domain.policy import Program
 from domain.schedule import overdue
-from store.tables import case_events, cases
+from store.tables import case_events, case_referrals, cases
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,32 @@ class StageChange:
     stage: Stage  # the stage entered
 
 
+@dataclass(frozen=True)
+class ReferralRow:
+    """A referral as the record keeps it: every one ever made (a case's live state keeps only
+    the open ones and the newest finished ones)."""
+
+    case: str
+    provider: str
+    service: str
+    status: ReferralStatus
+    requested_at: datetime
+    answered_at: datetime | None
+
+
 @dataclass
 class Record:
     cases: list[Case]
     moves: list[StageChange]
+    referrals: list[ReferralRow]
+
+    def only(self, numbers: set[str]) -> Record:
+        """The record of these cases alone (a caller's scope)."""
+        return Record(
+            cases=[c for c in self.cases if c.number in numbers],
+            moves=[m for m in self.moves if m.case in numbers],
+            referrals=[r for r in self.referrals if r.case in numbers],
+        )
 
 
 async def load_record(engine: AsyncEngine) -> Record:
@@ -68,8 +90,20 @@ async def load_record(engine: AsyncEngine) -> Record:
                 ).order_by(case_events.c.case_number, case_events.c.seq)
             )
         ).all()
+        referrals = (await conn.execute(select(case_referrals))).all()
     return Record(
         cases=[Case.model_validate(s) for s in states],
+        referrals=[
+            ReferralRow(
+                r.case_number,
+                r.provider,
+                r.service,
+                ReferralStatus(r.status),
+                _aware(r.requested_at),
+                _aware(r.answered_at) if r.answered_at else None,
+            )
+            for r in referrals
+        ],
         moves=[
             StageChange(m.case_number, _aware(m.at), Stage(m.stage_after))
             for m in moves
@@ -106,10 +140,9 @@ ACCEPTED = {ReferralStatus.ACCEPTED, ReferralStatus.COMPLETED, ReferralStatus.NO
 
 
 def referral_outcomes(record: Record) -> Report:
-    by: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    for case in record.cases:
-        for r in case.referrals:
-            by[(r.provider, r.service.value)].append(r)
+    by: dict[tuple[str, str], list[ReferralRow]] = defaultdict(list)
+    for r in record.referrals:
+        by[(r.provider, r.service)].append(r)
     rows = []
     for (provider, service), referrals in sorted(by.items()):
         accepted = sum(r.status in ACCEPTED for r in referrals)
@@ -117,7 +150,7 @@ def referral_outcomes(record: Record) -> Report:
         waits = [
             (r.answered_at - r.requested_at).total_seconds() / 3600
             for r in referrals
-            if r.answered_at is not None and r.answered_by is not None
+            if r.answered_at is not None
         ]
         rate = round(accepted / (accepted + declined), 3) if accepted + declined else None
         rows.append(

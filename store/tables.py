@@ -89,7 +89,7 @@ delivery_attempts = Table(
     Column("address", String(500), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
-    Column("outcome", String(20), nullable=False),  # sending | delivered | retrying | failed
+    Column("outcome", String(20), nullable=False),  # sending | delivered | retrying | failed | interrupted
     Column("detail", Text, nullable=False),
     Index("ix_delivery_attempts_key", "idempotency_key"),
 )

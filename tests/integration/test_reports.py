@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from activities.contracts import RecordBatch
 from activities.records import CaseRecorder
 from domain import commands as c
-from domain.models import Actor, Role
+from domain.models import Actor, Role, Stage
 from ops.reports import all_reports, load_record, percentile, stage_chart, week_of
 from store.db import engine, migrate
 from tests.conftest import PG_URL, fresh_postgres_database
-from tests.scenario import HAPPY_PATH, PROGRAMS, SAM, T0, Story
+from tests.scenario import HAPPY_PATH, PROGRAMS, SAM, T0, Story, quiet_referral
 
 SHELTER = Actor(id="shelter-north", role=Role.PROVIDER)
 
@@ -126,3 +126,26 @@ def test_percentile_interpolates_between_ranks() -> None:
     assert percentile([1, 2, 3, 4], 50) == 2.5
     assert percentile([10], 90) == 10
     assert percentile([0, 10], 90) == 9
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_referral_outcomes_count_every_referral_a_long_case_ever_made(empty_store: AsyncEngine) -> None:
+    """The live case forgets finished referrals beyond the newest few; the record does not."""
+    story = Story("general").to(Stage.MONITORING)
+    recorder = CaseRecorder(empty_store)
+    made = 0
+    for _ in range(3):  # recorded in several batches, as the workflow does over the years
+        first = len(story.events) + 1
+        for _ in range(6):
+            referral = story.do(quiet_referral())
+            answer = c.AnswerReferral(
+                actor=SHELTER, referral_id=f"R{referral.seq}", answer="declined", reason="no beds"
+            )
+            story.do(answer)
+            made += 1
+        await recorder.record(
+            RecordBatch(case=story.case, case_seq=len(story.events), events=story.events[first - 1 :])
+        )
+    assert len(story.case.referrals) < made  # the live case kept only the newest
+    [row] = all_reports(await load_record(empty_store), PROGRAMS, story.now)["referrals"].rows
+    assert row[:5] == ("shelter-north", "housing", made + 1, 0, made)  # + the happy path's own
