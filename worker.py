@@ -20,10 +20,12 @@ from activities.deliveries import Deliverer
 from activities.records import CaseRecorder
 from domain.directory import Directory, load_directory
 from ops.codec import data_converter
+from ops.identity import actor_keys
 from ops.settings import Settings
 from store.db import engine as make_engine
 from store.db import migrate
 from workflows.case import CaseWorkflow
+from workflows.identity import ActorCheck
 
 log = structlog.get_logger("casework.worker")
 
@@ -32,6 +34,7 @@ log = structlog.get_logger("casework.worker")
 PASSTHROUGH: Sequence[str] = (
     "domain",
     "activities.contracts",
+    "workflows.identity",
     "pydantic",
     "pydantic_core",
     "transitions",
@@ -78,6 +81,7 @@ def build_worker(
         workflows=[CaseWorkflow],
         activities=[recorder.record, deliverer.deliver],
         workflow_runner=workflow_runner(),
+        interceptors=[ActorCheck(actor_keys(settings))],
     )
 
 

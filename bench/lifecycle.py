@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
 import statistics
 import tempfile
 import time
@@ -28,6 +30,9 @@ from tests.conftest import sdk_binary
 from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, opening
 from worker import build_worker
 from workflows.search import ALL_KEYS
+
+# The benchmark signs its own commands (workflows/identity.py) with a key of its own.
+os.environ.setdefault("CASEWORK_ACTOR_KEY", secrets.token_urlsafe(32))
 
 STEPS = (*TO_MONITORING, c.AddNote(actor=ALICE, text="benchmark note"))
 

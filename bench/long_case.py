@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -49,6 +50,9 @@ from tests.receivers import MailSink
 from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, goals, opening, quiet_referral
 from worker import PASSTHROUGH, build_worker
 from workflows.search import ALL_KEYS, workflow_id
+
+# The benchmark signs its own commands (workflows/identity.py) with a key of its own.
+os.environ.setdefault("CASEWORK_ACTOR_KEY", secrets.token_urlsafe(32))
 
 WEEKS_A_YEAR = 52
 FIRST_MONTH = 4  # weeks

@@ -8,6 +8,7 @@ worker in this process until Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import signal
 import subprocess
@@ -96,11 +97,20 @@ async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) 
     await main(stop)
 
 
+def ensure_actor_key(settings: Settings) -> None:
+    """A local stack signs who acts with a key of its own, made on first run (owner-only)."""
+    path = settings.var_dir / "actor.key"
+    if settings.actor_key is None and not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+
+
 async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     from worker import run_worker
 
     configure_logging(settings.log_level)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
+    ensure_actor_key(settings)
     server = subprocess.Popen(dev_server_command(settings, settings.var_dir / "temporal.db"))  # noqa: ASYNC220 - a long-lived child, started once
     sink = None
     if settings.smtp_host in ("127.0.0.1", "localhost"):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,9 +45,12 @@ from domain.events import ALL_CHANGES, Event, Restore
 from domain.models import Actor, Case, Note, Stage
 from domain.policy import Program
 from domain.views import CaseView, Receipt, WorkflowStatus, case_view
+from ops.identity import acting, actor_keys, signing
+from ops.settings import Settings
 from store.tables import case_events, cases
 from workflows import search
 from workflows.case import CaseInput, CaseWorkflow
+from workflows.identity import ActorKeys
 
 
 class CaseError(Exception):
@@ -186,8 +191,13 @@ class CaseOps:
         directory: Directory | None = None,
         record: AsyncEngine | None = None,
         command_timeout: timedelta = COMMAND_TIMEOUT,
+        keys: ActorKeys | None = None,
+        clock: Callable[[], Awaitable[datetime]] | None = None,
     ) -> None:
-        self.client, self.programs, self.task_queue = client, programs, task_queue
+        self.client, self.programs, self.task_queue = signing(client), programs, task_queue
+        self.keys = keys if keys is not None else actor_keys(Settings())
+        # Temporal's time, which signed actors are checked against (a test server's clock skips)
+        self.clock = clock or _wall_clock
         self.directory, self.command_timeout = directory, command_timeout
         self.record = record  # the SQL record: cases stay readable after Temporal forgets them
 
@@ -210,16 +220,17 @@ class CaseOps:
             else WorkflowIDConflictPolicy.FAIL
         )
         try:
-            handle = await self.client.start_workflow(
-                CaseWorkflow.run,
-                CaseInput(program=program, opening=command),
-                id=search.workflow_id(command.number),
-                task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=conflict,
-                search_attributes=self._attributes(apply_open(command, utcnow())),
-                static_summary=f"Case {command.number} · {program.name}",
-            )
+            with await self._acting(command.actor, command.number):
+                handle = await self.client.start_workflow(
+                    CaseWorkflow.run,
+                    CaseInput(program=program, opening=command),
+                    id=search.workflow_id(command.number),
+                    task_queue=self.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=conflict,
+                    search_attributes=self._attributes(apply_open(command, utcnow())),
+                    static_summary=f"Case {command.number} · {program.name}",
+                )
         except WorkflowAlreadyStartedError:
             raise CaseError("conflict", f"case {command.number} already exists") from None
         return await self._view(handle, command.number)
@@ -234,9 +245,13 @@ class CaseOps:
             command = self.checked_referral(command)
         handle = self._handle(number)
         try:
-            return await handle.execute_update(
-                CaseWorkflow.act, command.model_dump(mode="json"), id=key, rpc_timeout=self.command_timeout
-            )
+            with await self._acting(command.actor, number):
+                return await handle.execute_update(
+                    CaseWorkflow.act,
+                    command.model_dump(mode="json"),
+                    id=key,
+                    rpc_timeout=self.command_timeout,
+                )
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             raise CaseError(
                 "unavailable",
@@ -252,6 +267,15 @@ class CaseOps:
             raise await self._not_running(number) or CaseError("unavailable", str(cause or exc)) from None
         except RPCError as exc:
             raise await self._not_running(number) or self._rpc_error(number, exc) from None
+
+    async def _acting(self, actor: Actor, number: str) -> AbstractContextManager[None]:
+        """Sign who acts on this case for the Temporal call made inside (workflows/identity.py)."""
+        if not self.keys.keys:
+            raise CaseError(
+                "unavailable",
+                "no actor key is configured (CASEWORK_ACTOR_KEY): casework cannot sign commands",
+            )
+        return acting(self.keys, actor, number, await self.clock())
 
     async def status(self, number: str) -> WorkflowStatus | None:
         """What Temporal says of the case's workflow; "lost" if it has none but the record has
@@ -382,16 +406,17 @@ class CaseOps:
         except Rejected as refused:
             raise CaseError(refused.kind, refused.message) from None
         try:
-            handle = await self.client.start_workflow(
-                CaseWorkflow.run,
-                CaseInput(program=program, case=case, seq=seq, restore=restore),
-                id=search.workflow_id(number),
-                task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=self._attributes(case),
-                static_summary=f"Case {number} · {program.name} (restored)",
-            )
+            with await self._acting(actor, number):
+                handle = await self.client.start_workflow(
+                    CaseWorkflow.run,
+                    CaseInput(program=program, case=case, seq=seq, restore=restore),
+                    id=search.workflow_id(number),
+                    task_queue=self.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    search_attributes=self._attributes(case),
+                    static_summary=f"Case {number} · {program.name} (restored)",
+                )
         except WorkflowAlreadyStartedError:
             raise CaseError("conflict", f"case {number} was started again meanwhile") from None
         return await self._view(handle, number)
@@ -476,3 +501,7 @@ async def workflow_status(client: Client, workflow_id: str) -> WorkflowExecution
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def _wall_clock() -> datetime:
+    return utcnow()

@@ -44,5 +44,9 @@ class Settings(BaseSettings):
     # Encrypts workflow payloads (client data) at rest in Temporal: base64 of 32 random bytes,
     # e.g. python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'
     payload_key: SecretStr | None = None
+    # Signs who acts on every command casework sends to a case (the worker refuses unsigned
+    # ones). The same for every process; comma-separated to rotate: the first signs, all verify.
+    # Unset: the key `casework dev` creates in var/actor.key.
+    actor_key: SecretStr | None = None
     # Browser origins of the Temporal UI allowed to call the API's codec endpoints.
     ui_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]

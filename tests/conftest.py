@@ -32,12 +32,15 @@ from ops.settings import Settings
 from ops.temporal_setup import register_search_attributes
 from store.db import async_url, engine, migrate
 from store.tables import case_events
+from tests.processes import TEST_ACTOR_KEY
 from tests.receivers import MailSink
 from tests.scenario import PROGRAMS
 from worker import build_worker
 from workflows.search import ALL_KEYS, workflow_id
 
 PG_URL = os.environ.get("CASEWORK_TEST_DATABASE_URL")
+# Every casework process in the suite signs and checks actors with this key (workflows/identity.py).
+os.environ["CASEWORK_ACTOR_KEY"] = TEST_ACTOR_KEY
 
 # Property tests: the same examples on every run (reproducible), or new ones on request.
 hypothesis_settings.register_profile("suite", max_examples=200, derandomize=True, database=None)
@@ -227,7 +230,7 @@ async def case_worker(
     is terminated while its activity runs, and a later test's sleep would hang.
     """
     task_queue = f"cases-{uuid.uuid4().hex[:8]}"
-    ops = TrackingOps(env.client, PROGRAMS, task_queue, record=store)
+    ops = TrackingOps(env.client, PROGRAMS, task_queue, record=store, clock=env.get_current_time)
     async with build_worker(env.client, store, task_queue, Settings(), directory):
         try:
             yield ops

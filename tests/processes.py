@@ -21,8 +21,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+TEST_ACTOR_KEY = "a-key-for-the-test-suite-only"
+
+
 def environment(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASEWORK_")}
+    env["CASEWORK_ACTOR_KEY"] = TEST_ACTOR_KEY
     env.update({f"CASEWORK_{k.upper()}": v for k, v in settings.items()})
     env["COLUMNS"] = "200"  # rich tables: one line per row, so tests can read them
     return env

@@ -38,7 +38,7 @@ async def test_client_data_is_encrypted_in_temporal_and_the_ui_can_decode_it(
         time_env.client.service_client, namespace=time_env.client.namespace, data_converter=converter
     )
     task_queue = f"codec-{uuid.uuid4().hex[:8]}"
-    ops = CaseOps(secure, PROGRAMS, task_queue)
+    ops = CaseOps(secure, PROGRAMS, task_queue, clock=time_env.get_current_time)
     async with build_worker(secure, record_store, task_queue):
         number = (await ops.open_case(opening("general"))).case.number
         await ops.act(number, c.AddNote(actor=ALICE, text="lives at 12 Harbour Road"))

@@ -13,8 +13,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
 from domain.events import Event, NoticeIssued
-from domain.models import Outcome, RiskLevel, Role, Stage
+from domain.models import Actor, Outcome, RiskLevel, Role, Stage
 from ops.facade import CaseError
+from ops.identity import acting
 from store.tables import cases, outbox
 from tests.conftest import case_worker, recorded_events
 from tests.scenario import ALICE, SAM, TO_MONITORING, assessment, goals, opening, quiet_referral
@@ -206,11 +207,13 @@ async def test_a_malformed_command_is_refused_and_the_case_keeps_working(
 ) -> None:
     async with case_worker(time_env, record_store) as ops:
         number = (await ops.open_case(opening("general"))).case.number
-        handle = time_env.client.get_workflow_handle(workflow_id(number))
-        with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update(
-                "act", {"action": "teleport", "actor": {"id": "x", "role": "supervisor"}}
-            )
+        handle = ops.client.get_workflow_handle(workflow_id(number))
+        someone = Actor(id="x", role=Role.SUPERVISOR)
+        with (
+            pytest.raises(WorkflowUpdateFailedError) as refused,
+            acting(ops.keys, someone, number, await time_env.get_current_time()),
+        ):
+            await handle.execute_update("act", {"action": "teleport", "actor": someone.model_dump()})
         cause = refused.value.cause
         assert isinstance(cause, ApplicationError) and cause.type == "validation"
         assert "invalid command" in cause.message and "teleport" in cause.message
