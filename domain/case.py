@@ -41,7 +41,7 @@ from domain.models import (
 from domain.policy import Program
 from domain.schedule import Due, obligations
 
-__all__ = ["Rejected", "apply", "decide", "notice_for", "open_case", "replay"]
+__all__ = ["Rejected", "apply", "decide", "intake_conflict", "notice_for", "open_case", "replay"]
 
 _Item = TypeVar("_Item", Referral, FollowUp)
 
@@ -51,6 +51,22 @@ def open_case(command: c.OpenCase, program: Program, now: datetime) -> tuple[Cas
         raise Rejected("validation", f"case is for program {command.program}, not {program.key}")
     event = Event(seq=1, at=now, stage_before=None, stage_after=Stage.INTAKE, change=command)
     return apply_open(command, now), event
+
+
+def intake_conflict(existing: Case, opening: c.OpenCase) -> str | None:
+    """Why `opening` is not a retry of the opening that made `existing` (same intake reference):
+    a reference names one referral of one client to one program. None: it is a retry."""
+    if existing.program != opening.program:
+        return (
+            f"intake reference {opening.intake_reference} already opened case {existing.number} "
+            f"in program {existing.program}, not {opening.program}"
+        )
+    if existing.client.model_dump() != opening.client.model_dump():
+        return (
+            f"intake reference {opening.intake_reference} already opened case {existing.number} "
+            "for another client"
+        )
+    return None
 
 
 def apply_open(command: c.OpenCase, now: datetime) -> Case:

@@ -309,6 +309,14 @@ def create_app(
             raise Problem(422, "Invalid request", explain(exc.errors())) from None
         view = await ops.open_case(command)
         created = view.case.opening_request == request_id
+        if not created:  # a retry: the case is shown only to someone who may see it, and logged
+            if not may_see(actor, view.case, ops.programs):
+                raise Problem(
+                    409,
+                    "Conflict",
+                    f"intake reference {body.intake_reference} is already used by another case",
+                )
+            await log_access(actor, view.case.number, "view")
         return JSONResponse(
             view.model_dump(mode="json"),
             status_code=201 if created else 200,

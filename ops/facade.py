@@ -38,7 +38,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.case import Rejected, apply_open, decide
+from domain.case import Rejected, apply_open, decide, intake_conflict
 from domain.commands import OpenCase, Refer, StaffCommand
 from domain.directory import Directory
 from domain.events import ALL_CHANGES, Event, Restore
@@ -212,6 +212,8 @@ class CaseOps:
         """Open a case. With an intake reference the case number comes from it, and a repeated
         request returns the case it opened before (its `opening_request` tells which request)."""
         program = self.program(command.program)
+        if command.request_id is None:  # to tell this request's case from one opened before
+            command = command.model_copy(update={"request_id": new_command_key()})
         if command.intake_reference:
             command = command.model_copy(update={"number": intake_case_number(command.intake_reference)})
         conflict = (
@@ -233,7 +235,12 @@ class CaseOps:
                 )
         except WorkflowAlreadyStartedError:
             raise CaseError("conflict", f"case {command.number} already exists") from None
-        return await self._view(handle, command.number)
+        view = await self._view(handle, command.number)
+        if view.case.opening_request != command.request_id and (
+            refusal := intake_conflict(view.case, command)
+        ):
+            raise CaseError("conflict", refusal)
+        return view
 
     async def act(self, number: str, command: StaffCommand, key: str | None = None) -> Receipt:
         """Apply a staff command once. `key` is its idempotency key (a fresh one if None): sent

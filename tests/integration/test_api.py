@@ -83,6 +83,17 @@ async def test_a_case_through_the_api(api: Api, record_store: AsyncEngine) -> No
         json={"program": "general", "client": CLIENT, "supervisor": "sam", "intake_reference": intake},
     )
     assert again.status_code == 200 and again.json()["case"]["number"] == number  # no second case
+    # the same reference is not a way into someone else's case, nor a way to open another one
+    form = {"program": "general", "client": CLIENT, "supervisor": "sam", "intake_reference": intake}
+    by_bob = await api.call("bob", "POST", "/cases", json=form)
+    assert "already used by another case" in problem_of(by_bob, 409) and "Nasser" not in by_bob.text
+    other_client = form | {"client": CLIENT | {"family_name": "Haddad"}}
+    assert "for another client" in problem_of(
+        await api.call("alice", "POST", "/cases", json=other_client), 409
+    )
+    other_program = form | {"program": "housing"}
+    refused = problem_of(await api.call("alice", "POST", "/cases", json=other_program), 409)
+    assert "in program general, not housing" in refused
 
     assert (await api.act("alice", number, "accept", note="by API")).json()["stage"] == "assessment"
     assessed = await api.act(
@@ -118,7 +129,8 @@ async def test_a_case_through_the_api(api: Api, record_store: AsyncEngine) -> No
                 .order_by(record_access.c.id)
             )
         ).all()
-    assert [tuple(r) for r in reads] == [("alice", "view"), ("sam", "events")]
+    # the retried open showed alice her case (a read); then her GET; then sam's events
+    assert [tuple(r) for r in reads] == [("alice", "view"), ("alice", "view"), ("sam", "events")]
 
 
 async def test_every_error_has_its_status_and_the_domains_words(api: Api) -> None:
