@@ -24,12 +24,16 @@ import uvicorn
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException
+from swagger_ui_bundle import swagger_ui_path
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
@@ -63,6 +67,23 @@ STATUS_FOR = {
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Declared in the OpenAPI document as the API's security scheme; checked by `caller`.
+API_KEY = HTTPBearer(auto_error=False, scheme_name="apiKey", description="an API key: Bearer <key>")
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """/docs with Swagger UI's files from the swagger-ui-bundle package, never a CDN."""
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="casework API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
 
 
 class Problem(Exception):
@@ -214,8 +235,11 @@ def create_app(
         title="casework",
         version="0.1.0",
         description="Case management where every case is a durable Temporal workflow.",
+        docs_url=None,  # served below from a package: the docs page works offline
+        redoc_url=None,
     )
     app.state.ops = ops
+    add_offline_docs(app)
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
@@ -235,12 +259,10 @@ def create_app(
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
 
-    def caller(request: Request) -> Actor:
-        header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key:
+    def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_KEY)]) -> Actor:
+        if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
             raise Problem(401, "Unauthenticated", "send an API key as 'Authorization: Bearer <key>'")
-        actor = keys.get(digest(key.strip()))
+        actor = keys.get(digest(credentials.credentials.strip()))
         if actor is None:
             raise Problem(401, "Unauthenticated", "unknown API key")
         return actor

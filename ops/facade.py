@@ -440,13 +440,19 @@ class CaseOps:
         self, filt: ListFilter, page_size: int, token: bytes | None
     ) -> tuple[list[CaseSummary], bytes | None]:
         """One page of cases and the token for the next (None at the end)."""
-        pages = self.client.list_workflows(filt.query(), page_size=page_size, next_page_token=token)
+        pages = self.client.list_workflows(
+            filt.query(), page_size=page_size, next_page_token=token, rpc_timeout=self.command_timeout
+        )
         try:
             await pages.fetch_next_page(page_size=page_size)
         except RPCError as exc:
             if exc.status is RPCStatusCode.INVALID_ARGUMENT:
                 raise CaseError("bad_request", f"cannot list cases: {exc.message}") from None
-            raise
+            raise CaseError(
+                "unavailable", f"cannot list cases: Temporal did not answer ({exc.message})"
+            ) from None
+        except RuntimeError as exc:  # a client that cannot (re)connect
+            raise CaseError("unavailable", f"cannot list cases: Temporal cannot be reached ({exc})") from None
         return [summary(wf) for wf in pages.current_page or []], pages.next_page_token or None
 
     @staticmethod

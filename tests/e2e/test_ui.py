@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from tests.e2e.test_cli import ok
 
@@ -120,3 +120,23 @@ def test_a_case_page_shows_its_current_details(stack: dict[str, str], browser: B
     assert f"Case {number} · General case management" in text  # the summary
     assert "income_benefits → welfare-rights" in text
     assert "Ines" not in text
+
+
+def test_the_api_docs_work_offline(browser: Browser, stack: dict[str, str]) -> None:
+    """/docs renders every operation with nothing fetched from outside this machine."""
+    page = browser.new_page()
+    outside: list[str] = []
+
+    def only_local(route: Route) -> None:
+        if route.request.url.startswith(stack["API"]):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(f"{stack['API']}/docs")
+    page.get_by_text("/cases/{number}/restore").first.wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Authorize").count() == 1  # the API key scheme
+    assert outside == []
+    page.close()

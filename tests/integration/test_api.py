@@ -15,14 +15,18 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from domain.models import Actor, Role
 from ops.api import create_app
 from ops.auth import digest
+from ops.facade import CaseOps
 from store.tables import record_access
 from tests.conftest import case_worker
 from tests.integration.test_callback import DIRECTORY, serving
+from tests.processes import free_port
+from tests.scenario import PROGRAMS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 PEOPLE = {
@@ -253,3 +257,24 @@ async def test_no_input_makes_the_api_fail_with_a_server_error(api: Api, tmp_pat
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "passed" in done.stdout.lower() or "no issues" in done.stdout.lower(), done.stdout[-2000:]
+
+
+async def test_the_api_says_503_when_temporal_is_down_and_documents_itself_offline() -> None:
+    down = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True)
+    ops = CaseOps(down, PROGRAMS, "nowhere")
+    app = create_app(ops, DIRECTORY, KEYS, None)
+    async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+        listed = await http.get("/cases", headers={"Authorization": "Bearer key-sam"})
+        assert "Temporal cannot be reached" in problem_of(listed, 503)
+        assert listed.headers["content-type"] == "application/problem+json"
+
+        schema = (await http.get("/openapi.json")).json()
+        assert schema["components"]["securitySchemes"]["apiKey"] == {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an API key: Bearer <key>",
+        }
+        assert {"apiKey": []} in schema["paths"]["/cases"]["get"]["security"]
+        page = (await http.get("/docs")).text
+        assert "cdn" not in page.lower() and "/docs/assets/swagger-ui-bundle.js" in page
+        assert (await http.get("/docs/assets/swagger-ui-bundle.js")).status_code == 200
