@@ -38,6 +38,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from domain.access import may_see, scope_of
 from domain.commands import AnswerReferral, OpenCase, StaffCommand
 from domain.directory import Directory, load_directory
 from domain.errors import explain
@@ -45,7 +46,7 @@ from domain.events import Event
 from domain.models import Actor, Client, Note, RiskLevel, Role, Stage
 from domain.policy import load_programs
 from domain.views import CaseView, Receipt
-from ops.auth import digest, load_keys, may_see
+from ops.auth import digest, load_keys
 from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter, new_case_number, new_command_key
 from ops.reports import all_reports, load_record
 from ops.settings import Settings
@@ -308,11 +309,7 @@ def create_app(
     @app.post("/cases", response_model=CaseView, status_code=201, responses={200: {"model": CaseView}})
     async def open_case(body: OpenCaseBody, actor: Caller) -> JSONResponse:
         """Open a case. With `intake_reference`, a retried request returns the same case (200)."""
-        if actor.role not in (Role.CASE_MANAGER, Role.SUPERVISOR, Role.PROGRAM_LEAD):
-            raise Problem(403, "Forbidden", f"a {actor.role.value} may not open cases")
         manager = body.manager or actor.id
-        if actor.role is Role.CASE_MANAGER and manager != actor.id:
-            raise Problem(403, "Forbidden", "a case manager opens cases on their own caseload")
         request_id = uuid.uuid4().hex
         try:
             command = OpenCase(
@@ -366,17 +363,10 @@ def create_app(
             overdue=overdue,
             next_due_before=next_due_before,
         )
-        match actor.role:
-            case Role.CASE_MANAGER:
-                filt.manager = actor.id
-            case Role.SUPERVISOR:
-                filt.supervisor = actor.id
-            case Role.PROGRAM_LEAD:
-                filt.programs = [p.key for p in ops.programs.values() if p.lead == actor.id]
-            case Role.SYSTEM:
-                pass
-            case _:
-                raise Problem(403, "Forbidden", f"a {actor.role.value} may not list cases")
+        scope = scope_of(actor, ops.programs)
+        if scope is None:
+            raise Problem(403, "Forbidden", f"a {actor.role.value} may not list cases")
+        filt.within(scope)
         token = pages.open(page_token) if page_token else None
         items, following = await ops.list_page(filt, page_size, token)
         return CasePage(items=items, next_page_token=pages.seal(following) if following else None)

@@ -2,8 +2,7 @@
 
 Keys are kept as SHA-256 hashes in directory/api_keys.toml; the actor on every command
 comes from the key, never from the request body. What an actor may see is decided in
-`may_see`: a case manager their own caseload, a supervisor their team's cases, a
-program lead their programs' cases.
+domain/access.py.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from domain.models import Actor, Case, Role
-from domain.policy import Program
+from domain.models import Actor, Role
 
 
 class ApiKey(BaseModel):
@@ -44,18 +42,3 @@ def load_keys(path: Path) -> dict[str, Actor]:
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         raise ApiKeysError(f"{path}: {exc}") from exc
     return {k.sha256: Actor(id=k.actor, role=k.role) for k in keys}
-
-
-def may_see(actor: Actor, case: Case, programs: dict[str, Program]) -> bool:
-    program = programs.get(case.program)
-    match actor.role:
-        case Role.CASE_MANAGER:
-            return case.manager == actor.id
-        case Role.SUPERVISOR:
-            return case.supervisor == actor.id
-        case Role.PROGRAM_LEAD:
-            return program is not None and program.lead == actor.id
-        case Role.SYSTEM:
-            return True
-        case _:
-            return False

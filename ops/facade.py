@@ -38,6 +38,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.access import Scope, may_open
 from domain.case import Rejected, apply_open, decide, intake_conflict
 from domain.commands import OpenCase, Refer, StaffCommand
 from domain.directory import Directory
@@ -128,6 +129,15 @@ class ListFilter:
     programs: list[str] | None = None  # any of these (a program lead's scope)
     next_due_before: datetime | None = None
 
+    def within(self, scope: Scope) -> None:
+        """Narrow the filter to what `scope` may see (domain/access.py)."""
+        if scope.everything:
+            return
+        self.manager = scope.manager if scope.manager is not None else self.manager
+        self.supervisor = scope.supervisor if scope.supervisor is not None else self.supervisor
+        if scope.programs is not None:
+            self.programs = list(scope.programs)
+
     def query(self) -> str:
         clauses = ["WorkflowType = 'CaseWorkflow'"]
         equal = (
@@ -211,6 +221,8 @@ class CaseOps:
     async def open_case(self, command: OpenCase) -> CaseView:
         """Open a case. With an intake reference the case number comes from it, and a repeated
         request returns the case it opened before (its `opening_request` tells which request)."""
+        if refusal := may_open(command.actor, command.manager):
+            raise CaseError("forbidden", refusal)
         program = self.program(command.program)
         if command.request_id is None:  # to tell this request's case from one opened before
             command = command.model_copy(update={"request_id": new_command_key()})

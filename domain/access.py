@@ -1,0 +1,60 @@
+"""Who may see which cases, and who may open one: the rules every entry point asks.
+
+A case manager sees their own caseload, a supervisor the cases they supervise, a program
+lead their programs' cases; providers see no case (they answer their referrals only).
+`Scope` is the same rule as a filter, so lists ask exactly what `may_see` answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.models import Actor, Case, Role
+from domain.policy import Program
+
+OPENERS = frozenset({Role.CASE_MANAGER, Role.SUPERVISOR, Role.PROGRAM_LEAD})
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The cases an actor may see, as a filter: every field that is set must match."""
+
+    everything: bool = False
+    manager: str | None = None
+    supervisor: str | None = None
+    programs: tuple[str, ...] | None = None
+
+
+def scope_of(actor: Actor, programs: dict[str, Program]) -> Scope | None:
+    """The actor's scope, or None if they may see no case at all."""
+    match actor.role:
+        case Role.CASE_MANAGER:
+            return Scope(manager=actor.id)
+        case Role.SUPERVISOR:
+            return Scope(supervisor=actor.id)
+        case Role.PROGRAM_LEAD:
+            return Scope(programs=tuple(p.key for p in programs.values() if p.lead == actor.id))
+        case Role.SYSTEM:
+            return Scope(everything=True)
+        case _:
+            return None
+
+
+def may_see(actor: Actor, case: Case, programs: dict[str, Program]) -> bool:
+    scope = scope_of(actor, programs)
+    if scope is None:
+        return False
+    return scope.everything or (
+        (scope.manager is None or case.manager == scope.manager)
+        and (scope.supervisor is None or case.supervisor == scope.supervisor)
+        and (scope.programs is None or case.program in scope.programs)
+    )
+
+
+def may_open(actor: Actor, manager: str) -> str | None:
+    """Why `actor` may not open a case on `manager`'s caseload, or None if they may."""
+    if actor.role not in OPENERS:
+        return f"a {actor.role.value} may not open cases"
+    if actor.role is Role.CASE_MANAGER and manager != actor.id:
+        return "a case manager opens cases on their own caseload"
+    return None

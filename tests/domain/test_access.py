@@ -1,0 +1,43 @@
+"""Who may see which cases and who may open one (domain/access.py): one rule for reads,
+lists and opening, whichever entry point asks."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.access import may_open, may_see, scope_of
+from domain.models import Actor, Case, Role
+from tests.scenario import ALICE, BOB, LEAD, PROGRAMS, PROVIDER, SAM, Story
+
+
+def cases() -> list[Case]:
+    mine = Story("general").case
+    bobs = mine.model_copy(update={"number": "T-BOB", "manager": "bob", "supervisor": "other"})
+    housing = mine.model_copy(update={"number": "T-HOUSING", "program": "housing", "supervisor": None})
+    return [mine, bobs, housing]
+
+
+@pytest.mark.parametrize(
+    ("actor", "sees"),
+    [
+        (ALICE, {0, 2}),  # her caseload, in any program
+        (BOB, {1}),
+        (SAM, {0}),  # the cases he supervises
+        (LEAD, {0, 1}),  # the general program's cases (lead-general)
+        (PROVIDER, set()),  # providers answer referrals; they see no case
+        (Actor(id="casework", role=Role.SYSTEM), {0, 1, 2}),
+    ],
+    ids=lambda v: getattr(v, "id", ""),
+)
+def test_each_role_sees_its_own_cases_and_lists_ask_the_same_rule(actor: Actor, sees: set[int]) -> None:
+    all_cases = cases()
+    assert {i for i, case in enumerate(all_cases) if may_see(actor, case, PROGRAMS)} == sees
+    scope = scope_of(actor, PROGRAMS)
+    assert (scope is None) == (actor.role is Role.PROVIDER)
+
+
+def test_a_case_manager_opens_cases_on_her_own_caseload_only() -> None:
+    assert may_open(ALICE, "alice") is None
+    assert may_open(ALICE, "bob") == "a case manager opens cases on their own caseload"
+    assert may_open(SAM, "bob") is None
+    assert may_open(PROVIDER, "alice") == "a provider may not open cases"
