@@ -67,11 +67,11 @@ async def test_a_supervisor_reassigns_a_caseload(
 ) -> None:
     leaving, taking = f"m-{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
     async with case_worker(dev_env, record_store) as ops:
-        from tests.scenario import opening
+        from tests.scenario import SAM, opening
 
         numbers = []
         for _ in range(3):
-            command = opening("general").model_copy(update={"manager": leaving})
+            command = opening("general", actor=SAM).model_copy(update={"manager": leaving})
             numbers.append((await ops.open_case(command)).case.number)
         staff = cli_env(dev_env, ops.task_queue, f"{leaving}:case_manager")
 

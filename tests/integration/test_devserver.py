@@ -19,7 +19,7 @@ from ops.facade import CaseError, CaseOps
 from store.tables import outbox
 from tests.conftest import SUGGEST_CONTINUE_AS_NEW_AT, TrackingOps, case_worker, recorded_events
 from tests.processes import background, casework, environment
-from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, opening
+from tests.scenario import ALICE, PROGRAMS, SAM, TO_MONITORING, opening
 from workflows.search import CASE_NEXT_DUE, CASE_STAGE, workflow_id
 
 SECOND = timedelta(seconds=1)
@@ -39,7 +39,7 @@ async def test_casework_list_finds_a_case_by_stage(
 ) -> None:
     async with case_worker(dev_env, record_store) as ops:
         manager = f"m-{uuid.uuid4().hex[:6]}"  # a caseload of its own, so other tests' cases don't show
-        command = opening("general").model_copy(update={"manager": manager})
+        command = opening("general", actor=SAM).model_copy(update={"manager": manager})
         number = (await ops.open_case(command)).case.number
         actor = ALICE.model_copy(update={"id": manager})
         for change in TO_MONITORING:
