@@ -10,6 +10,7 @@ input stays small, and the SQL record has every event and note in order.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -18,11 +19,13 @@ from temporalio.api.common.v1 import Payloads, WorkflowExecution
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
 from domain.models import Actor, Role, Stage
 from domain.views import Receipt
+from ops.facade import CaseError
 from tests.conftest import TrackingOps, case_worker, recorded, recorded_events
 from tests.scenario import ALICE, TO_MONITORING, goals, opening, quiet_referral
 from workflows.case import CaseResult
@@ -48,7 +51,20 @@ class Quietly:
         self.ops, self.number, self.client = ops, number, env.client
 
     async def act(self, command: c.StaffCommand) -> Receipt:
-        done = await self.ops.act(self.number, command)
+        """Send the command; if it met the end of a run anyway (the server answers "not found"
+        while one run hands over to the next), send it again with the same idempotency key, as
+        any client may: it applies once."""
+        key = uuid.uuid4().hex
+        for _ in range(5):
+            try:
+                done = await self.ops.act(self.number, command, key)
+                break
+            except CaseError as missed:
+                if missed.kind not in ("not_found", "not_running", "unavailable"):
+                    raise
+                await self.idle()
+        else:
+            raise AssertionError(f"{command.action} did not reach case {self.number}")
         await self.idle()
         return done
 
@@ -57,7 +73,11 @@ class Quietly:
         execution = WorkflowExecution(workflow_id=workflow_id(self.number))
         request = DescribeWorkflowExecutionRequest(namespace=self.client.namespace, execution=execution)
         while True:  # the raw description: this server's unset datetime attributes do not decode
-            described = await self.client.workflow_service.describe_workflow_execution(request)
+            try:
+                described = await self.client.workflow_service.describe_workflow_execution(request)
+            except RPCError:  # between two runs of the case
+                await asyncio.sleep(0.01)
+                continue
             if not described.pending_activities and not described.HasField("pending_workflow_task"):
                 return described.workflow_execution_info.execution.run_id
             await asyncio.sleep(0.01)
