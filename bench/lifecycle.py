@@ -20,16 +20,12 @@ import time
 import uuid
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-
+from bench.devserver import start_dev_server
 from domain import commands as c
 from ops.facade import CaseOps
 from store.db import engine, migrate
-from tests.conftest import sdk_binary
 from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, opening
 from worker import build_worker
-from workflows.search import ALL_KEYS
 
 # The benchmark signs its own commands (workflows/identity.py) with a key of its own.
 os.environ.setdefault("CASEWORK_ACTOR_KEY", secrets.token_urlsafe(32))
@@ -47,18 +43,7 @@ async def one_case(ops: CaseOps, latencies: list[float]) -> None:
 
 async def main(cases: int, concurrency: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=sdk_binary("temporal"),
-            data_converter=pydantic_data_converter,
-            search_attributes=ALL_KEYS,
-            dev_server_database_filename=f"{tmp}/temporal.db",
-            dev_server_extra_args=[
-                "--sqlite-pragma",
-                "journal_mode=wal",
-                "--sqlite-pragma",
-                "synchronous=normal",
-            ],
-        )
+        env = await start_dev_server(tmp)
         store = engine(f"sqlite+aiosqlite:///{Path(tmp) / 'record.db'}")
         await migrate(store)
         ops = CaseOps(env.client, PROGRAMS, "bench")

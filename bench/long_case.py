@@ -34,22 +34,20 @@ from temporalio import activity, workflow
 from temporalio.api.common.v1 import Payloads
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from bench.devserver import start_dev_server
 from domain import commands as c
 from domain.models import Actor, Role
 from ops.facade import CaseError, CaseOps, new_command_key
 from ops.logs import configure_logging
 from ops.settings import Settings
 from store.db import engine, migrate
-from tests.conftest import sdk_binary
 from tests.receivers import MailSink
-from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, goals, opening, quiet_referral
+from tests.scenario import ALICE, PLAN_REVISION, PROGRAMS, TO_MONITORING, opening, quiet_referral
 from worker import PASSTHROUGH, build_worker
-from workflows.search import ALL_KEYS, workflow_id
+from workflows.search import workflow_id
 
 # The benchmark signs its own commands (workflows/identity.py) with a key of its own.
 os.environ.setdefault("CASEWORK_ACTOR_KEY", secrets.token_urlsafe(32))
@@ -153,12 +151,7 @@ async def a_week(drive: Drive, week: int) -> None:
     for day in range(5):
         await drive.act(note(week, day))
     if week % WEEKS_A_YEAR == WEEKS_A_YEAR - 1:  # the plan is revised once a year
-        for change in (
-            c.RevisePlan(actor=ALICE, reason="the yearly review found new needs"),
-            c.SubmitPlan(actor=ALICE, goals=goals()),
-            c.ApprovePlan(actor=ALICE),
-            c.StartMonitoring(actor=ALICE),
-        ):
+        for change in PLAN_REVISION:
             await drive.act(change)
     if week % 4 == 0:  # a referral a month, accepted, then completed by the provider
         referral = await drive.act(quiet_referral())
@@ -328,18 +321,7 @@ async def main(weeks: int) -> None:
     sink = MailSink().start()  # the referral emails to the provider go here
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=sdk_binary("temporal"),
-                data_converter=pydantic_data_converter,
-                search_attributes=ALL_KEYS,
-                dev_server_database_filename=f"{tmp}/temporal.db",
-                dev_server_extra_args=[
-                    "--sqlite-pragma",
-                    "journal_mode=wal",
-                    "--sqlite-pragma",
-                    "synchronous=normal",
-                ],
-            )
+            env = await start_dev_server(tmp)
             try:
                 await session(env.client, Path(tmp), sink, weeks)
             finally:

@@ -151,6 +151,15 @@ TO_MONITORING: tuple[c.StaffCommand, ...] = (
 )
 
 
+# A plan revised from monitoring, approved by the case manager (low risk), back to monitoring.
+PLAN_REVISION: tuple[c.StaffCommand, ...] = (
+    c.RevisePlan(actor=ALICE, reason="the yearly review found new needs"),
+    c.SubmitPlan(actor=ALICE, goals=goals()),
+    c.ApprovePlan(actor=ALICE),
+    c.StartMonitoring(actor=ALICE),
+)
+
+
 def quiet_referral(provider: str = "shelter-north") -> c.Refer:
     """A referral for housing that shares no client data (so it needs no consent)."""
     return c.Refer(

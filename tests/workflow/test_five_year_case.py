@@ -27,7 +27,7 @@ from domain.models import Actor, Role, Stage
 from domain.views import Receipt
 from ops.facade import CaseError
 from tests.conftest import TrackingOps, case_worker, recorded, recorded_events
-from tests.scenario import ALICE, TO_MONITORING, goals, opening, quiet_referral
+from tests.scenario import ALICE, PLAN_REVISION, TO_MONITORING, opening, quiet_referral
 from workflows.case import CaseResult
 from workflows.search import workflow_id
 
@@ -101,12 +101,7 @@ async def a_week(case: Quietly, week: int, counts: dict[str, int]) -> None:
     if held:
         return
     if week % WEEKS_A_YEAR == WEEKS_A_YEAR - 1:  # the plan is revised once a year
-        for change in (
-            c.RevisePlan(actor=ALICE, reason="the yearly review found new needs"),
-            c.SubmitPlan(actor=ALICE, goals=goals()),
-            c.ApprovePlan(actor=ALICE),
-            c.StartMonitoring(actor=ALICE),
-        ):
+        for change in PLAN_REVISION:
             await case.act(change)
     if week % 4 == 0:  # a referral a month, accepted, then completed
         done = await case.act(quiet_referral())
