@@ -144,8 +144,13 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 # --- Temporal servers ----------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own (it starts in about 0.1 s).
+
+    One server per test, because the server's clock is shared: a workflow terminated while its
+    activity runs leaves time skipping locked for good, and every later sleep on that server
+    then waits in real time until its RPC times out. A test must not inherit that."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=sdk_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
@@ -226,8 +231,7 @@ async def case_worker(
     """A worker on a task queue of its own, and the ops facade that sends cases to it.
 
     Cases a test leaves running are terminated afterwards, once their events are
-    recorded: the time-skipping server stops skipping time for good when a workflow
-    is terminated while its activity runs, and a later test's sleep would hang.
+    recorded, so that the shared dev server's worker load does not grow test by test.
     """
     task_queue = f"cases-{uuid.uuid4().hex[:8]}"
     ops = TrackingOps(env.client, PROGRAMS, task_queue, record=store, clock=env.get_current_time)
