@@ -51,21 +51,29 @@ class OpenCase(_Command):
 
 
 class Accept(_Command):
+    """Accept a referral at intake: the case moves to assessment."""
+
     action: Literal["accept"] = "accept"
     note: Text = ""
 
 
 class Decline(_Command):
+    """Decline at intake: the case closes as declined."""
+
     action: Literal["decline"] = "decline"
     reason: Reason
 
 
 class CompleteAssessment(_Command):
+    """Complete the assessment: needs by domain (severity 0-3), strengths, barriers, risk."""
+
     action: Literal["complete_assessment"] = "complete_assessment"
     assessment: Assessment
 
 
 class SubmitPlan(_Command):
+    """Submit a plan: goals with measurable objectives and target dates."""
+
     action: Literal["submit_plan"] = "submit_plan"
     goals: list[Goal] = Field(min_length=1, max_length=20)
 
@@ -78,91 +86,125 @@ class SubmitPlan(_Command):
 
 
 class ApprovePlan(_Command):
+    """Approve the submitted plan (a high-risk plan: supervisors only)."""
+
     action: Literal["approve_plan"] = "approve_plan"
     note: Text = ""
 
 
 class RejectPlan(_Command):
+    """Send the submitted plan back for changes."""
+
     action: Literal["reject_plan"] = "reject_plan"
     reason: Reason
 
 
 class StartMonitoring(_Command):
+    """Services are arranged: start monitoring."""
+
     action: Literal["start_monitoring"] = "start_monitoring"
     note: Text = ""
 
 
 class RevisePlan(_Command):
+    """Back from monitoring to planning."""
+
     action: Literal["revise_plan"] = "revise_plan"
     reason: Reason
 
 
 class Reassess(_Command):
+    """Back from monitoring to assessment."""
+
     action: Literal["reassess"] = "reassess"
     reason: Reason
 
 
 class BeginEvaluation(_Command):
+    """Monitoring is done: evaluate outcomes."""
+
     action: Literal["begin_evaluation"] = "begin_evaluation"
     note: Text = ""
 
 
 class ResumeMonitoring(_Command):
+    """Back from evaluation to monitoring."""
+
     action: Literal["resume_monitoring"] = "resume_monitoring"
     reason: Reason
 
 
 class Close(_Command):
-    """Close after evaluation. Every goal of the plan gets a result."""
+    """Close after evaluation; every goal of the plan gets a result (unmet goals: supervisors only)."""
 
     action: Literal["close"] = "close"
     outcome: Literal[Outcome.GOALS_MET, Outcome.PARTIALLY_MET, Outcome.GOALS_NOT_MET]
-    goals_met: list[str] = Field(default_factory=list, description="ids of the goals that were met")
+    goals_met: list[str] = Field(
+        default_factory=list,
+        description="ids of the goals that were met",
+        json_schema_extra={"option": "met"},
+    )
     summary: Text = ""
 
 
 class Withdraw(_Command):
+    """The client leaves: close from any open stage."""
+
     action: Literal["withdraw"] = "withdraw"
     reason: Reason
 
 
 class Suspend(_Command):
+    """Put the case on hold: deadlines pause."""
+
     action: Literal["suspend"] = "suspend"
     reason: Reason
 
 
 class Resume(_Command):
+    """Return from hold to the stage the case left."""
+
     action: Literal["resume"] = "resume"
     note: Text = ""
 
 
 class Reopen(_Command):
+    """Reopen a closed case within the program's reopen window."""
+
     action: Literal["reopen"] = "reopen"
     to: Literal[Stage.ASSESSMENT, Stage.MONITORING] = Stage.ASSESSMENT
     reason: Reason
 
 
 class Transfer(_Command):
+    """Transfer the case to another case manager (supervisors only)."""
+
     action: Literal["transfer"] = "transfer"
-    to_manager: str = Field(min_length=1, max_length=64)
+    to_manager: str = Field(min_length=1, max_length=64, description="the new case manager's id")
     reason: Reason
 
 
 class Refer(_Command):
-    """Refer the client to a provider. Sharing client data needs the client's consent,
-    or a supervisor's override with a reason (both recorded)."""
+    """Refer the client to a provider; the request goes by the provider's channel.
+
+    Sharing client data needs the client's consent, or a supervisor's override with a reason
+    (both recorded)."""
 
     action: Literal["refer"] = "refer"
     provider: str = Field(min_length=1, max_length=100)
     service: ServiceType
     reason: Reason
     share: frozenset[SharedField] = frozenset({SharedField.NAME, SharedField.CONTACT})
-    respond_within: timedelta | None = Field(default=None, gt=timedelta(0))
-    consent_override: str = Field(default="", max_length=2000)
+    respond_within: timedelta | None = Field(
+        default=None, gt=timedelta(0), description="ISO-8601 duration, e.g. P2D (default: the provider's)"
+    )
+    consent_override: str = Field(
+        default="", max_length=2000, description="supervisors: why data is shared without consent"
+    )
 
 
 class AnswerReferral(_Command):
-    """A provider's answer (through the callback), or staff recording one taken by phone."""
+    """Record a provider's answer (through the callback, or taken by phone by staff)."""
 
     action: Literal["answer_referral"] = "answer_referral"
     referral_id: str
@@ -177,13 +219,15 @@ class AnswerReferral(_Command):
 
 
 class RevokeReferral(_Command):
+    """Revoke a referral that is no longer wanted."""
+
     action: Literal["revoke_referral"] = "revoke_referral"
     referral_id: str
     reason: Reason
 
 
 class RecordConsent(_Command):
-    """What the client agrees may be shared with providers; an empty set withdraws consent."""
+    """Record what the client agrees may be shared with providers (none: consent withdrawn)."""
 
     action: Literal["record_consent"] = "record_consent"
     share: frozenset[SharedField]
@@ -191,22 +235,28 @@ class RecordConsent(_Command):
 
 
 class ScheduleFollowUp(_Command):
+    """Schedule a follow-up; the case manager (and, with consent, the client) get an invitation."""
+
     action: Literal["schedule_follow_up"] = "schedule_follow_up"
     kind: Literal[
         FollowUpKind.CHECK_IN, FollowUpKind.HOME_VISIT, FollowUpKind.PHONE_CALL, FollowUpKind.APPOINTMENT
     ]
-    at: AwareDatetime
-    provider: str | None = Field(default=None, max_length=100)
+    at: AwareDatetime = Field(description="ISO-8601 with a timezone, e.g. 2026-12-01T10:00:00+00:00")
+    provider: str | None = Field(
+        default=None, max_length=100, description="for an appointment with a provider"
+    )
     invite_client: bool = False
     note: Text = ""
 
 
 class RecordFollowUpOutcome(_Command):
+    """Record how a scheduled follow-up went."""
+
     action: Literal["record_follow_up_outcome"] = "record_follow_up_outcome"
     follow_up_id: str
     outcome: Literal[FollowUpStatus.ATTENDED, FollowUpStatus.MISSED, FollowUpStatus.RESCHEDULED]
     notes: Text = ""
-    rescheduled_to: AwareDatetime | None = None
+    rescheduled_to: AwareDatetime | None = Field(default=None, description="the new time, when rescheduled")
 
     @model_validator(mode="after")
     def _rescheduling_needs_a_time(self) -> RecordFollowUpOutcome:
@@ -216,17 +266,23 @@ class RecordFollowUpOutcome(_Command):
 
 
 class RecordFollowUp(_Command):
+    """Record a contact with the client."""
+
     action: Literal["record_follow_up"] = "record_follow_up"
     summary: Text = Field(min_length=1)
     contact_date: date | None = None
 
 
 class ReviewPlan(_Command):
+    """Record a plan review."""
+
     action: Literal["review_plan"] = "review_plan"
     summary: Text = Field(min_length=1)
 
 
 class AddNote(_Command):
+    """Add a note to the case."""
+
     action: Literal["add_note"] = "add_note"
     text: Text = Field(min_length=1)
 
@@ -262,6 +318,7 @@ StaffCommand = Annotated[
 ]
 
 STAFF_COMMAND: TypeAdapter[StaffCommand] = TypeAdapter(StaffCommand)
-STAFF_ACTIONS: tuple[str, ...] = tuple(
-    t.model_fields["action"].default for t in get_args(get_args(StaffCommand)[0])
-)
+# The catalogue of staff actions: the CLI's subcommands and the API's routes are made from these
+# models (their fields, docstrings and descriptions), and the domain's apply table must cover them.
+STAFF_COMMAND_TYPES: tuple[type[_Command], ...] = get_args(get_args(StaffCommand)[0])
+STAFF_ACTIONS: tuple[str, ...] = tuple(t.model_fields["action"].default for t in STAFF_COMMAND_TYPES)

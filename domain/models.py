@@ -88,9 +88,22 @@ class Client(Model):
 
 
 class Need(Model):
+    """A need, also written DOMAIN:SEVERITY[:NOTES], e.g. housing:3:evicted in May."""
+
     domain: NeedDomain
     severity: int = Field(ge=0, le=3, description="0 none, 1 low, 2 moderate, 3 severe")
     notes: str = Field(default="", max_length=2000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        domain, _, rest = value.partition(":")
+        severity, _, notes = rest.partition(":")
+        if not severity:
+            raise ValueError(f"{value!r}: expected DOMAIN:SEVERITY[:NOTES], e.g. housing:3")
+        return {"domain": domain, "severity": severity, "notes": notes}
 
 
 Item = Annotated[str, Field(max_length=300)]
@@ -111,12 +124,24 @@ class GoalStatus(StrEnum):
 
 
 class Goal(Model):
+    """A goal, also written ID|DESCRIPTION|OBJECTIVE|YYYY-MM-DD."""
+
     id: str = Field(min_length=1, max_length=32)
     description: str = Field(min_length=1, max_length=500)
     objective: str = Field(min_length=1, max_length=500, description="how success is measured")
     target_date: date
     domain: NeedDomain | None = None
     status: GoalStatus = GoalStatus.OPEN
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        parts = value.split("|")
+        if len(parts) != 4:
+            raise ValueError(f"{value!r}: expected ID|DESCRIPTION|OBJECTIVE|YYYY-MM-DD")
+        return dict(zip(("id", "description", "objective", "target_date"), parts, strict=True))
 
 
 class PlanStatus(StrEnum):

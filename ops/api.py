@@ -48,7 +48,7 @@ from domain.policy import load_programs
 from domain.views import CaseView, Receipt
 from ops.auth import digest, load_keys
 from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter, new_case_number, new_command_key
-from ops.reports import all_reports, load_record
+from ops.reports import Record, all_reports, load_record, stage_chart_png
 from ops.settings import Settings
 from store.db import engine as make_engine
 from store.tables import record_access
@@ -88,14 +88,37 @@ def add_offline_docs(app: FastAPI) -> None:
 
 
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str, key: str | None = None) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, key: str | None = None, kind: str | None = None
+    ) -> None:
         super().__init__(detail)
-        self.status, self.title, self.detail, self.key = status, title, detail, key
+        self.status, self.title, self.detail, self.key, self.kind = status, title, detail, key, kind
 
 
-def problem(status: int, title: str, detail: str, key: str | None = None) -> JSONResponse:
-    """RFC 9457 problem details; `key` (the command's idempotency key) as an extension member."""
-    content: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+# The refusal kind a status stands for when no domain refusal named one.
+KIND_OF_STATUS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "validation",
+    503: "unavailable",
+}
+
+
+def problem(
+    status: int, title: str, detail: str, key: str | None = None, kind: str | None = None
+) -> JSONResponse:
+    """RFC 9457 problem details. Extension members: `kind`, the refusal kind (what a client such
+    as the CLI acts on), and `idempotency_key`, the command's key when there was one."""
+    content: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "kind": kind or KIND_OF_STATUS.get(status, "bad_request"),
+    }
     headers = {}
     if key is not None:
         content["idempotency_key"] = key
@@ -109,7 +132,7 @@ def problem(status: int, title: str, detail: str, key: str | None = None) -> JSO
 
 def from_case_error(exc: CaseError) -> Problem:
     title = exc.kind.replace("_", " ").capitalize()
-    return Problem(STATUS_FOR.get(exc.kind, 400), title, exc.message, exc.key)
+    return Problem(STATUS_FOR.get(exc.kind, 400), title, exc.message, exc.key, exc.kind)
 
 
 class EventPage(BaseModel):
@@ -244,16 +267,18 @@ def create_app(
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, exc.key)
+        return problem(exc.status, exc.title, exc.detail, exc.key, exc.kind)
 
     @app.exception_handler(CaseError)
     async def on_case_error(request: Request, exc: CaseError) -> JSONResponse:
         p = from_case_error(exc)
-        return problem(p.status, p.title, p.detail, p.key)
+        return problem(p.status, p.title, p.detail, p.key, p.kind)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = explain(exc.errors())
+        # Fields of the body are named as in the body ("client.birth_date"), query ones as "query.x".
+        errors = [e | {"loc": tuple(e["loc"])[1:]} if e["loc"][:1] == ("body",) else e for e in exc.errors()]
+        detail = explain(errors, whole="body")
         return problem(422, "Invalid request", detail)
 
     @app.exception_handler(HTTPException)
@@ -306,6 +331,11 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/me", response_model=Actor)
+    async def me(actor: Caller) -> Actor:
+        """Who the API key stands for: `casework login` checks a key with it."""
+        return actor
+
     @app.post("/cases", response_model=CaseView, status_code=201, responses={200: {"model": CaseView}})
     async def open_case(body: OpenCaseBody, actor: Caller) -> JSONResponse:
         """Open a case. With `intake_reference`, a retried request returns the same case (200)."""
@@ -351,6 +381,7 @@ def create_app(
         risk: RiskLevel | None = None,
         overdue: bool | None = None,
         next_due_before: datetime | None = None,
+        archived: Annotated[bool, Query(description="include cases whose workflow has ended")] = False,
         page_size: Annotated[int, Query(ge=1, le=100)] = 50,
         page_token: str | None = None,
     ) -> CasePage:
@@ -362,6 +393,7 @@ def create_app(
             risk=risk.value if risk else None,
             overdue=overdue,
             next_due_before=next_due_before,
+            include_archived=archived,
         )
         scope = scope_of(actor, ops.programs)
         if scope is None:
@@ -371,6 +403,23 @@ def create_app(
         items, following = await ops.list_page(filt, page_size, token)
         return CasePage(items=items, next_page_token=pages.seal(following) if following else None)
 
+    async def record_seen_by(actor: Actor) -> Record:
+        """The record of the cases this actor may see (reports are for supervisors and leads)."""
+        if actor.role not in (Role.SUPERVISOR, Role.PROGRAM_LEAD, Role.SYSTEM):
+            raise Problem(403, "Forbidden", "reports are for supervisors and program leads")
+        if store is None:
+            raise Problem(503, "No record store", "this API has no record store configured")
+        record = await load_record(store)
+        return record.only({c.number for c in record.cases if may_see(actor, c, ops.programs)})
+
+    @app.get("/charts/stages.png", responses={200: {"content": {"image/png": {}}}})
+    async def stages_chart(actor: Caller) -> Response:
+        """Open cases by stage, week by week, over the cases the caller may see (a PNG)."""
+        record = await record_seen_by(actor)
+        return Response(
+            await asyncio.to_thread(stage_chart_png, record, datetime.now(UTC)), media_type="image/png"
+        )
+
     @app.get("/reports/{name}", responses={200: {"content": {"text/csv": {}}}})
     async def report(
         name: Literal["caseload", "overdue", "referrals", "stages", "weekly"],
@@ -378,12 +427,7 @@ def create_app(
         format: Literal["json", "csv"] = "json",
     ) -> Response:
         """A caseload report over the cases the caller may see (supervisors and program leads)."""
-        if actor.role not in (Role.SUPERVISOR, Role.PROGRAM_LEAD, Role.SYSTEM):
-            raise Problem(403, "Forbidden", "reports are for supervisors and program leads")
-        if store is None:
-            raise Problem(503, "No record store", "this API has no record store configured")
-        record = await load_record(store)
-        record = record.only({c.number for c in record.cases if may_see(actor, c, ops.programs)})
+        record = await record_seen_by(actor)
         result = all_reports(record, ops.programs, datetime.now(UTC))[name]
         if format == "csv":
             return Response(result.csv(), media_type="text/csv")
@@ -520,7 +564,7 @@ def add_action_route(
             done = await ops.act(number, command, key=f"{actor.id}:{given}")  # type: ignore[arg-type]
         except CaseError as exc:
             p = from_case_error(exc)
-            raise Problem(p.status, p.title, p.detail, key=given) from None
+            raise Problem(p.status, p.title, p.detail, key=given, kind=p.kind) from None
         return JSONResponse(
             done.model_dump(mode="json") | {"key": given}, headers={IDEMPOTENCY_HEADER: given}
         )

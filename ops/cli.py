@@ -1,45 +1,46 @@
 """The `casework` command: run the local stack, open cases, act on them, look at them.
 
-Who acts is given with --as ID:ROLE (or CASEWORK_ACTOR). Errors print one line
-and exit non-zero. Every run leaves through os._exit after flushing output:
-the Temporal SDK can abort at interpreter exit (sdk-python#300), and a command
-that worked must not report a crash.
+Everything staff do goes through the HTTP API with the caller's credential (`casework login`,
+or CASEWORK_API_KEY): the API key decides who acts, what they may see, and every read is
+logged. The CLI never chooses an actor. Operator commands that touch no case (`dev`,
+`worker`, `api`, `setup`) and the dev-only `demo` talk to Temporal and the record directly.
+
+Each staff action is a subcommand generated from its command model in domain/commands.py
+(see `action_command`): one declaration gives the CLI, the API route and the domain's rules.
+
+Errors print one line and exit with the refusal's code (see EXIT_CODE). Every run leaves
+through os._exit after flushing output: the Temporal SDK can abort at interpreter exit
+(sdk-python#300), and a command that worked must not report a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from rich.console import Console
 
 from domain import commands as c
 from domain.directory import DirectoryError, load_directory
 from domain.errors import explain
-from domain.models import (
-    Actor,
-    Assessment,
-    Client,
-    Goal,
-    Need,
-    NeedDomain,
-    RiskLevel,
-    Role,
-    ServiceType,
-    SharedField,
-    Stage,
-)
+from domain.models import Actor, Client, RiskLevel, Stage
 from domain.policy import ProgramError, load_programs
+from domain.views import CaseView, Receipt
 from ops import render
-from ops.facade import CaseError, CaseOps, ListFilter, new_case_number, new_command_key, utcnow
+from ops.apiclient import Api, ApiError, Credential, credential, forget_credential, save_credential
+from ops.facade import CaseError, CaseOps, CaseSummary, new_command_key
 from ops.settings import Settings
 
 app = typer.Typer(
@@ -52,62 +53,53 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
-AsOption = Annotated[str | None, typer.Option("--as", help="who acts, as ID:ROLE (or set CASEWORK_ACTOR)")]
 CaseArg = Annotated[str, typer.Argument(help="case number")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
+# Exit codes by refusal kind: scripts can tell "fix your input" from "try again later".
+EXIT_CODE = {
+    "bad_request": 2,
+    "validation": 2,
+    "not_found": 3,
+    "unauthenticated": 4,
+    "forbidden": 4,
+    "invalid_transition": 5,
+    "guard_failed": 5,
+    "closed": 5,
+    "conflict": 5,
+    "not_running": 5,
+    "unavailable": 6,
+    "unreachable": 6,
+}
+
 
 class Fail(Exception):
-    """An error for the person at the terminal: printed as one line, exit code 1."""
+    """An error for the person at the terminal: printed as one line, exit code `code`."""
 
-
-def actor(as_: str | None) -> Actor:
-    raw = as_ or os.environ.get("CASEWORK_ACTOR")
-    if not raw:
-        raise Fail("who is acting? pass --as ID:ROLE (e.g. --as alice:case_manager) or set CASEWORK_ACTOR")
-    ident, _, role = raw.partition(":")
-    roles = ", ".join(r.value for r in Role)
-    try:
-        return Actor(id=ident, role=Role(role))
-    except ValueError:
-        raise Fail(f"--as must be ID:ROLE with ROLE one of {roles} (got {raw!r})") from None
-
-
-def run(work: Callable[[CaseOps], Awaitable[T]]) -> T:
-    """Connect to Temporal, do the work, turn every failure into one clear line."""
-    settings = Settings()
-
-    async def go() -> T:
-        from worker import connect
-
-        try:
-            programs = load_programs(settings.programs_dir)
-            directory = load_directory(settings.directory_dir)
-        except (ProgramError, DirectoryError) as exc:
-            raise Fail(str(exc)) from None
-        try:
-            client = await asyncio.wait_for(connect(settings), timeout=10)
-        except Exception as exc:  # connection refused, DNS, TLS: all mean the same here
-            raise Fail(
-                f"cannot reach Temporal at {settings.temporal_address} ({exc}); is `casework dev` running?"
-            ) from None
-        from store.db import engine
-
-        record = engine(settings.database_url)
-        try:
-            timeout = timedelta(seconds=settings.command_timeout)
-            return await work(CaseOps(client, programs, settings.task_queue, directory, record, timeout))
-        finally:
-            await record.dispose()
-
-    try:
-        return asyncio.run(go())
-    except CaseError as exc:
-        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}") from None
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def validation_message(exc: ValidationError) -> str:
     return "invalid input: " + explain(exc.errors())
+
+
+# --- the API, with the caller's credential ----------------------------------------------
+
+
+def call_api(work: Callable[[Api], T]) -> T:
+    """Do the work through the API; every refusal becomes one line with its exit code."""
+    try:
+        api = Api(credential(Settings()))
+    except ApiError as exc:
+        raise Fail(exc.message, EXIT_CODE["unauthenticated"]) from None
+    try:
+        return work(api)
+    except ApiError as exc:
+        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}", EXIT_CODE.get(exc.kind, 1)) from None
+    finally:
+        api.close()
 
 
 # The idempotency key of this invocation's command (`casework --key KEY ...` to retry one).
@@ -128,28 +120,32 @@ def options(
     COMMAND_KEY["key"] = key or new_command_key()
 
 
-def act(number: str, command: c.StaffCommand, as_json: bool = False) -> None:
+def send_action(number: str, action: str, body: dict[str, Any], as_json: bool) -> None:
+    """POST the action to the case; a command no worker took in time prints its retry line."""
     key = COMMAND_KEY.get("key") or new_command_key()
+    path = f"/cases/{number}/{action.replace('_', '-')}"
     try:
-        done = run(lambda ops: ops.act(number, command, key))
+        _, done = call_api(lambda api: api.post(path, body, key=key))
     except Fail as failed:
-        if "retrying with the same idempotency key" in str(failed):
-            raise Fail(f"{failed} Retry: casework --key {key} {' '.join(sys.argv[1:])}") from None
+        if failed.code == EXIT_CODE["unavailable"] and "same idempotency key" in str(failed):
+            retry = f"Retry: casework --key {key} {' '.join(sys.argv[1:])}"
+            raise Fail(f"{failed} {retry}", failed.code) from None
         raise
+    receipt = Receipt.model_validate(done)
     if as_json:
-        out.print_json(done.model_dump_json())
+        out.print_json(receipt.model_dump_json())
     else:
-        out.print(render.receipt(done))
+        out.print(render.receipt(receipt))
 
 
 def load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise Fail(f"{path}: {exc}") from None
+        raise Fail(f"{path}: {exc}", EXIT_CODE["bad_request"]) from None
 
 
-# --- running the stack --------------------------------------------------------
+# --- running the stack (operators: no case access) ---------------------------------
 
 
 @app.command()
@@ -157,7 +153,7 @@ def dev(
     port: Annotated[int, typer.Option(help="Temporal frontend port")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal Web UI port")] = 8233,
 ) -> None:
-    """Start a local Temporal dev server (data under ./var), register search attributes, run the worker."""
+    """Start a local Temporal dev server (data under ./var), the worker, the API and a mail sink."""
     from ops.devstack import run_dev
 
     settings = Settings(temporal_address=f"127.0.0.1:{port}", ui_port=ui_port)
@@ -226,45 +222,51 @@ def setup() -> None:
 
 
 @app.command()
-def report(
-    csv_dir: Annotated[
-        Path | None, typer.Option("--csv", help="also write each report as CSV into this folder")
-    ] = None,
-    chart: Annotated[
-        Path | None, typer.Option(help="write a PNG of open cases by stage, week by week")
-    ] = None,
+def demo(
+    cases: Annotated[int, typer.Option(min=1, max=1000, help="how many cases")] = 12,
+    seed: Annotated[int | None, typer.Option(help="the same seed gives the same mix")] = None,
 ) -> None:
-    """Caseload, overdue items, referral outcomes, time in stage, cases per week — from the SQL record."""
-    from ops.reports import all_reports, load_record, stage_chart
-    from store.db import engine
+    """Seed a development stack with demo cases (an operator's command: it needs the stack's
+    actor key, and acts as the demo staff alice, bob and sam)."""
+    from ops.demo import open_demo_cases
 
+    bar, update = _progress("opening demo cases")
+    with bar:
+        numbers = run_direct(lambda ops: open_demo_cases(ops, cases, update, seed))
+    out.print(f"opened {len(numbers)} demo cases: {', '.join(numbers[:5])}{' …' if len(numbers) > 5 else ''}")
+
+
+def run_direct(work: Callable[[CaseOps], Awaitable[T]]) -> T:
+    """For operator commands only: the case service against Temporal, signed with the actor key."""
     settings = Settings()
 
-    async def go() -> Any:
-        eng = engine(settings.database_url)
+    async def go() -> T:
+        from store.db import engine
+        from worker import connect
+
         try:
-            return await load_record(eng)
+            programs = load_programs(settings.programs_dir)
+            directory = load_directory(settings.directory_dir)
+        except (ProgramError, DirectoryError) as exc:
+            raise Fail(str(exc)) from None
+        try:
+            client = await asyncio.wait_for(connect(settings), timeout=10)
+        except Exception as exc:  # connection refused, DNS, TLS: all mean the same here
+            raise Fail(
+                f"cannot reach Temporal at {settings.temporal_address} ({exc}); is `casework dev` running?",
+                EXIT_CODE["unreachable"],
+            ) from None
+        record = engine(settings.database_url)
+        try:
+            timeout = timedelta(seconds=settings.command_timeout)
+            return await work(CaseOps(client, programs, settings.task_queue, directory, record, timeout))
         finally:
-            await eng.dispose()
+            await record.dispose()
 
     try:
-        programs = load_programs(settings.programs_dir)
-        record = asyncio.run(go())
-    except ProgramError as exc:
-        raise Fail(str(exc)) from None
-    except Exception as exc:  # a missing or unreachable database
-        raise Fail(f"cannot read the record store {settings.database_url}: {exc}") from None
-    now = utcnow()
-    for name, rep in all_reports(record, programs, now).items():
-        out.print(render.report_table(rep))
-        if csv_dir is not None:
-            csv_dir.mkdir(parents=True, exist_ok=True)
-            (csv_dir / f"{name}.csv").write_text(rep.csv(), encoding="utf-8")
-    if csv_dir is not None:
-        out.print(f"CSV files written to {csv_dir}")
-    if chart is not None:
-        stage_chart(record, now, str(chart))
-        out.print(f"chart written to {chart}")
+        return asyncio.run(go())
+    except CaseError as exc:
+        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}", EXIT_CODE.get(exc.kind, 1)) from None
 
 
 @app.command()
@@ -287,13 +289,58 @@ def programs() -> None:
     out.print(render.programs_table(list(found.values())))
 
 
+# --- signing in ----------------------------------------------------------------------
+
+
+@app.command()
+def login(
+    api_url: Annotated[
+        str | None,
+        typer.Option("--api", help="the API's address (default CASEWORK_API_URL or the local stack)"),
+    ] = None,
+) -> None:
+    """Sign in with your API key (asked for, or read from stdin); it is checked, then saved for you only."""
+    from ops.apiclient import local_api_url
+
+    settings = Settings()
+    url = api_url or settings.api_url or local_api_url(settings)
+    key = typer.prompt("API key", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline()
+    key = key.strip()
+    if not key:
+        raise Fail("no API key given", EXIT_CODE["bad_request"])
+    cred = Credential(api_url=url, api_key=key)
+    api = Api(cred, timeout=15)
+    try:
+        who = Actor.model_validate(api.get("/me"))
+    except ApiError as exc:
+        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}", EXIT_CODE.get(exc.kind, 1)) from None
+    finally:
+        api.close()
+    path = save_credential(settings, cred)
+    out.print(f"signed in to {url} as {who.id} ({who.role.value}); saved in {path}")
+
+
+@app.command()
+def logout() -> None:
+    """Forget the saved sign-in."""
+    gone = forget_credential(Settings())
+    out.print("signed out" if gone else "not signed in")
+
+
+@app.command()
+def whoami() -> None:
+    """Who the API says you are."""
+    who = Actor.model_validate(call_api(lambda api: api.get("/me")))
+    out.print(f"{who.id} ({who.role.value})")
+
+
 # --- opening and looking at cases -----------------------------------------------
 
 
 @app.command("open")
 def open_case(
     program: Annotated[str, typer.Option(help="program key, see `casework programs`")] = "general",
-    manager: Annotated[str | None, typer.Option(help="case manager id (default: the actor)")] = None,
+    manager: Annotated[str | None, typer.Option(help="case manager id (default: you)")] = None,
     supervisor: Annotated[str | None, typer.Option()] = None,
     given_name: Annotated[str | None, typer.Option()] = None,
     family_name: Annotated[str | None, typer.Option()] = None,
@@ -301,15 +348,14 @@ def open_case(
     phone: Annotated[str | None, typer.Option()] = None,
     email: Annotated[str | None, typer.Option()] = None,
     risk: Annotated[RiskLevel, typer.Option(help="risk at intake screening")] = RiskLevel.LOW,
-    number: Annotated[str | None, typer.Option(help="case number (default: generated)")] = None,
-    intake_reference: Annotated[str | None, typer.Option()] = None,
+    intake_reference: Annotated[
+        str | None, typer.Option(help="the same reference never opens a second case")
+    ] = None,
     client_json: Annotated[Path | None, typer.Option("--client-json", help="client details as JSON")] = None,
     note: Annotated[str, typer.Option()] = "",
-    as_: AsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Open a case: client details from flags or --client-json."""
-    who = actor(as_)
     details: dict[str, Any] = load_json(client_json) if client_json else {}
     flags = {
         "given_name": given_name,
@@ -319,23 +365,27 @@ def open_case(
         "email": email,
     }
     details |= {k: v for k, v in flags.items() if v is not None}
-    command = c.OpenCase(
-        actor=who,
-        number=number or new_case_number(utcnow()),
-        program=program,
-        client=Client.model_validate(details),
-        manager=manager or who.id,
-        supervisor=supervisor,
-        risk=risk,
-        intake_reference=intake_reference,
-        note=note,
-    )
-    view = run(lambda ops: ops.open_case(command))
+    try:
+        Client.model_validate(details)  # a clear line before anything is sent
+    except ValidationError as exc:
+        raise Fail("invalid client: " + explain(exc.errors()), EXIT_CODE["validation"]) from None
+    body = {
+        "program": program,
+        "client": details,
+        "manager": manager,
+        "supervisor": supervisor,
+        "risk": risk.value,
+        "intake_reference": intake_reference,
+        "note": note,
+    }
+    status, data = call_api(lambda api: api.post("/cases", body))
+    view = CaseView.model_validate(data)
     if as_json:
         out.print_json(view.model_dump_json())
     else:
+        opened = "opened case" if status == 201 else "already open (same intake reference): case"
         out.print(
-            f"opened case {view.case.number} in {view.case.program} · manager {view.case.manager}"
+            f"{opened} {view.case.number} in {view.case.program} · manager {view.case.manager}"
             f" · next due {render.when(view.next_deadline)}"
         )
 
@@ -344,16 +394,39 @@ def open_case(
 def show(number: CaseArg, as_json: JsonOption = False) -> None:
     """Show a case: stage, people, deadlines, overdue items, plan, referrals, recent events."""
 
-    async def read(ops: CaseOps) -> tuple[Any, Any, Any]:
-        view = await ops.view(number)
-        recent = await ops.events(number, after=max(0, view.seq - 8))
-        return view, recent, await ops.notes(number, limit=5)
+    def read(api: Api) -> tuple[CaseView, list[Any], list[Any]]:
+        view = CaseView.model_validate(api.get(f"/cases/{number}"))
+        if as_json:
+            return view, [], []
+        events = api.get(f"/cases/{number}/events", after=max(0, view.seq - 8))["items"]
+        notes = api.get(f"/cases/{number}/notes", limit=5)["items"]
+        return view, events, notes
 
-    view, events, notes = run(read)
+    view, events, notes = call_api(read)
     if as_json:
         out.print_json(view.model_dump_json())
     else:
-        render.case(out, view, events, [note for _, note in notes])
+        from domain.events import Event
+        from domain.models import Note
+
+        render.case(
+            out, view, [Event.model_validate(e) for e in events], [Note.model_validate(n) for n in notes]
+        )
+
+
+def event_pages(api: Api, number: str, after: int, limit: int | None) -> Iterator[dict[str, Any]]:
+    """The case's events after `after`, oldest first, a page at a time from the record."""
+    sent = 0
+    while limit is None or sent < limit:
+        page = api.get(f"/cases/{number}/events", after=after, limit=500)
+        for item in page["items"]:
+            if limit is not None and sent >= limit:
+                return
+            sent += 1
+            yield item
+        if page["next_after"] is None:
+            return
+        after = page["next_after"]
 
 
 @app.command()
@@ -364,53 +437,45 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Every event of a case from the record, oldest first: who did what, when."""
+    from domain.events import Event
 
-    async def read(ops: CaseOps) -> list[Any]:
-        events: list[Any] = []
-        while limit is None or len(events) < limit:
-            page = await ops.events(number, after=events[-1].seq if events else after, limit=500)
-            events += page
-            if len(page) < 500:
-                break
-        if not events and await ops.status(number) is None:
-            raise CaseError("not_found", f"no case {number}")
-        return events[:limit]
-
-    events = run(read)
+    events = call_api(lambda api: list(event_pages(api, number, after, limit)))
     if as_json:
-        out.print_json(json.dumps([e.model_dump(mode="json") for e in events]))
+        out.print_json(json.dumps(events))
     else:
-        out.print(render.events_table(events))
+        out.print(render.events_table([Event.model_validate(e) for e in events]))
 
 
 @app.command()
 def notes(
     number: CaseArg,
     before: Annotated[int | None, typer.Option(min=1, help="only notes of events before this seq")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """A case's notes from the record, newest first (page back with --before)."""
-    found = run(lambda ops: ops.notes(number, before=before, limit=limit))
+    from domain.models import Note
+
+    page = call_api(lambda api: api.get(f"/cases/{number}/notes", before=before, limit=limit))
+    found = [(seq, Note.model_validate(n)) for seq, n in zip(page["seqs"], page["items"], strict=True)]
     if as_json:
         out.print_json(json.dumps([{"seq": seq, **n.model_dump(mode="json")} for seq, n in found]))
         return
     for seq, note in found:
         out.print(f"#{seq} {render.when(note.at)} {note.author}: {note.text}", highlight=False)
-    if len(found) == limit:
-        out.print(f"(older: casework notes {number} --before {found[-1][0]})")
+    if page["next_before"] is not None:
+        out.print(f"(older: casework notes {number} --before {page['next_before']})")
 
 
 @app.command()
 def restore(
     number: CaseArg,
     reason: Annotated[str, typer.Option(help="why the case is started again")],
-    as_: AsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Start a case again from the record after Temporal lost its workflow (supervisors)."""
-    who = actor(as_)
-    view = run(lambda ops: ops.restore(number, who, reason))
+    _, data = call_api(lambda api: api.post(f"/cases/{number}/restore", {"reason": reason}))
+    view = CaseView.model_validate(data)
     if as_json:
         out.print_json(view.model_dump_json())
     else:
@@ -418,6 +483,18 @@ def restore(
             f"case {number} restored at event #{view.seq} · stage {view.case.stage.value}"
             + (f" · next due {render.when(view.next_deadline)}" if view.next_deadline else "")
         )
+
+
+def case_pages(api: Api, limit: int, **filters: Any) -> list[CaseSummary]:
+    rows: list[CaseSummary] = []
+    token = None
+    while len(rows) < limit:
+        page = api.get("/cases", page_size=min(100, limit - len(rows)), page_token=token, **filters)
+        rows += [CaseSummary.model_validate(r) for r in page["items"]]
+        token = page["next_page_token"]
+        if token is None:
+            break
+    return rows
 
 
 @app.command("list")
@@ -431,305 +508,228 @@ def list_cases(
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 200,
     as_json: JsonOption = False,
 ) -> None:
-    """List cases from Temporal visibility (search attributes only: no personal data)."""
-    filt = ListFilter(
-        stage=stage,
-        manager=manager,
-        program=program,
-        risk=risk.value if risk else None,
-        overdue=overdue,
-        include_archived=archived,
-    )
-    rows = run(lambda ops: ops.list_cases(filt, limit))
+    """List the cases you may see (search attributes only: no personal data)."""
+    filters = {
+        "stage": stage.value if stage else None,
+        "manager": manager,
+        "program": program,
+        "risk": risk.value if risk else None,
+        "overdue": None if overdue is None else str(overdue).lower(),
+        "archived": "true" if archived else None,
+    }
+    rows = call_api(lambda api: case_pages(api, limit, **filters))
     if as_json:
         out.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
     else:
         out.print(render.list_table(rows))
 
 
-# --- staff actions ------------------------------------------------------------------
-
-
-def _simple(name: str, model: type[Any], field: str | None, help_: str) -> None:
-    """Register `casework NAME CASE [--FIELD TEXT]` for commands with at most one text field."""
-    required = field is not None and model.model_fields[field].is_required()
-
-    def command(
-        number: CaseArg, text: str | None = None, as_: AsOption = None, as_json: JsonOption = False
-    ) -> None:
-        if required and not text:
-            raise Fail(f"--{field} is required")
-        kwargs = {field: text} if field and text is not None else {}
-        cmd = model(actor=actor(as_), **kwargs)
-        act(number, cmd, as_json)
-
-    if field:
-        command.__annotations__["text"] = Annotated[str | None, typer.Option(f"--{field}", help=field)]
-    else:
-        command.__annotations__["text"] = Annotated[str | None, typer.Option(hidden=True)]
-    command.__doc__ = help_
-    app.command(name)(command)
-
-
-for _name, _model, _field, _help in (
-    ("accept", c.Accept, "note", "Accept a referral at intake: the case moves to assessment."),
-    ("decline", c.Decline, "reason", "Decline at intake: the case closes as declined."),
-    ("approve-plan", c.ApprovePlan, "note", "Approve the submitted plan (high risk: supervisors only)."),
-    ("reject-plan", c.RejectPlan, "reason", "Send the submitted plan back for changes."),
-    ("start-monitoring", c.StartMonitoring, "note", "Services are arranged: start monitoring."),
-    ("revise-plan", c.RevisePlan, "reason", "Back from monitoring to planning."),
-    ("reassess", c.Reassess, "reason", "Back from monitoring to assessment."),
-    ("begin-evaluation", c.BeginEvaluation, "note", "Monitoring is done: evaluate outcomes."),
-    ("resume-monitoring", c.ResumeMonitoring, "reason", "Back from evaluation to monitoring."),
-    ("withdraw", c.Withdraw, "reason", "The client leaves: close from any open stage."),
-    ("suspend", c.Suspend, "reason", "Put the case on hold: deadlines pause."),
-    ("resume", c.Resume, "note", "Return from hold to the stage the case left."),
-    ("follow-up", c.RecordFollowUp, "summary", "Record a contact with the client."),
-    ("review-plan", c.ReviewPlan, "summary", "Record a plan review."),
-    ("note", c.AddNote, "text", "Add a note to the case."),
-):
-    _simple(_name, _model, _field, _help)
+REPORTS = ("caseload", "overdue", "referrals", "stages", "weekly")
 
 
 @app.command()
-def assess(
-    number: CaseArg,
-    need: Annotated[list[str] | None, typer.Option(help="DOMAIN:SEVERITY[:NOTES], e.g. housing:3")] = None,
-    risk: Annotated[RiskLevel | None, typer.Option()] = None,
-    strength: Annotated[list[str] | None, typer.Option()] = None,
-    barrier: Annotated[list[str] | None, typer.Option()] = None,
-    summary: Annotated[str, typer.Option()] = "",
-    from_json: Annotated[Path | None, typer.Option("--from-json", help="the assessment as JSON")] = None,
-    as_: AsOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Complete the assessment: needs by domain (0-3), strengths, barriers, risk."""
-    if from_json:
-        assessment = Assessment.model_validate(load_json(from_json))
-    else:
-        if not need or risk is None:
-            raise Fail("give at least one --need DOMAIN:SEVERITY and --risk, or --from-json")
-        assessment = Assessment(
-            needs=[parse_need(n) for n in need],
-            risk=risk,
-            strengths=strength or [],
-            barriers=barrier or [],
-            summary=summary,
-        )
-    cmd = c.CompleteAssessment(actor=actor(as_), assessment=assessment)
-    act(number, cmd, as_json)
-
-
-def parse_need(raw: str) -> Need:
-    domain, _, rest = raw.partition(":")
-    severity, _, notes = rest.partition(":")
-    domains = ", ".join(d.value for d in NeedDomain)
-    try:
-        return Need(domain=NeedDomain(domain), severity=int(severity), notes=notes)
-    except ValueError:
-        raise Fail(
-            f"--need {raw!r}: expected DOMAIN:SEVERITY with DOMAIN one of {domains} and SEVERITY 0-3"
-        ) from None
-
-
-@app.command("submit-plan")
-def submit_plan(
-    number: CaseArg,
-    goal: Annotated[list[str] | None, typer.Option(help="ID|DESCRIPTION|OBJECTIVE|YYYY-MM-DD")] = None,
-    from_json: Annotated[Path | None, typer.Option("--from-json", help="a JSON list of goals")] = None,
-    as_: AsOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Submit a plan: goals with measurable objectives and target dates."""
-    if from_json:
-        goals = [Goal.model_validate(g) for g in load_json(from_json)]
-    elif goal:
-        goals = [parse_goal(g) for g in goal]
-    else:
-        raise Fail("give at least one --goal ID|DESCRIPTION|OBJECTIVE|YYYY-MM-DD, or --from-json")
-    cmd = c.SubmitPlan(actor=actor(as_), goals=goals)
-    act(number, cmd, as_json)
-
-
-def parse_goal(raw: str) -> Goal:
-    parts = raw.split("|")
-    if len(parts) != 4:
-        raise Fail(f"--goal {raw!r}: expected ID|DESCRIPTION|OBJECTIVE|YYYY-MM-DD")
-    ident, description, objective, target = parts
-    try:
-        target_date = date.fromisoformat(target)
-    except ValueError:
-        raise Fail(f"--goal {raw!r}: {target!r} is not a date (YYYY-MM-DD)") from None
-    return Goal(id=ident, description=description, objective=objective, target_date=target_date)
-
-
-@app.command()
-def close(
-    number: CaseArg,
-    outcome: Annotated[str, typer.Option(help="goals_met | partially_met | goals_not_met")],
-    met: Annotated[list[str] | None, typer.Option(help="id of a goal that was met (repeat)")] = None,
-    summary: Annotated[str, typer.Option()] = "",
-    as_: AsOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Close after evaluation (unmet goals: supervisors only)."""
-    cmd = c.Close.model_validate(
-        {"actor": actor(as_), "outcome": outcome, "goals_met": met or [], "summary": summary}
-    )
-    act(number, cmd, as_json)
-
-
-@app.command()
-def reopen(
-    number: CaseArg,
-    reason: Annotated[str, typer.Option()],
-    to: Annotated[str, typer.Option(help="assessment | monitoring")] = "assessment",
-    as_: AsOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Reopen a closed case within the program's reopen window."""
-    cmd = c.Reopen.model_validate({"actor": actor(as_), "to": to, "reason": reason})
-    act(number, cmd, as_json)
-
-
-@app.command()
-def transfer(
-    number: CaseArg,
-    to: Annotated[str, typer.Option(help="the new case manager's id")],
-    reason: Annotated[str, typer.Option()],
-    as_: AsOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Transfer the case to another case manager (supervisors only)."""
-    cmd = c.Transfer(actor=actor(as_), to_manager=to, reason=reason)
-    act(number, cmd, as_json)
-
-
-@app.command()
-def refer(
-    number: CaseArg,
-    provider: Annotated[str, typer.Option(help="provider id, see `casework providers`")],
-    service: Annotated[ServiceType, typer.Option()],
-    reason: Annotated[str, typer.Option()],
-    share: Annotated[list[SharedField] | None, typer.Option(help="client data to share (repeat)")] = None,
-    share_nothing: Annotated[bool, typer.Option("--share-nothing", help="an anonymous referral")] = False,
-    consent_override: Annotated[str, typer.Option(help="supervisors: why sharing without consent")] = "",
-    respond_within: Annotated[str | None, typer.Option(help="ISO-8601 duration, e.g. P2D")] = None,
-    as_: AsOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Refer the client to a provider; the request is delivered by the provider's channel."""
-    body: dict[str, Any] = {
-        "actor": actor(as_),
-        "provider": provider,
-        "service": service,
-        "reason": reason,
-        "consent_override": consent_override,
-        "respond_within": respond_within,
-    }
-    if share_nothing:
-        body["share"] = []
-    elif share:
-        body["share"] = share
-    cmd = c.Refer.model_validate(body)
-    act(number, cmd, as_json)
-
-
-@app.command()
-def consent(
-    number: CaseArg,
-    share: Annotated[
-        list[SharedField] | None, typer.Option(help="what the client agrees to share (repeat)")
+def report(
+    csv_dir: Annotated[
+        Path | None, typer.Option("--csv", help="also write each report as CSV into this folder")
     ] = None,
-    withdraw: Annotated[bool, typer.Option("--withdraw", help="the client withdraws consent")] = False,
-    note: Annotated[str, typer.Option()] = "",
-    as_: AsOption = None,
-    as_json: JsonOption = False,
+    chart: Annotated[
+        Path | None, typer.Option(help="write a PNG of open cases by stage, week by week")
+    ] = None,
 ) -> None:
-    """Record the client's consent to share data with providers."""
-    if not share and not withdraw:
-        raise Fail("give --share FIELD (repeat) or --withdraw")
-    cmd = c.RecordConsent(actor=actor(as_), share=frozenset(share or []), note=note)
-    act(number, cmd, as_json)
+    """Caseload, overdue items, referral outcomes, time in stage, cases per week (supervisors, leads)."""
+    from ops.reports import Report
+
+    def fetch(api: Api) -> tuple[dict[str, Report], dict[str, bytes], bytes | None]:
+        reports = {}
+        for name in REPORTS:
+            data = api.get(f"/reports/{name}")
+            reports[name] = Report(data["title"], tuple(data["columns"]), [tuple(r) for r in data["rows"]])
+        csvs = {name: api.get_bytes(f"/reports/{name}", format="csv") for name in REPORTS} if csv_dir else {}
+        return reports, csvs, api.get_bytes("/charts/stages.png") if chart else None
+
+    reports, csvs, png = call_api(fetch)
+    for rep in reports.values():
+        out.print(render.report_table(rep))
+    if csv_dir is not None:
+        csv_dir.mkdir(parents=True, exist_ok=True)
+        for name, data in csvs.items():
+            (csv_dir / f"{name}.csv").write_bytes(data)
+        out.print(f"CSV files written to {csv_dir}")
+    if chart is not None and png is not None:
+        chart.write_bytes(png)
+        out.print(f"chart written to {chart}")
 
 
-@app.command("answer-referral")
-def answer_referral(
-    number: CaseArg,
-    referral: Annotated[str, typer.Option(help="referral id, e.g. R6")],
-    answer: Annotated[str, typer.Option(help="accepted | declined | completed | no_show")],
-    reason: Annotated[str, typer.Option()] = "",
-    as_: AsOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Record a provider's answer taken by phone."""
-    cmd = c.AnswerReferral.model_validate(
-        {"actor": actor(as_), "referral_id": referral, "answer": answer, "reason": reason}
+# --- staff actions, one subcommand per command model -------------------------------------
+
+
+def _without_none(annotation: Any) -> tuple[Any, bool]:
+    """(the type, whether None is allowed) of an annotation like `X | None`."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not NoneType]
+        return (args[0] if len(args) == 1 else str), len(args) < len(get_args(annotation))
+    return annotation, False
+
+
+def _choices(kind: Any) -> list[str]:
+    if get_origin(kind) is Literal:
+        return [a.value if isinstance(a, Enum) else str(a) for a in get_args(kind)]
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return [str(m.value) for m in kind]
+    return []
+
+
+def _is_list(kind: Any) -> bool:
+    return get_origin(kind) in (list, set, frozenset)
+
+
+def option_name(name: str, info: FieldInfo) -> str:
+    """`--need` for `needs`, `--met` where the model says so, `--to-manager` for `to_manager`."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if "option" in extra:
+        return str(extra["option"])
+    kind, _ = _without_none(info.annotation)
+    if _is_list(kind) and name.endswith("s") and not name.endswith("ss"):
+        name = name[:-1]
+    return name.replace("_", "-")
+
+
+def _help(info: FieldInfo, kind: Any) -> str:
+    parts = [info.description or ""]
+    inner = get_args(kind)[0] if _is_list(kind) else kind
+    if choices := _choices(inner):
+        parts.append(" | ".join(choices))
+    if isinstance(inner, type) and issubclass(inner, BaseModel) and inner.__doc__:
+        parts.append(inner.__doc__.strip().splitlines()[0])
+    if _is_list(kind):
+        parts.append("repeat for more")
+    return "; ".join(p for p in parts if p)
+
+
+def _option(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+# (the typer parameter, the field's path in the request body, how its value goes in the body)
+Spec = tuple[inspect.Parameter, str, Literal["value", "list", "empty", "json"]]
+
+
+def _parameters(model: type[BaseModel], prefix: str = "") -> Iterator[Spec]:
+    """Typer options for a model's fields. A nested model's fields become options of their
+    own, with `--from-json` for the whole of it."""
+    for name, info in model.model_fields.items():
+        if name in ("actor", "action"):
+            continue
+        kind, _ = _without_none(info.annotation)
+        path, ident = prefix + name, (prefix + name).replace(".", "__")
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from _parameters(kind, prefix=f"{name}.")
+            whole = typer.Option("--from-json", help=f"the whole {name} as a JSON file")
+            yield _option(f"{ident}_json", Annotated[Path | None, whole]), path, "json"
+            continue
+        flag, help_ = option_name(name, info), _help(info, kind)
+        if kind is bool:
+            yield (
+                _option(ident, Annotated[bool, typer.Option(f"--{flag}/--no-{flag}", help=help_)], False),
+                path,
+                "value",
+            )
+        elif _is_list(kind):
+            yield (
+                _option(ident, Annotated[list[str] | None, typer.Option(f"--{flag}", help=help_)]),
+                path,
+                "list",
+            )
+            if _empty_means_something(info):  # e.g. share nothing, or withdraw consent
+                none = typer.Option(f"--no-{flag}", help=f"no {name.replace('_', ' ')} at all")
+                yield _option(f"no_{ident}", Annotated[bool, none], False), path, "empty"
+        elif info.is_required() and not prefix:  # nested fields may come from --from-json instead
+            yield (
+                _option(
+                    ident, Annotated[str, typer.Option(f"--{flag}", help=help_)], inspect.Parameter.empty
+                ),
+                path,
+                "value",
+            )
+        else:
+            yield _option(ident, Annotated[str | None, typer.Option(f"--{flag}", help=help_)]), path, "value"
+
+
+def _empty_means_something(info: FieldInfo) -> bool:
+    """A list that may be empty on purpose: required, or not empty by default."""
+    if any(getattr(rule, "min_length", 0) for rule in info.metadata):
+        return False
+    return info.is_required() or bool(info.get_default(call_default_factory=True))
+
+
+def _body(specs: list[Spec], values: dict[str, Any]) -> dict[str, Any]:
+    """The request body from the options given: nested paths become nested objects."""
+    body: dict[str, Any] = {}
+    for param, path, how in specs:
+        value = values[param.name]
+        if how == "json":
+            if value is not None:
+                body[path] = load_json(value)
+            continue
+        if how == "empty":
+            if value:
+                body[path] = []
+            continue
+        if value is None or (how == "list" and not value):
+            continue
+        head, _, leaf = path.rpartition(".")
+        target = body.setdefault(head, {}) if head else body
+        if isinstance(target, dict):  # a nested object given whole by --from-json wins
+            target[leaf] = value
+    return body
+
+
+def action_command(model: type[BaseModel]) -> Callable[..., None]:
+    """The subcommand for one staff action, built from its command model."""
+    action = str(model.model_fields["action"].default)
+    specs = list(_parameters(model))
+    number = inspect.Parameter("number", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=CaseArg)
+    as_json = inspect.Parameter(
+        "as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOption
     )
-    act(number, cmd, as_json)
+    params = [number] + [p for p, _, _ in specs] + [as_json]
+
+    def command(**values: Any) -> None:
+        send_action(values.pop("number"), action, _body(specs, values), values.pop("as_json"))
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = (model.__doc__ or action).strip()
+    command.__name__ = action
+    return command
 
 
-@app.command("revoke-referral")
-def revoke_referral(
+for _model in c.STAFF_COMMAND_TYPES:
+    app.command(str(_model.model_fields["action"].default).replace("_", "-"))(action_command(_model))
+
+
+@app.command("act")
+def act_json(
     number: CaseArg,
-    referral: Annotated[str, typer.Option(help="referral id, e.g. R6")],
-    reason: Annotated[str, typer.Option()],
-    as_: AsOption = None,
+    body: Annotated[str, typer.Argument(help='the command as JSON, e.g. \'{"action": "accept"}\'')],
     as_json: JsonOption = False,
 ) -> None:
-    """Revoke a referral that is no longer wanted."""
-    cmd = c.RevokeReferral(actor=actor(as_), referral_id=referral, reason=reason)
-    act(number, cmd, as_json)
+    """Any staff action as JSON: {"action": ..., the action's fields} (you are the actor)."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise Fail(f"not JSON: {exc}", EXIT_CODE["bad_request"]) from None
+    if not isinstance(data, dict) or not isinstance(data.get("action"), str):
+        raise Fail('the command must be a JSON object with an "action"', EXIT_CODE["bad_request"])
+    action = data.pop("action")
+    if action not in c.STAFF_ACTIONS:
+        raise Fail(
+            f"unknown action {action!r} (known: {', '.join(c.STAFF_ACTIONS)})", EXIT_CODE["bad_request"]
+        )
+    send_action(number, action, data, as_json)
 
 
-@app.command("schedule-follow-up")
-def schedule_follow_up(
-    number: CaseArg,
-    kind: Annotated[str, typer.Option(help="check_in | home_visit | phone_call | appointment")],
-    at: Annotated[str, typer.Option(help="when, ISO-8601 with a timezone, e.g. 2026-12-01T10:00:00+00:00")],
-    provider: Annotated[str | None, typer.Option(help="for an appointment with a provider")] = None,
-    invite_client: Annotated[
-        bool, typer.Option("--invite-client", help="email the client an invitation")
-    ] = False,
-    note: Annotated[str, typer.Option()] = "",
-    as_: AsOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Schedule a follow-up; the case manager (and, if consented, the client) get an invitation."""
-    cmd = c.ScheduleFollowUp.model_validate(
-        {
-            "actor": actor(as_),
-            "kind": kind,
-            "at": at,
-            "provider": provider,
-            "invite_client": invite_client,
-            "note": note,
-        }
-    )
-    act(number, cmd, as_json)
-
-
-@app.command("follow-up-outcome")
-def follow_up_outcome(
-    number: CaseArg,
-    follow_up: Annotated[str, typer.Option(help="follow-up id, e.g. F9")],
-    outcome: Annotated[str, typer.Option(help="attended | missed | rescheduled")],
-    notes: Annotated[str, typer.Option()] = "",
-    rescheduled_to: Annotated[str | None, typer.Option(help="the new time, when rescheduled")] = None,
-    as_: AsOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Record how a scheduled follow-up went."""
-    cmd = c.RecordFollowUpOutcome.model_validate(
-        {
-            "actor": actor(as_),
-            "follow_up_id": follow_up,
-            "outcome": outcome,
-            "notes": notes,
-            "rescheduled_to": rescheduled_to,
-        }
-    )
-    act(number, cmd, as_json)
+# --- bulk work, with progress ---------------------------------------------------------
 
 
 def _progress(label: str) -> Any:
@@ -757,17 +757,13 @@ def reassign(
     from_manager: Annotated[str, typer.Option("--from", help="the manager whose open cases move")],
     to_manager: Annotated[str, typer.Option("--to", help="the manager who takes them")],
     reason: Annotated[str, typer.Option()],
-    as_: AsOption = None,
 ) -> None:
-    """Reassign a manager's whole open caseload to another manager (supervisors only)."""
+    """Reassign a manager's whole open caseload to another manager (supervisors, program leads)."""
     from ops.bulk import reassign_caseload
 
-    who = actor(as_)
-    if who.role not in (Role.SUPERVISOR, Role.PROGRAM_LEAD):
-        raise Fail("only a supervisor or program lead may reassign a caseload")
     bar, update = _progress(f"reassigning {from_manager} → {to_manager}")
     with bar:
-        outcome = run(lambda ops: reassign_caseload(ops, who, from_manager, to_manager, reason, update))
+        outcome = call_api(lambda api: reassign_caseload(api, from_manager, to_manager, reason, update))
     _report_outcome(outcome, "reassigned", "already theirs")
 
 
@@ -780,53 +776,18 @@ def import_csv(
             + ", ".join(("intake_reference", "given_name", "family_name", "program", "manager", "..."))
         ),
     ],
-    as_: AsOption = None,
 ) -> None:
     """Open cases from a CSV file; bad rows are reported by row number, good ones opened once."""
     from ops.bulk import import_cases, read_rows
 
-    who = actor(as_)
     try:
-        read_rows(file)
+        rows = read_rows(file)
     except (OSError, ValueError) as exc:
-        raise Fail(str(exc)) from None
+        raise Fail(str(exc), EXIT_CODE["bad_request"]) from None
     bar, update = _progress(f"importing {file.name}")
     with bar:
-        outcome = run(lambda ops: import_cases(ops, who, file, update))
+        outcome = call_api(lambda api: import_cases(api, rows, update))
     _report_outcome(outcome, "opened", "already open")
-
-
-@app.command()
-def demo(
-    cases: Annotated[int, typer.Option(min=1, max=1000, help="how many cases")] = 12,
-    seed: Annotated[int | None, typer.Option(help="the same seed gives the same mix")] = None,
-) -> None:
-    """Open realistic demo cases across programs and stages (the first: a woman arriving at a refuge)."""
-    from ops.demo import open_demo_cases
-
-    bar, update = _progress("opening demo cases")
-    with bar:
-        numbers = run(lambda ops: open_demo_cases(ops, cases, update, seed))
-    out.print(f"opened {len(numbers)} demo cases: {', '.join(numbers[:5])}{' …' if len(numbers) > 5 else ''}")
-
-
-@app.command("act")
-def act_json(
-    number: CaseArg,
-    body: Annotated[str, typer.Argument(help='the command as JSON, e.g. \'{"action": "accept"}\'')],
-    as_: AsOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Any staff action as JSON (the same body the Temporal UI's `act` update takes)."""
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise Fail(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise Fail("the command must be a JSON object")
-    data.setdefault("actor", actor(as_).model_dump())
-    cmd = c.STAFF_COMMAND.validate_python(data)
-    act(number, cmd, as_json)
 
 
 def main() -> None:
@@ -836,10 +797,10 @@ def main() -> None:
         code = result if isinstance(result, int) else 0  # click returns an Exit's code here
     except Fail as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
-        code = 1
+        code = exc.code
     except ValidationError as exc:  # a command built from flags that the domain's models refuse
         err.print(f"[red]error:[/red] {validation_message(exc)}", highlight=False)
-        code = 1
+        code = EXIT_CODE["validation"]
     except typer.Abort:
         code = 130
     except SystemExit as exc:

@@ -242,8 +242,15 @@ def stages_over_time(record: Record, weeks: Iterable[datetime]) -> dict[str, lis
     return series
 
 
-def stage_chart(record: Record, now: datetime, path: str, weeks: int = 12) -> None:
+def stage_chart_png(record: Record, now: datetime, weeks: int = 12) -> bytes:
     """A PNG of cases by stage over the last weeks, for a supervisor's weekly review."""
+    image = io.BytesIO()
+    stage_chart(record, now, image, weeks)
+    return image.getvalue()
+
+
+def stage_chart(record: Record, now: datetime, path: str | io.BytesIO, weeks: int = 12) -> None:
+    """Draw the chart of `stage_chart_png` into a file."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,7 +267,7 @@ def stage_chart(record: Record, now: datetime, path: str, weeks: int = 12) -> No
     ax.legend(loc="upper left", fontsize="small")
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
 
 

@@ -48,5 +48,10 @@ class Settings(BaseSettings):
     # ones). The same for every process; comma-separated to rotate: the first signs, all verify.
     # Unset: the key `casework dev` creates in var/actor.key.
     actor_key: SecretStr | None = None
+    # The CLI's way in: the API's address and the caller's API key (else `casework login`'s,
+    # saved in credentials_file, default ~/.config/casework/credentials.json).
+    api_url: str | None = None
+    api_key: SecretStr | None = None
+    credentials_file: Path | None = None
     # Browser origins of the Temporal UI allowed to call the API's codec endpoints.
     ui_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ TEST_ACTOR_KEY = "a-key-for-the-test-suite-only"
 def environment(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASEWORK_")}
     env["CASEWORK_ACTOR_KEY"] = TEST_ACTOR_KEY
+    # Never the sign-in of whoever runs the tests: `casework login` is tested with its own file.
+    env["CASEWORK_CREDENTIALS_FILE"] = str(Path(tempfile.gettempdir()) / "casework-tests-never-signed-in")
     env.update({f"CASEWORK_{k.upper()}": v for k, v in settings.items()})
     env["COLUMNS"] = "200"  # rich tables: one line per row, so tests can read them
     return env

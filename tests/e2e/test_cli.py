@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import subprocess
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from tests.e2e.conftest import LEGAL_AID_SECRET
-from tests.processes import casework, environment, free_port
+from tests.processes import CASEWORK, casework, environment, free_port
 
 
 def ok(*args: str, env: dict[str, str]) -> str:
@@ -22,17 +23,19 @@ def ok(*args: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def refused(*args: str, env: dict[str, str]) -> str:
+def refused(*args: str, env: dict[str, str], code: int | None = None) -> str:
+    """The one line a refused command prints (and, when given, its exit code)."""
     done = casework(*args, env=env)
-    assert done.returncode == 1, f"casework {' '.join(args)} should fail: {done.stdout}"
+    assert done.returncode != 0, f"casework {' '.join(args)} should fail: {done.stdout}"
+    assert code is None or done.returncode == code, (done.returncode, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, f"an error is one line, got: {done.stderr}"
     return lines[0]
 
 
 def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None:
-    alice = stack | {"CASEWORK_ACTOR": "alice:case_manager"}
-    sam = stack | {"CASEWORK_ACTOR": "sam:supervisor"}
+    alice = stack | {"CASEWORK_API_KEY": "dev-alice"}
+    sam = stack | {"CASEWORK_API_KEY": "dev-sam"}
     client = tmp_path / "client.json"
     client.write_text(
         json.dumps(
@@ -57,7 +60,7 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
 
     ok("accept", number, "--note", "referred by the refuge", env=alice)
     ok(
-        "assess",
+        "complete-assessment",
         number,
         "--need",
         "safety:3",
@@ -93,7 +96,7 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
         "protection order hearing",
         env=alice,
     )
-    ok("consent", number, "--share", "name", "--share", "contact", "--note", "signed form", env=alice)
+    ok("record-consent", number, "--share", "name", "--share", "contact", "--note", "signed form", env=alice)
     assert "does not offer housing" in refused(
         "refer",
         number,
@@ -119,7 +122,7 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
     ok("start-monitoring", number, env=alice)
     ok("suspend", number, "--reason", "client staying with family out of town", env=alice)
     ok("resume", number, env=alice)
-    ok("follow-up", number, "--summary", "safe, attending court", env=alice)
+    ok("record-follow-up", number, "--summary", "safe, attending court", env=alice)
 
     shown = ok("show", number, env=alice)
     for fact in ("Amina Haddad", "monitoring", "alice", "high", "Safety plan in place", "legal-aid-east"):
@@ -173,38 +176,64 @@ def wait_for_mail(folder: Path, subject: str, within: float = 20) -> EmailMessag
     raise AssertionError(f"no mail with {subject!r} in its subject in {folder}")
 
 
-def test_errors_are_one_clear_line(stack: dict[str, str]) -> None:
-    alice = stack | {"CASEWORK_ACTOR": "alice:case_manager"}
-    assert refused("accept", "NO-SUCH-CASE", env=alice) == "error: not found: no case NO-SUCH-CASE"
-    assert "who is acting?" in refused("accept", "X-1", env=stack)
-    assert "ROLE one of" in refused("accept", "X-1", "--as", "alice:wizard", env=stack)
+def test_errors_are_one_clear_line_with_the_refusals_exit_code(stack: dict[str, str]) -> None:
+    alice, bob = stack | {"CASEWORK_API_KEY": "dev-alice"}, stack | {"CASEWORK_API_KEY": "dev-bob"}
+    assert refused("accept", "NO-SUCH-CASE", env=alice, code=3) == "error: not found: no case NO-SUCH-CASE"
     assert "unknown program 'nope'" in refused(
-        "open", "--program", "nope", "--given-name", "A", "--family-name", "B", env=alice
+        "open", "--program", "nope", "--given-name", "A", "--family-name", "B", env=alice, code=2
     )
-    assert (
-        refused("open", "--family-name", "B", env=alice) == "error: invalid input: given_name: Field required"
+    assert refused("open", "--family-name", "B", env=alice, code=2) == (
+        "error: invalid client: given_name: Field required"
     )
-    assert "--reason is required" in refused("decline", "X-1", env=alice)
+    assert "Missing option '--reason'" in refused("decline", "X-1", env=alice, code=2)
     assert "expected DOMAIN:SEVERITY" in refused(
-        "assess", "X-1", "--need", "housing", "--risk", "low", env=alice
+        "complete-assessment", "X-1", "--need", "housing", "--risk", "low", env=alice, code=2
     )
     number = json.loads(ok("open", "--given-name", "Ana", "--family-name", "B", "--json", env=alice))["case"][
         "number"
     ]
-    assert refused("start-monitoring", number, env=alice) == (
+    assert refused("start-monitoring", number, env=alice, code=5) == (
         "error: invalid transition: cannot start_monitoring a case in intake (only from: coordination)"
     )
-    assert "managed by alice, not bob" in refused("accept", number, "--as", "bob:case_manager", env=stack)
-    assert "accept.note: Input should be a valid string" in refused(
-        "act", number, '{"action": "accept", "note": 5}', env=alice
+    assert "not found: no case" in refused("accept", number, env=bob, code=3)  # not bob's: not shown to him
+    assert "note: Input should be a valid string" in refused(
+        "act", number, '{"action": "accept", "note": 5}', env=alice, code=2
     )
     ok("act", number, '{"action": "accept", "note": "via JSON"}', env=alice)
 
 
-def test_cannot_reach_temporal_says_so(tmp_path: Path) -> None:
-    env = environment(temporal_address=f"127.0.0.1:{free_port()}")
-    line = refused("show", "X-1", env=env)
-    assert "cannot reach Temporal" in line and "casework dev" in line
+def test_the_cli_never_chooses_who_acts(stack: dict[str, str], tmp_path: Path) -> None:
+    """No credential, a made-up one, or a role on the command line: refused, nothing opened."""
+    nobody = dict(stack)
+    assert "not signed in: run `casework login`" in refused("list", env=nobody, code=4)
+    forged = stack | {"CASEWORK_API_KEY": "dev-mallory"}
+    assert "unauthenticated: unknown API key" in refused(
+        "open", "--given-name", "Eve", "--family-name", "X", env=forged, code=4
+    )
+    assert "No such option: --as" in refused(
+        "list", "--as", "alice:supervisor", env=stack | {"CASEWORK_API_KEY": "dev-alice"}
+    )
+    assert "Eve" not in ok("list", "--json", env=stack | {"CASEWORK_API_KEY": "dev-sam"})
+
+    # casework login checks the key, keeps it for this user only, and the CLI then uses it
+    saved = stack | {"CASEWORK_CREDENTIALS_FILE": str(tmp_path / "cred" / "credentials.json")}
+    bad = subprocess.run(
+        [CASEWORK, "login"], input="dev-mallory\n", env=saved, capture_output=True, text=True
+    )
+    assert bad.returncode == 4 and "unknown API key" in bad.stderr
+    assert not (tmp_path / "cred" / "credentials.json").exists()
+    good = subprocess.run([CASEWORK, "login"], input="dev-sam\n", env=saved, capture_output=True, text=True)
+    assert good.returncode == 0 and "as sam (supervisor)" in good.stdout, good.stderr
+    assert (tmp_path / "cred" / "credentials.json").stat().st_mode & 0o777 == 0o600
+    assert ok("whoami", env=saved).strip() == "sam (supervisor)"
+    ok("logout", env=saved)
+    assert "not signed in" in refused("whoami", env=saved, code=4)
+
+
+def test_cannot_reach_the_api_says_so(tmp_path: Path) -> None:
+    env = environment(api_url=f"http://127.0.0.1:{free_port()}", api_key="dev-alice")
+    line = refused("show", "X-1", env=env, code=6)
+    assert "cannot reach the casework API" in line and "casework dev" in line
 
 
 def test_programs_are_listed(stack: dict[str, str]) -> None:
@@ -213,7 +242,8 @@ def test_programs_are_listed(stack: dict[str, str]) -> None:
 
 
 def test_demo_cases_feed_the_list_and_the_report(stack: dict[str, str], tmp_path: Path) -> None:
-    done = ok("demo", "--cases", "5", "--seed", "3", env=stack)
+    done = ok("demo", "--cases", "5", "--seed", "3", env=stack)  # an operator's command: no sign-in
+    stack = stack | {"CASEWORK_API_KEY": "dev-sam"}  # the demo cases' supervisor
     assert "opened 5 demo cases" in done
     listed = json.loads(ok("list", "--json", env=stack))
     assert len(listed) >= 5

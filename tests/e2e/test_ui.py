@@ -46,7 +46,7 @@ def browser() -> Iterator[Browser]:
 
 
 def open_case_in_monitoring(env: dict[str, str]) -> str:
-    alice = env | {"CASEWORK_ACTOR": "alice:case_manager"}
+    alice = env | {"CASEWORK_API_KEY": "dev-alice"}
     number: str = json.loads(
         ok(
             "open",
@@ -61,10 +61,10 @@ def open_case_in_monitoring(env: dict[str, str]) -> str:
         )
     )["case"]["number"]
     ok("accept", number, env=alice)
-    ok("assess", number, "--need", "income:2", "--risk", "low", env=alice)
+    ok("complete-assessment", number, "--need", "income:2", "--risk", "low", env=alice)
     ok("submit-plan", number, "--goal", "g1|Benefits in payment|award letter|2027-02-01", env=alice)
     ok("approve-plan", number, env=alice)
-    ok("consent", number, "--share", "name", env=alice)
+    ok("record-consent", number, "--share", "name", env=alice)
     ok(
         "refer",
         number,

@@ -1,10 +1,13 @@
-"""Bulk work: importing cases from CSV and reassigning a caseload, through `casework` itself."""
+"""Bulk work: importing cases from CSV and reassigning a caseload, through `casework` itself
+(which goes through the HTTP API with the caller's key)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -12,8 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
+from ops.api import create_app
+from ops.facade import CaseOps
 from store.tables import cases
 from tests.conftest import case_worker
+from tests.integration.test_api import KEYS
+from tests.integration.test_callback import DIRECTORY, serving
 from tests.integration.test_devserver import eventually
 from tests.processes import casework, environment
 from workflows.search import CASE_MANAGER, workflow_id
@@ -21,10 +28,11 @@ from workflows.search import CASE_MANAGER, workflow_id
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-def cli_env(dev_env: WorkflowEnvironment, task_queue: str, actor: str) -> dict[str, str]:
-    return environment(
-        temporal_address=dev_env.client.service_client.config.target_host, task_queue=task_queue, actor=actor
-    )
+@asynccontextmanager
+async def terminal(ops: CaseOps, store: AsyncEngine) -> AsyncIterator[Callable[[str], dict[str, str]]]:
+    """The API on a free port; `as_(who)` is the environment of `casework` signed in as who."""
+    async with serving(create_app(ops, DIRECTORY, KEYS, store)) as base:
+        yield lambda who: environment(api_url=base, api_key=f"key-{who}")
 
 
 async def test_importing_a_csv_opens_good_rows_once_and_names_bad_ones(
@@ -42,8 +50,8 @@ async def test_importing_a_csv_opens_good_rows_once_and_names_bad_ones(
         f",general,Noref,Person,,{manager},sam,low\n"
         f"WEB-{tag}-6,nowhere,Pat,Kim,,{manager},sam,low\n"
     )
-    async with case_worker(dev_env, record_store) as ops:
-        env = cli_env(dev_env, ops.task_queue, f"{manager}:case_manager")
+    async with case_worker(dev_env, record_store, DIRECTORY) as ops, terminal(ops, record_store) as as_:
+        env = as_("sam")  # a supervisor fills a new colleague's caseload
         first = await asyncio.to_thread(casework, "import", str(sheet), env=env)
         assert first.returncode == 1  # some rows were bad
         assert "2 opened, 0 already open, 4 failed" in first.stdout
@@ -66,31 +74,34 @@ async def test_a_supervisor_reassigns_a_caseload(
     dev_env: WorkflowEnvironment, record_store: AsyncEngine
 ) -> None:
     leaving, taking = f"m-{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
-    async with case_worker(dev_env, record_store) as ops:
+    async with case_worker(dev_env, record_store, DIRECTORY) as ops, terminal(ops, record_store) as as_:
         from tests.scenario import SAM, opening
 
         numbers = []
         for _ in range(3):
             command = opening("general", actor=SAM).model_copy(update={"manager": leaving})
             numbers.append((await ops.open_case(command)).case.number)
-        staff = cli_env(dev_env, ops.task_queue, f"{leaving}:case_manager")
+        staff, sam = as_("bob"), as_("sam")  # a case manager, a supervisor
 
         async def all_listed() -> bool:
-            done = await asyncio.to_thread(casework, "list", "--manager", leaving, "--json", env=staff)
+            done = await asyncio.to_thread(casework, "list", "--manager", leaving, "--json", env=sam)
             return len(json.loads(done.stdout)) == 3
 
         await eventually(all_listed)
         refused = await asyncio.to_thread(
             casework, "reassign", "--from", leaving, "--to", taking, "--reason", "leaving the team", env=staff
         )
-        assert refused.returncode == 1 and "only a supervisor" in refused.stderr
+        assert refused.returncode == 4 and "may not reassign" in refused.stderr, refused.stderr
 
-        sam = cli_env(dev_env, ops.task_queue, "sam:supervisor")
         moved = await asyncio.to_thread(
             casework, "reassign", "--from", leaving, "--to", taking, "--reason", "leaving the team", env=sam
         )
         assert moved.returncode == 0, moved.stderr
         assert "3 reassigned, 0 already theirs, 0 failed" in moved.stdout
+        again = await asyncio.to_thread(
+            casework, "reassign", "--from", leaving, "--to", taking, "--reason", "leaving the team", env=sam
+        )
+        assert "0 reassigned" in again.stdout and "0 failed" in again.stdout  # nothing moves twice
         for number in numbers:
             described = await dev_env.client.get_workflow_handle(workflow_id(number)).describe()
             assert described.typed_search_attributes.get(CASE_MANAGER) == taking

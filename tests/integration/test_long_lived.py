@@ -8,7 +8,6 @@ import asyncio
 import json
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -31,15 +30,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 QUICK = timedelta(seconds=2)  # how long a command waits for a worker in these tests
 
 
-def cli_env(dev_env: WorkflowEnvironment, database_url: str, task_queue: str) -> dict[str, str]:
-    return environment(
-        temporal_address=dev_env.client.service_client.config.target_host,
-        task_queue=task_queue,
-        database_url=database_url,
-        programs_dir=str(Path(__file__).parents[1] / "programs"),
-        command_timeout="2",
-        actor="alice:case_manager",
-    )
+def cli_env(api_url: str) -> dict[str, str]:
+    """`casework` signed in as alice, through the API at api_url."""
+    return environment(api_url=api_url, api_key="key-alice")
 
 
 async def notes_with(store: AsyncEngine, number: str, text: str) -> int:
@@ -57,14 +50,15 @@ async def test_a_command_sent_while_no_worker_runs_applies_once_when_retried_wit
         await ops.act(number, c.Accept(actor=ALICE))
         await recorded(ops, number)
     # the worker is gone: the CLI and the API say so plainly, with the key to retry with
-    env = cli_env(dev_env, database_url, task_queue)
     cli_text, api_text = "called her from the CLI", "called her through the API"
-    note = ("note", number, "--text", cli_text)
-    timed_out = await asyncio.to_thread(casework, "--key", "cli-key-1", *note, env=env)
-    assert timed_out.returncode == 1
-    assert "no worker took the command" in timed_out.stderr and "casework --key cli-key-1" in timed_out.stderr
+    note = ("add-note", number, "--text", cli_text)
     app = create_app(ops, DIRECTORY, KEYS, record_store)
     async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+        env = cli_env(base)
+        timed_out = await asyncio.to_thread(casework, "--key", "cli-key-1", *note, env=env)
+        assert timed_out.returncode == 6, timed_out.stderr
+        assert "no worker took the command" in timed_out.stderr
+        assert "casework --key cli-key-1" in timed_out.stderr
         headers = {"Authorization": "Bearer key-alice", "Idempotency-Key": "api-key-0001"}
         path = f"/cases/{number}/add-note"
         unavailable = await http.post(path, json={"text": api_text}, headers=headers)
@@ -103,10 +97,10 @@ async def test_a_terminated_case_says_so_and_a_supervisor_restores_it_with_its_d
         assert lost.status == "terminated" and lost.case.stage is Stage.ASSESSMENT
         with pytest.raises(CaseError, match=r"its workflow was terminated.*casework restore"):
             await ops.act(number, c.AddNote(actor=ALICE, text="hello?"))
-        env = cli_env(dev_env, database_url, ops.task_queue)
-        shown = await asyncio.to_thread(casework, "show", number, env=env)
-        assert shown.returncode == 0 and "terminated" in shown.stdout and "archived" not in shown.stdout
-        listed = await asyncio.to_thread(casework, "list", "--archived", "--json", env=env)
+        async with serving(create_app(ops, DIRECTORY, KEYS, record_store)) as base:
+            shown = await asyncio.to_thread(casework, "show", number, env=cli_env(base))
+            assert shown.returncode == 0 and "terminated" in shown.stdout and "archived" not in shown.stdout
+            listed = await asyncio.to_thread(casework, "list", "--archived", "--json", env=cli_env(base))
         assert {"number": number, "status": "terminated"}.items() <= next(
             row for row in json.loads(listed.stdout) if row["number"] == number
         ).items()
