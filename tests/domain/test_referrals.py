@@ -8,6 +8,7 @@ import pytest
 
 from domain import commands as c
 from domain.case import Rejected, notice_for
+from domain.errors import Refusal
 from domain.events import DeliveryRecorded
 from domain.models import SYSTEM, Actor, FollowUpStatus, ReferralStatus, Role, SharedField, Stage
 from domain.schedule import next_due, overdue
@@ -100,7 +101,7 @@ def test_only_the_referred_provider_answers() -> None:
     referral = refer(story, share=[])
     with pytest.raises(Rejected, match=f"referral {referral} was not made to food-bank") as refused:
         story.do(c.AnswerReferral(actor=OTHER_PROVIDER, referral_id=referral, answer="accepted"))
-    assert refused.value.kind == "forbidden"
+    assert refused.value.kind == Refusal.FORBIDDEN
     with pytest.raises(Rejected, match="has no referral R99"):
         story.do(c.AnswerReferral(actor=SHELTER, referral_id="R99", answer="accepted"))
 
