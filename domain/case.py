@@ -207,17 +207,9 @@ def _refer(case: Case, ch: c.Refer, event: Event) -> None:
     )
 
 
-_ANSWERED = {
-    "accepted": ReferralStatus.ACCEPTED,
-    "declined": ReferralStatus.DECLINED,
-    "completed": ReferralStatus.COMPLETED,
-    "no_show": ReferralStatus.NO_SHOW,
-}
-
-
 def _answer_referral(case: Case, ch: c.AnswerReferral, event: Event) -> None:
     referral = _find_referral(case, ch.referral_id)
-    referral.status = _ANSWERED[ch.answer]
+    referral.status = ch.answer.status
     referral.answered_at, referral.answered_by, referral.answer_reason = event.at, ch.actor, ch.reason
 
 

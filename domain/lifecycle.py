@@ -28,6 +28,7 @@ from domain.models import (
     Case,
     FollowUpStatus,
     Referral,
+    ReferralAnswer,
     ReferralStatus,
     Role,
     Stage,
@@ -198,11 +199,11 @@ def _new_manager_differs(ctx: Context, dest: Stage) -> str | None:
 
 
 # The referral's own small lifecycle: which answer may follow which status.
-REFERRAL_ANSWERS: dict[str, frozenset[ReferralStatus]] = {
-    "accepted": OPEN_REFERRAL,
-    "declined": OPEN_REFERRAL,
-    "completed": frozenset({ReferralStatus.ACCEPTED}),
-    "no_show": frozenset({ReferralStatus.ACCEPTED}),
+REFERRAL_ANSWERS: dict[ReferralAnswer, frozenset[ReferralStatus]] = {
+    ReferralAnswer.ACCEPTED: OPEN_REFERRAL,
+    ReferralAnswer.DECLINED: OPEN_REFERRAL,
+    ReferralAnswer.COMPLETED: frozenset({ReferralStatus.ACCEPTED}),
+    ReferralAnswer.NO_SHOW: frozenset({ReferralStatus.ACCEPTED}),
 }
 REVOCABLE = OPEN_REFERRAL | {ReferralStatus.ACCEPTED}
 

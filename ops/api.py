@@ -44,7 +44,7 @@ from domain.commands import AnswerReferral, OpenCase, StaffCommand
 from domain.directory import Directory, load_directory
 from domain.errors import Refusal, explain
 from domain.events import Event
-from domain.models import Actor, Client, Note, RiskLevel, Role, Stage
+from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, Stage
 from domain.policy import load_programs
 from domain.views import CaseView, Receipt
 from ops.auth import digest, load_keys
@@ -128,7 +128,7 @@ class ProviderAnswer(BaseModel):
 
     case: str = Field(min_length=1, max_length=40)
     referral: str = Field(min_length=1, max_length=20)
-    answer: Literal["accepted", "declined", "completed", "no_show"]
+    answer: ReferralAnswer  # the words providers send today (the email's wording is aligned later)
     reason: str = Field(default="", max_length=4000)
 
 
@@ -481,7 +481,7 @@ def create_app(
                     f"no referral {answer.referral} for {provider.id} on case {answer.case}",
                 )
             return problem(p.status, p.title, p.detail, p.key)
-        status = done.referral.status.value if done.referral else answer.answer
+        status = done.referral.status.value if done.referral else answer.answer.value
         return JSONResponse({"case": answer.case, "referral": answer.referral, "status": status})
 
     return app
