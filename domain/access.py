@@ -67,13 +67,12 @@ def may_reassign(
     actor: Actor, from_manager: str, to_manager: str, programs: dict[str, Program]
 ) -> str | None:
     """Why `actor` may not move `from_manager`'s open caseload to `to_manager`, or None if they
-    may. Asked once, before any case moves; each case's transfer is still the lifecycle's to
-    decide (a case already `to_manager`'s is refused there, and a bulk run skips it)."""
+    may; every refusal here is FORBIDDEN. Asked once, before any case moves: each case's
+    transfer is still the lifecycle's to decide (a case already `to_manager`'s is refused there,
+    and a bulk run counts it as skipped), so the managers are named here only for the message."""
     if actor.role not in REASSIGNERS:
         return "only a supervisor or program lead may reassign a caseload"
     # A lead's authority comes from the programs they lead (their scope); leading none, they have none.
     if actor.role is Role.PROGRAM_LEAD and not any(p.lead == actor.id for p in programs.values()):
-        return f"{actor.id} leads no program, so may not reassign a caseload"
-    if from_manager == to_manager:
-        return f"the caseload is already {to_manager}'s: name another manager to take it"
+        return f"{actor.id} leads no program, so may not reassign {from_manager}'s caseload to {to_manager}"
     return None
