@@ -39,6 +39,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from bench.devserver import start_dev_server
 from domain import commands as c
+from domain.errors import Refusal
 from domain.models import Actor, Role
 from ops.facade import CaseError, CaseOps, new_command_key
 from ops.logs import configure_logging
@@ -130,7 +131,7 @@ class Drive:
                 receipt = await self.ops.act(self.number, command, key=key)
                 break
             except CaseError as refused:
-                if refused.kind != "unavailable":
+                if refused.kind != Refusal.UNAVAILABLE:
                     raise
                 busy += 1  # the record is behind (or no worker took it): same key, again
                 await asyncio.sleep(BUSY_WAIT)

@@ -1,8 +1,10 @@
-"""Who may see which cases, and who may open one: the rules every entry point asks.
+"""Who may see which cases, who may open one and who may reassign a caseload: the rules
+every entry point asks.
 
 A case manager sees their own caseload, a supervisor the cases they supervise, a program
 lead their programs' cases; providers see no case (they answer their referrals only).
 `Scope` is the same rule as a filter, so lists ask exactly what `may_see` answers.
+What may happen to one case, and by whom, is the lifecycle's (domain/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from domain.models import Actor, Case, Role
 from domain.policy import Program
 
 OPENERS = frozenset({Role.CASE_MANAGER, Role.SUPERVISOR, Role.PROGRAM_LEAD})
+REASSIGNERS = frozenset({Role.SUPERVISOR, Role.PROGRAM_LEAD})
 
 
 @dataclass(frozen=True)
@@ -57,4 +60,19 @@ def may_open(actor: Actor, manager: str) -> str | None:
         return f"a {actor.role.value} may not open cases"
     if actor.role is Role.CASE_MANAGER and manager != actor.id:
         return "a case manager opens cases on their own caseload"
+    return None
+
+
+def may_reassign(
+    actor: Actor, from_manager: str, to_manager: str, programs: dict[str, Program]
+) -> str | None:
+    """Why `actor` may not move `from_manager`'s open caseload to `to_manager`, or None if they
+    may; every refusal here is FORBIDDEN. Asked once, before any case moves: each case's
+    transfer is still the lifecycle's to decide (a case already `to_manager`'s is refused there,
+    and a bulk run counts it as skipped), so the managers are named here only for the message."""
+    if actor.role not in REASSIGNERS:
+        return "only a supervisor or program lead may reassign a caseload"
+    # A lead's authority comes from the programs they lead (their scope); leading none, they have none.
+    if actor.role is Role.PROGRAM_LEAD and not any(p.lead == actor.id for p in programs.values()):
+        return f"{actor.id} leads no program, so may not reassign {from_manager}'s caseload to {to_manager}"
     return None

@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 
 from domain import bounds
 from domain import commands as c
+from domain.errors import Refusal, Rejected
 from domain.events import Archive, Change, DeliveryRecorded, Event, NoticeIssued, Restore
-from domain.lifecycle import Context, Rejected, next_stage
+from domain.lifecycle import Context, next_stage
 from domain.models import (
     ACTIVE_REFERRAL,
     PENDING_FOLLOW_UP,
@@ -48,7 +49,7 @@ _Item = TypeVar("_Item", Referral, FollowUp)
 
 def open_case(command: c.OpenCase, program: Program, now: datetime) -> tuple[Case, Event]:
     if command.program != program.key:
-        raise Rejected("validation", f"case is for program {command.program}, not {program.key}")
+        raise Rejected(Refusal.VALIDATION, f"case is for program {command.program}, not {program.key}")
     event = Event(seq=1, at=now, stage_before=None, stage_after=Stage.INTAKE, change=command)
     return apply_open(command, now), event
 
@@ -88,7 +89,7 @@ def apply_open(command: c.OpenCase, now: datetime) -> Case:
 def decide(case: Case, change: Change, program: Program, now: datetime, seq: int) -> Event:
     """The event that `change` produces now, or Rejected saying why it may not happen."""
     if isinstance(change, c.OpenCase):
-        raise Rejected("invalid_transition", f"case {case.number} is already open")
+        raise Rejected(Refusal.INVALID_TRANSITION, f"case {case.number} is already open")
     dest = next_stage(Context(case=case, change=change, program=program, now=now))
     return Event(seq=seq, at=now, stage_before=case.stage, stage_after=dest, change=change)
 
@@ -206,17 +207,9 @@ def _refer(case: Case, ch: c.Refer, event: Event) -> None:
     )
 
 
-_ANSWERED = {
-    "accepted": ReferralStatus.ACCEPTED,
-    "declined": ReferralStatus.DECLINED,
-    "completed": ReferralStatus.COMPLETED,
-    "no_show": ReferralStatus.NO_SHOW,
-}
-
-
 def _answer_referral(case: Case, ch: c.AnswerReferral, event: Event) -> None:
     referral = _find_referral(case, ch.referral_id)
-    referral.status = _ANSWERED[ch.answer]
+    referral.status = ch.answer.status
     referral.answered_at, referral.answered_by, referral.answer_reason = event.at, ch.actor, ch.reason
 
 

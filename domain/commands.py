@@ -21,6 +21,7 @@ from domain.models import (
     Goal,
     Model,
     Outcome,
+    ReferralAnswer,
     RiskLevel,
     ServiceType,
     SharedField,
@@ -208,12 +209,12 @@ class AnswerReferral(_Command):
 
     action: Literal["answer_referral"] = "answer_referral"
     referral_id: str
-    answer: Literal["accepted", "declined", "completed", "no_show"]
+    answer: ReferralAnswer
     reason: Text = ""
 
     @model_validator(mode="after")
     def _declines_say_why(self) -> AnswerReferral:
-        if self.answer == "declined" and len(self.reason.strip()) < 3:
+        if self.answer is ReferralAnswer.DECLINED and len(self.reason.strip()) < 3:
             raise ValueError("a declined referral needs a reason")
         return self
 

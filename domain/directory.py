@@ -1,8 +1,9 @@
-"""Who messages go to: providers (with their channel) and staff (with their email).
+"""Who messages go to: providers (with their channel) and staff (with their email), and
+the rule a referral must meet against them (`Directory.check_referral`).
 
-The directory is data (directory/*.toml), read by the ops layer to check a referral
-names a real provider for a service it offers, and by the delivery activity to find
-where a message goes. Workflows never read it: a referral carries what it needs.
+The directory is data (directory/*.toml). The case service (ops/facade.py) asks
+`check_referral` before a referral reaches its case; the delivery activity reads it to
+find where a message goes. Workflows never read it: a referral carries what it needs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, ValidationError
 
-from domain.errors import explain
+from domain.commands import Refer
+from domain.errors import Refusal, Rejected, explain
 from domain.models import ServiceType
 
 
@@ -73,6 +75,24 @@ class Directory(_Strict):
         """Staff not listed get <id>@<staff_email_domain>, so no notice is ever undeliverable by design."""
         person = self.staff.get(person_id)
         return str(person.email) if person else f"{person_id}@{self.staff_email_domain}"
+
+    def check_referral(self, command: Refer) -> Refer:
+        """The referral as it goes to the case: it must name a provider listed here that offers
+        the service, and gets the provider's own response time unless it sets one. Raises
+        Rejected (VALIDATION) naming the providers or services there are."""
+        provider = self.provider(command.provider)
+        if provider is None:
+            known = ", ".join(sorted(self.providers)) or "none"
+            raise Rejected(Refusal.VALIDATION, f"unknown provider {command.provider!r} (known: {known})")
+        if command.service not in provider.services:
+            offered = ", ".join(sorted(s.value for s in provider.services))
+            raise Rejected(
+                Refusal.VALIDATION,
+                f"{provider.id} does not offer {command.service.value} (offers: {offered})",
+            )
+        if command.respond_within is None and provider.response_time is not None:
+            return command.model_copy(update={"respond_within": provider.response_time})
+        return command
 
 
 class DirectoryError(ValueError):

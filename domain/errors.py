@@ -1,9 +1,41 @@
-"""How invalid input is explained to a person: one line, each problem with where it is."""
+"""How a refusal is named and how invalid input is explained to a person.
+
+`Refusal` is the one list of reasons a request can be refused; every layer names a refusal
+with it (the domain's `Rejected`, the workflow's `ApplicationError` type, the facade's
+`CaseError`), and `ops/refusals.py` maps each to an HTTP status and a CLI exit code.
+Pure standard library: the workflow sandbox passes the domain through.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from typing import Any
+
+
+class Refusal(StrEnum):
+    """Why a request was refused. The value is the word on the wire (ApplicationError type,
+    problem title, CLI line), so renaming a member changes what callers see."""
+
+    VALIDATION = "validation"  # the input is malformed or names nothing known (program, provider)
+    BAD_REQUEST = "bad_request"  # well-formed, but cannot be done as asked (a list query Temporal refuses)
+    NOT_FOUND = "not_found"  # no such case or referral (or not one the caller may know of)
+    UNAUTHENTICATED = "unauthenticated"  # who acts is not proven (no, forged or expired signed actor)
+    FORBIDDEN = "forbidden"  # the actor's role or caseload does not allow this
+    INVALID_TRANSITION = "invalid_transition"  # no such action from the case's stage
+    GUARD_FAILED = "guard_failed"  # the action exists here but a condition does not hold yet
+    CONFLICT = "conflict"  # it clashes with what exists (a number or intake reference in use)
+    CLOSED = "closed"  # the case is archived: its reopen window has passed
+    NOT_RUNNING = "not_running"  # the case's workflow stopped; a supervisor can restore it
+    UNAVAILABLE = "unavailable"  # casework cannot do it now (no worker, no record store): retry
+
+
+class Rejected(Exception):
+    """A request refused, with a message a person can act on; `kind` says which refusal."""
+
+    def __init__(self, kind: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message = kind, message
 
 
 def explain(errors: Iterable[Mapping[str, Any]], whole: str = "input") -> str:

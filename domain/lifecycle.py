@@ -19,6 +19,7 @@ from transitions import Machine, MachineError
 
 from domain import bounds
 from domain import commands as c
+from domain.errors import Refusal, Rejected
 from domain.events import Change
 from domain.models import (
     ACTIVE_REFERRAL,
@@ -27,6 +28,7 @@ from domain.models import (
     Case,
     FollowUpStatus,
     Referral,
+    ReferralAnswer,
     ReferralStatus,
     Role,
     Stage,
@@ -102,15 +104,6 @@ LIFECYCLE: tuple[Rule, ...] = (
     rule("restore",             tuple(Stage),              None,            SUPERVISORS),
 )
 # fmt: on
-
-
-class Rejected(Exception):
-    """An action that may not happen now. `kind` lets callers map it to a status code."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind  # "invalid_transition" | "forbidden" | "guard_failed"
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -206,11 +199,11 @@ def _new_manager_differs(ctx: Context, dest: Stage) -> str | None:
 
 
 # The referral's own small lifecycle: which answer may follow which status.
-REFERRAL_ANSWERS: dict[str, frozenset[ReferralStatus]] = {
-    "accepted": OPEN_REFERRAL,
-    "declined": OPEN_REFERRAL,
-    "completed": frozenset({ReferralStatus.ACCEPTED}),
-    "no_show": frozenset({ReferralStatus.ACCEPTED}),
+REFERRAL_ANSWERS: dict[ReferralAnswer, frozenset[ReferralStatus]] = {
+    ReferralAnswer.ACCEPTED: OPEN_REFERRAL,
+    ReferralAnswer.DECLINED: OPEN_REFERRAL,
+    ReferralAnswer.COMPLETED: frozenset({ReferralStatus.ACCEPTED}),
+    ReferralAnswer.NO_SHOW: frozenset({ReferralStatus.ACCEPTED}),
 }
 REVOCABLE = OPEN_REFERRAL | {ReferralStatus.ACCEPTED}
 
@@ -320,7 +313,7 @@ GUARDS: dict[str, Guard] = {
 }
 
 
-# Guards about who may decide (refusals are "forbidden", not "not now").
+# Guards about who may decide (refusals are FORBIDDEN, not "not now").
 AUTHORITY_GUARDS = frozenset(
     {"approver_has_authority", "closer_has_authority", "provider_is_the_one_referred"}
 )
@@ -374,11 +367,11 @@ def check_actor(ctx: Context, rules: list[Rule]) -> None:
     roles = frozenset().union(*(r.roles for r in rules))
     if actor.role not in roles:
         allowed = ", ".join(sorted(r.value for r in roles))
-        raise Rejected("forbidden", f"a {actor.role} may not {ctx.change.action} (allowed: {allowed})")
+        raise Rejected(Refusal.FORBIDDEN, f"a {actor.role} may not {ctx.change.action} (allowed: {allowed})")
     # A case manager acts on their own caseload; supervisors and leads on any case.
     if actor.role is Role.CASE_MANAGER and actor.id != ctx.case.manager:
         raise Rejected(
-            "forbidden", f"case {ctx.case.number} is managed by {ctx.case.manager}, not {actor.id}"
+            Refusal.FORBIDDEN, f"case {ctx.case.number} is managed by {ctx.case.manager}, not {actor.id}"
         )
 
 
@@ -390,29 +383,30 @@ def next_stage(ctx: Context) -> Stage:
     trigger = ctx.change.action
     rules = rules_for(trigger)
     if not rules:
-        raise Rejected("invalid_transition", f"unknown action {trigger!r}")
+        raise Rejected(Refusal.INVALID_TRANSITION, f"unknown action {trigger!r}")
     check_actor(ctx, rules)
     stage = ctx.case.stage
     here = [r for r in rules if stage in r.sources]
     if not here:
         allowed = sorted({s.value for r in rules for s in r.sources})
         raise Rejected(
-            "invalid_transition", f"cannot {trigger} a case in {stage} (only from: {', '.join(allowed)})"
+            Refusal.INVALID_TRANSITION,
+            f"cannot {trigger} a case in {stage} (only from: {', '.join(allowed)})",
         )
     subject = _Subject()
     _machine(subject, ctx)
     try:
         moved = getattr(subject, trigger)()
     except MachineError as exc:  # pragma: no cover - excluded above; kept as a safety net
-        raise Rejected("invalid_transition", str(exc)) from exc
+        raise Rejected(Refusal.INVALID_TRANSITION, str(exc)) from exc
     if not moved:
         guard, reason = _first_refusal(ctx, here)
         kind = (
-            "forbidden"
+            Refusal.FORBIDDEN
             if guard in AUTHORITY_GUARDS
-            else "not_found"
+            else Refusal.NOT_FOUND
             if guard in LOOKUP_GUARDS
-            else "guard_failed"
+            else Refusal.GUARD_FAILED
         )
         raise Rejected(kind, reason)
     return Stage(subject.state)

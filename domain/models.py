@@ -203,6 +203,22 @@ class ReferralStatus(StrEnum):
     DELIVERY_FAILED = "delivery_failed"  # the request could not be delivered: the case manager must act
 
 
+class ReferralAnswer(StrEnum):
+    """What a provider (or staff taking it by phone) answers to a referral: the one list the
+    command, the callback and the referral's lifecycle use. Each answer leaves the referral in
+    the status of the same name; which answer may follow which status is REFERRAL_ANSWERS in
+    domain/lifecycle.py."""
+
+    ACCEPTED = "accepted"  # the provider takes the client on
+    DECLINED = "declined"  # the provider will not (a reason is required)
+    COMPLETED = "completed"  # the accepted service was given
+    NO_SHOW = "no_show"  # the client did not come to the accepted service
+
+    @property
+    def status(self) -> ReferralStatus:
+        return ReferralStatus(self.value)
+
+
 OPEN_REFERRAL = frozenset(
     {ReferralStatus.PENDING, ReferralStatus.SENT, ReferralStatus.EXPIRED, ReferralStatus.DELIVERY_FAILED}
 )

@@ -3,7 +3,8 @@
 Every staff action is an endpoint taking the same command model as the CLI (the actor
 comes from the API key, never the body). Errors are RFC 9457 problem details with the
 domain's message: 400 bad request, 401 no or unknown key, 403 forbidden for the role,
-404 unknown (or not yours: existence does not leak), 409 not allowed now, 422 invalid.
+404 unknown (or not yours: existence does not leak), 409 not allowed now, 422 invalid,
+503 unavailable. Each refusal's status comes from `HTTP_STATUS` (ops/refusals.py).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations,
@@ -41,31 +42,18 @@ from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEAD
 from domain.access import may_see, scope_of
 from domain.commands import AnswerReferral, OpenCase, StaffCommand
 from domain.directory import Directory, load_directory
-from domain.errors import explain
+from domain.errors import Refusal, explain
 from domain.events import Event
-from domain.models import Actor, Client, Note, RiskLevel, Role, Stage
+from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, Stage
 from domain.policy import load_programs
 from domain.views import CaseView, Receipt
 from ops.auth import digest, load_keys
 from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter, new_case_number, new_command_key
+from ops.refusals import HTTP_STATUS, title
 from ops.reports import Record, all_reports, load_record, stage_chart_png
 from ops.settings import Settings
 from store.db import engine as make_engine
 from store.tables import record_access
-
-STATUS_FOR = {
-    "bad_request": 400,
-    "not_running": 409,
-    "not_found": 404,
-    "forbidden": 403,
-    "invalid_transition": 409,
-    "guard_failed": 409,
-    "closed": 409,
-    "conflict": 409,
-    "validation": 422,
-    "unavailable": 503,
-}
-
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Declared in the OpenAPI document as the API's security scheme; checked by `caller`.
@@ -89,26 +77,34 @@ def add_offline_docs(app: FastAPI) -> None:
 
 class Problem(Exception):
     def __init__(
-        self, status: int, title: str, detail: str, key: str | None = None, kind: str | None = None
+        self, status: int, title: str, detail: str, key: str | None = None, kind: Refusal | None = None
     ) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail, self.key, self.kind = status, title, detail, key, kind
 
+    @classmethod
+    def refused(
+        cls, kind: Refusal, detail: str, named: str | None = None, key: str | None = None
+    ) -> "Problem":
+        """A refusal as problem details: its status from HTTP_STATUS, titled by its kind unless named."""
+        return cls(HTTP_STATUS[kind], named or title(kind), detail, key, kind)
 
-# The refusal kind a status stands for when no domain refusal named one.
+
+# The refusal a status stands for when no domain refusal named one (e.g. FastAPI's own 404).
 KIND_OF_STATUS = {
-    400: "bad_request",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    409: "conflict",
-    422: "validation",
-    503: "unavailable",
+    400: Refusal.BAD_REQUEST,
+    401: Refusal.UNAUTHENTICATED,
+    403: Refusal.FORBIDDEN,
+    404: Refusal.NOT_FOUND,
+    405: Refusal.BAD_REQUEST,
+    409: Refusal.CONFLICT,
+    422: Refusal.VALIDATION,
+    503: Refusal.UNAVAILABLE,
 }
 
 
 def problem(
-    status: int, title: str, detail: str, key: str | None = None, kind: str | None = None
+    status: int, title: str, detail: str, key: str | None = None, kind: Refusal | None = None
 ) -> JSONResponse:
     """RFC 9457 problem details. Extension members: `kind`, the refusal kind (what a client such
     as the CLI acts on), and `idempotency_key`, the command's key when there was one."""
@@ -117,7 +113,7 @@ def problem(
         "title": title,
         "status": status,
         "detail": detail,
-        "kind": kind or KIND_OF_STATUS.get(status, "bad_request"),
+        "kind": kind or KIND_OF_STATUS.get(status, Refusal.BAD_REQUEST),
     }
     headers = {}
     if key is not None:
@@ -131,8 +127,7 @@ def problem(
 
 
 def from_case_error(exc: CaseError) -> Problem:
-    title = exc.kind.replace("_", " ").capitalize()
-    return Problem(STATUS_FOR.get(exc.kind, 400), title, exc.message, exc.key, exc.kind)
+    return Problem.refused(exc.kind, exc.message, key=exc.key)
 
 
 class EventPage(BaseModel):
@@ -157,7 +152,7 @@ class ProviderAnswer(BaseModel):
 
     case: str = Field(min_length=1, max_length=40)
     referral: str = Field(min_length=1, max_length=20)
-    answer: Literal["accepted", "declined", "completed", "no_show"]
+    answer: ReferralAnswer  # the words providers send today (the email's wording is aligned later)
     reason: str = Field(default="", max_length=4000)
 
 
@@ -212,7 +207,9 @@ class PageTokens:
             data = b""
         mac, raw = data[:16], data[16:]
         if not raw or not hmac.compare_digest(mac, hmac.new(self.secret, raw, hashlib.sha256).digest()[:16]):
-            raise Problem(400, "Bad page token", "page_token is not one this API gave out")
+            raise Problem.refused(
+                Refusal.BAD_REQUEST, "page_token is not one this API gave out", "Bad page token"
+            )
         return raw
 
 
@@ -279,7 +276,7 @@ def create_app(
         # Fields of the body are named as in the body ("client.birth_date"), query ones as "query.x".
         errors = [e | {"loc": tuple(e["loc"])[1:]} if e["loc"][:1] == ("body",) else e for e in exc.errors()]
         detail = explain(errors, whole="body")
-        return problem(422, "Invalid request", detail)
+        return problem(HTTP_STATUS[Refusal.VALIDATION], "Invalid request", detail)
 
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
@@ -287,10 +284,10 @@ def create_app(
 
     def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_KEY)]) -> Actor:
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-            raise Problem(401, "Unauthenticated", "send an API key as 'Authorization: Bearer <key>'")
+            raise Problem.refused(Refusal.UNAUTHENTICATED, "send an API key as 'Authorization: Bearer <key>'")
         actor = keys.get(digest(credentials.credentials.strip()))
         if actor is None:
-            raise Problem(401, "Unauthenticated", "unknown API key")
+            raise Problem.refused(Refusal.UNAUTHENTICATED, "unknown API key")
         return actor
 
     Caller = Annotated[Actor, Depends(caller)]
@@ -302,7 +299,7 @@ def create_app(
         except CaseError as exc:
             raise from_case_error(exc) from None
         if not may_see(actor, view.case, ops.programs):
-            raise Problem(404, "Not found", f"no case {number}")
+            raise Problem.refused(Refusal.NOT_FOUND, f"no case {number}")
         return view
 
     async def in_scope(actor: Actor, number: str) -> None:
@@ -311,7 +308,7 @@ def create_app(
         recorded = await ops.recorded_case(number)
         case = recorded[0] if recorded else (await visible(actor, number)).case
         if not may_see(actor, case, ops.programs):
-            raise Problem(404, "Not found", f"no case {number}")
+            raise Problem.refused(Refusal.NOT_FOUND, f"no case {number}")
 
     async def log_access(actor: Actor, number: str, what: str) -> None:
         if store is None:
@@ -355,14 +352,13 @@ def create_app(
                 request_id=request_id,
             )
         except ValidationError as exc:
-            raise Problem(422, "Invalid request", explain(exc.errors())) from None
+            raise Problem.refused(Refusal.VALIDATION, explain(exc.errors()), "Invalid request") from None
         view = await ops.open_case(command)
         created = view.case.opening_request == request_id
         if not created:  # a retry: the case is shown only to someone who may see it, and logged
             if not may_see(actor, view.case, ops.programs):
-                raise Problem(
-                    409,
-                    "Conflict",
+                raise Problem.refused(
+                    Refusal.CONFLICT,
                     f"intake reference {body.intake_reference} is already used by another case",
                 )
             await log_access(actor, view.case.number, "view")
@@ -397,7 +393,7 @@ def create_app(
         )
         scope = scope_of(actor, ops.programs)
         if scope is None:
-            raise Problem(403, "Forbidden", f"a {actor.role.value} may not list cases")
+            raise Problem.refused(Refusal.FORBIDDEN, f"a {actor.role.value} may not list cases")
         filt.within(scope)
         token = pages.open(page_token) if page_token else None
         items, following = await ops.list_page(filt, page_size, token)
@@ -406,9 +402,11 @@ def create_app(
     async def record_seen_by(actor: Actor) -> Record:
         """The record of the cases this actor may see (reports are for supervisors and leads)."""
         if actor.role not in (Role.SUPERVISOR, Role.PROGRAM_LEAD, Role.SYSTEM):
-            raise Problem(403, "Forbidden", "reports are for supervisors and program leads")
+            raise Problem.refused(Refusal.FORBIDDEN, "reports are for supervisors and program leads")
         if store is None:
-            raise Problem(503, "No record store", "this API has no record store configured")
+            raise Problem.refused(
+                Refusal.UNAVAILABLE, "this API has no record store configured", "No record store"
+            )
         record = await load_record(store)
         return record.only({c.number for c in record.cases if may_see(actor, c, ops.programs)})
 
@@ -485,12 +483,18 @@ def create_app(
         provider_id = request.headers.get(PROVIDER_HEADER, "")
         provider = directory.provider(provider_id)
         if provider is None:
-            return problem(401, "Unknown provider", f"{PROVIDER_HEADER} names no provider in the directory")
+            return problem(
+                HTTP_STATUS[Refusal.UNAUTHENTICATED],
+                "Unknown provider",
+                f"{PROVIDER_HEADER} names no provider in the directory",
+            )
         secret_env = provider.answer_secret_env
         secret = os.environ.get(secret_env) if secret_env else None
         if not secret:
             return problem(
-                401, "No callback secret", f"provider {provider.id} has no callback secret configured"
+                HTTP_STATUS[Refusal.UNAUTHENTICATED],
+                "No callback secret",
+                f"provider {provider.id} has no callback secret configured",
             )
         refusal = verify(
             secret,
@@ -500,7 +504,7 @@ def create_app(
             now=time.time(),
         )
         if refusal is not None:
-            return problem(401, "Bad signature", refusal)
+            return problem(HTTP_STATUS[Refusal.UNAUTHENTICATED], "Bad signature", refusal)
         try:
             answer = ProviderAnswer.model_validate_json(body)
             command = AnswerReferral(
@@ -511,17 +515,18 @@ def create_app(
             )
         except ValidationError as exc:
             detail = explain(exc.errors(), whole="body")
-            return problem(422, "Invalid answer", detail)
+            return problem(HTTP_STATUS[Refusal.VALIDATION], "Invalid answer", detail)
         try:  # the provider's retry of the same signed answer is the same command
             done = await ops.act(answer.case, command, key=callback_key(provider.id, body))
         except CaseError as exc:
             p = from_case_error(exc)
-            if exc.kind == "forbidden":  # do not tell a provider about referrals that are not theirs
-                p = Problem(
-                    404, "Not found", f"no referral {answer.referral} for {provider.id} on case {answer.case}"
+            if exc.kind is Refusal.FORBIDDEN:  # do not tell a provider about referrals that are not theirs
+                p = Problem.refused(
+                    Refusal.NOT_FOUND,
+                    f"no referral {answer.referral} for {provider.id} on case {answer.case}",
                 )
             return problem(p.status, p.title, p.detail, p.key)
-        status = done.referral.status.value if done.referral else answer.answer
+        status = done.referral.status.value if done.referral else answer.answer.value
         return JSONResponse({"case": answer.case, "referral": answer.referral, "status": status})
 
     return app
@@ -557,7 +562,7 @@ def add_action_route(
             command = command_model.model_validate({**body.model_dump(), "actor": actor})  # type: ignore[attr-defined]
         except ValidationError as exc:
             detail = explain(exc.errors(), whole="body")
-            raise Problem(422, "Invalid request", detail) from None
+            raise Problem.refused(Refusal.VALIDATION, detail, "Invalid request") from None
         # Keys are per caller: two people can never collide on (or replay) each other's commands.
         given = idempotency_key or new_command_key()
         try:

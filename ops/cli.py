@@ -34,13 +34,14 @@ from rich.console import Console
 
 from domain import commands as c
 from domain.directory import DirectoryError, load_directory
-from domain.errors import explain
+from domain.errors import Refusal, explain
 from domain.models import Actor, Client, RiskLevel, Stage
 from domain.policy import ProgramError, load_programs
 from domain.views import CaseView, Receipt
 from ops import render
 from ops.apiclient import Api, ApiError, Credential, credential, forget_credential, save_credential
 from ops.facade import CaseError, CaseOps, CaseSummary, new_command_key
+from ops.refusals import EXIT_CODE
 from ops.settings import Settings
 
 app = typer.Typer(
@@ -56,21 +57,13 @@ T = TypeVar("T")
 CaseArg = Annotated[str, typer.Argument(help="case number")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
-# Exit codes by refusal kind: scripts can tell "fix your input" from "try again later".
-EXIT_CODE = {
-    "bad_request": 2,
-    "validation": 2,
-    "not_found": 3,
-    "unauthenticated": 4,
-    "forbidden": 4,
-    "invalid_transition": 5,
-    "guard_failed": 5,
-    "closed": 5,
-    "conflict": 5,
-    "not_running": 5,
-    "unavailable": 6,
-    "unreachable": 6,
-}
+
+def exit_code(kind: str) -> int:
+    """The exit code of a refusal kind (ops/refusals.py); an API that cannot be reached is
+    "unavailable": nothing was wrong with the command."""
+    if kind == "unreachable":
+        return EXIT_CODE[Refusal.UNAVAILABLE]
+    return EXIT_CODE[Refusal(kind)] if kind in {r.value for r in Refusal} else 1
 
 
 class Fail(Exception):
@@ -93,11 +86,11 @@ def call_api(work: Callable[[Api], T]) -> T:
     try:
         api = Api(credential(Settings()))
     except ApiError as exc:
-        raise Fail(exc.message, EXIT_CODE["unauthenticated"]) from None
+        raise Fail(exc.message, EXIT_CODE[Refusal.UNAUTHENTICATED]) from None
     try:
         return work(api)
     except ApiError as exc:
-        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}", EXIT_CODE.get(exc.kind, 1)) from None
+        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}", exit_code(exc.kind)) from None
     finally:
         api.close()
 
@@ -127,7 +120,7 @@ def send_action(number: str, action: str, body: dict[str, Any], as_json: bool) -
     try:
         _, done = call_api(lambda api: api.post(path, body, key=key))
     except Fail as failed:
-        if failed.code == EXIT_CODE["unavailable"] and "same idempotency key" in str(failed):
+        if failed.code == EXIT_CODE[Refusal.UNAVAILABLE] and "same idempotency key" in str(failed):
             retry = f"Retry: casework --key {key} {' '.join(sys.argv[1:])}"
             raise Fail(f"{failed} {retry}", failed.code) from None
         raise
@@ -142,7 +135,7 @@ def load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise Fail(f"{path}: {exc}", EXIT_CODE["bad_request"]) from None
+        raise Fail(f"{path}: {exc}", EXIT_CODE[Refusal.BAD_REQUEST]) from None
 
 
 # --- running the stack (operators: no case access) ---------------------------------
@@ -254,7 +247,7 @@ def run_direct(work: Callable[[CaseOps], Awaitable[T]]) -> T:
         except Exception as exc:  # connection refused, DNS, TLS: all mean the same here
             raise Fail(
                 f"cannot reach Temporal at {settings.temporal_address} ({exc}); is `casework dev` running?",
-                EXIT_CODE["unreachable"],
+                EXIT_CODE[Refusal.UNAVAILABLE],
             ) from None
         record = engine(settings.database_url)
         try:
@@ -266,7 +259,7 @@ def run_direct(work: Callable[[CaseOps], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except CaseError as exc:
-        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}", EXIT_CODE.get(exc.kind, 1)) from None
+        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}", exit_code(exc.kind)) from None
 
 
 @app.command()
@@ -307,13 +300,13 @@ def login(
     key = typer.prompt("API key", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline()
     key = key.strip()
     if not key:
-        raise Fail("no API key given", EXIT_CODE["bad_request"])
+        raise Fail("no API key given", EXIT_CODE[Refusal.BAD_REQUEST])
     cred = Credential(api_url=url, api_key=key)
     api = Api(cred, timeout=15)
     try:
         who = Actor.model_validate(api.get("/me"))
     except ApiError as exc:
-        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}", EXIT_CODE.get(exc.kind, 1)) from None
+        raise Fail(f"{exc.kind.replace('_', ' ')}: {exc.message}", exit_code(exc.kind)) from None
     finally:
         api.close()
     path = save_credential(settings, cred)
@@ -368,7 +361,7 @@ def open_case(
     try:
         Client.model_validate(details)  # a clear line before anything is sent
     except ValidationError as exc:
-        raise Fail("invalid client: " + explain(exc.errors()), EXIT_CODE["validation"]) from None
+        raise Fail("invalid client: " + explain(exc.errors()), EXIT_CODE[Refusal.VALIDATION]) from None
     body = {
         "program": program,
         "client": details,
@@ -718,13 +711,13 @@ def act_json(
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
-        raise Fail(f"not JSON: {exc}", EXIT_CODE["bad_request"]) from None
+        raise Fail(f"not JSON: {exc}", EXIT_CODE[Refusal.BAD_REQUEST]) from None
     if not isinstance(data, dict) or not isinstance(data.get("action"), str):
-        raise Fail('the command must be a JSON object with an "action"', EXIT_CODE["bad_request"])
+        raise Fail('the command must be a JSON object with an "action"', EXIT_CODE[Refusal.BAD_REQUEST])
     action = data.pop("action")
     if action not in c.STAFF_ACTIONS:
         raise Fail(
-            f"unknown action {action!r} (known: {', '.join(c.STAFF_ACTIONS)})", EXIT_CODE["bad_request"]
+            f"unknown action {action!r} (known: {', '.join(c.STAFF_ACTIONS)})", EXIT_CODE[Refusal.BAD_REQUEST]
         )
     send_action(number, action, data, as_json)
 
@@ -759,11 +752,18 @@ def reassign(
     reason: Annotated[str, typer.Option()],
 ) -> None:
     """Reassign a manager's whole open caseload to another manager (supervisors, program leads)."""
+    from domain.access import may_reassign
     from ops.bulk import reassign_caseload
+
+    def reassign_all(api: Api) -> Any:
+        me = Actor.model_validate(api.get("/me"))
+        if refusal := may_reassign(me, from_manager, to_manager, load_programs(Settings().programs_dir)):
+            raise ApiError(Refusal.FORBIDDEN, refusal)  # the API would refuse each case alike
+        return reassign_caseload(api, from_manager, to_manager, reason, update)
 
     bar, update = _progress(f"reassigning {from_manager} → {to_manager}")
     with bar:
-        outcome = call_api(lambda api: reassign_caseload(api, from_manager, to_manager, reason, update))
+        outcome = call_api(reassign_all)
     _report_outcome(outcome, "reassigned", "already theirs")
 
 
@@ -783,7 +783,7 @@ def import_csv(
     try:
         rows = read_rows(file)
     except (OSError, ValueError) as exc:
-        raise Fail(str(exc), EXIT_CODE["bad_request"]) from None
+        raise Fail(str(exc), EXIT_CODE[Refusal.BAD_REQUEST]) from None
     bar, update = _progress(f"importing {file.name}")
     with bar:
         outcome = call_api(lambda api: import_cases(api, rows, update))
@@ -800,7 +800,7 @@ def main() -> None:
         code = exc.code
     except ValidationError as exc:  # a command built from flags that the domain's models refuse
         err.print(f"[red]error:[/red] {validation_message(exc)}", highlight=False)
-        code = EXIT_CODE["validation"]
+        code = EXIT_CODE[Refusal.VALIDATION]
     except typer.Abort:
         code = 130
     except SystemExit as exc:

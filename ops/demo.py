@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 from domain import commands as c
+from domain.errors import Refusal
 from domain.models import Actor, Assessment, Client, Goal, Need, NeedDomain, RiskLevel, Role, SharedField
 from ops.facade import CaseError, CaseOps, new_case_number
 
@@ -196,7 +197,7 @@ async def open_demo_cases(
             else:
                 await ordinary_case(ops, number, rng, i)
         except CaseError as exc:  # e.g. a number taken by chance: skip, the rest still come
-            if exc.kind != "conflict":
+            if exc.kind != Refusal.CONFLICT:
                 raise
             continue
         numbers.append(number)

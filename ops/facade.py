@@ -1,7 +1,9 @@
 """CaseOps: the one way the CLI (and later the HTTP API) reach cases in Temporal.
 
-Every error a person can cause comes out as a CaseError with a kind and a
-message saying what to do, never a stack trace.
+Every error a person can cause comes out as a CaseError with a kind (a `Refusal`,
+domain/errors.py) and a message saying what to do, never a stack trace. The rules
+themselves are the domain's: who may open (domain/access.py), whether a referral fits
+the provider directory (domain/directory.py), what may happen now (domain/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.access import Scope, may_open
-from domain.case import Rejected, apply_open, decide, intake_conflict
+from domain.case import apply_open, decide, intake_conflict
 from domain.commands import OpenCase, Refer, StaffCommand
 from domain.directory import Directory
+from domain.errors import Refusal, Rejected
 from domain.events import ALL_CHANGES, Event, Restore
 from domain.models import Actor, Case, Note, Stage
 from domain.policy import Program
@@ -55,12 +58,27 @@ from workflows.identity import ActorKeys
 
 
 class CaseError(Exception):
-    """kind: not_found | invalid_transition | forbidden | guard_failed | validation | conflict |
-    closed | not_running | unavailable. `key`: the command's idempotency key, when there was one."""
+    """A refusal as the API and the CLI see it (ops/refusals.py maps `kind` to a status and an
+    exit code). `key`: the command's idempotency key, when there was one."""
 
-    def __init__(self, kind: str, message: str, key: str | None = None) -> None:
+    # `str` only until ops/cli.py names its one refusal with the enum; Refusal() raises on a
+    # word that is not a refusal, so no unknown kind gets through either way.
+    def __init__(self, kind: Refusal, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.kind, self.message, self.key = kind, message, key
+
+    @classmethod
+    def rejected(cls, refused: Rejected, key: str | None = None) -> CaseError:
+        return cls(refused.kind, refused.message, key)
+
+
+def refusal_named(failure_type: str | None) -> Refusal:
+    """The refusal a workflow's ApplicationError names by its type. Casework sets a Refusal's
+    value on every failure it raises; anything else is read as "not allowed now", as before."""
+    try:
+        return Refusal(failure_type or Refusal.INVALID_TRANSITION)
+    except ValueError:
+        return Refusal.INVALID_TRANSITION
 
 
 # How long a staff command waits for a worker to take it before the caller is told.
@@ -216,13 +234,13 @@ class CaseOps:
             return self.programs[key]
         except KeyError:
             known = ", ".join(sorted(self.programs))
-            raise CaseError("validation", f"unknown program {key!r} (known: {known})") from None
+            raise CaseError(Refusal.VALIDATION, f"unknown program {key!r} (known: {known})") from None
 
     async def open_case(self, command: OpenCase) -> CaseView:
         """Open a case. With an intake reference the case number comes from it, and a repeated
         request returns the case it opened before (its `opening_request` tells which request)."""
         if refusal := may_open(command.actor, command.manager):
-            raise CaseError("forbidden", refusal)
+            raise CaseError(Refusal.FORBIDDEN, refusal)
         program = self.program(command.program)
         if command.request_id is None:  # to tell this request's case from one opened before
             command = command.model_copy(update={"request_id": new_command_key()})
@@ -246,22 +264,25 @@ class CaseOps:
                     static_summary=f"Case {command.number} · {program.name}",
                 )
         except WorkflowAlreadyStartedError:
-            raise CaseError("conflict", f"case {command.number} already exists") from None
+            raise CaseError(Refusal.CONFLICT, f"case {command.number} already exists") from None
         view = await self._view(handle, command.number)
         if view.case.opening_request != command.request_id and (
             refusal := intake_conflict(view.case, command)
         ):
-            raise CaseError("conflict", refusal)
+            raise CaseError(Refusal.CONFLICT, refusal)
         return view
 
     async def act(self, number: str, command: StaffCommand, key: str | None = None) -> Receipt:
         """Apply a staff command once. `key` is its idempotency key (a fresh one if None): sent
         again with the same key, the command is answered with the first result, never applied
-        twice. If no worker takes it within `command_timeout`, CaseError "unavailable" says so
+        twice. If no worker takes it within `command_timeout`, CaseError UNAVAILABLE says so
         and that retrying with the same key is safe (the command may still apply meanwhile)."""
         key = key or new_command_key()
-        if isinstance(command, Refer):
-            command = self.checked_referral(command)
+        if isinstance(command, Refer) and self.directory is not None:
+            try:  # before Temporal: a referral to no one must not wait for a worker to be refused
+                command = self.directory.check_referral(command)
+            except Rejected as refused:
+                raise CaseError.rejected(refused) from None
         handle = self._handle(number)
         try:
             with await self._acting(command.actor, number):
@@ -273,7 +294,7 @@ class CaseOps:
                 )
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             raise CaseError(
-                "unavailable",
+                Refusal.UNAVAILABLE,
                 f"case {number}: no worker took the command within {self.command_timeout.seconds} s. "
                 "It is kept and applies when a worker returns; retrying with the same idempotency "
                 "key is safe: it applies once.",
@@ -282,8 +303,10 @@ class CaseOps:
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError):
-                raise CaseError(cause.type or "invalid_transition", cause.message, key=key) from None
-            raise await self._not_running(number) or CaseError("unavailable", str(cause or exc)) from None
+                raise CaseError(refusal_named(cause.type), cause.message, key=key) from None
+            raise await self._not_running(number) or CaseError(
+                Refusal.UNAVAILABLE, str(cause or exc)
+            ) from None
         except RPCError as exc:
             raise await self._not_running(number) or self._rpc_error(number, exc) from None
 
@@ -291,7 +314,7 @@ class CaseOps:
         """Sign who acts on this case for the Temporal call made inside (workflows/identity.py)."""
         if not self.keys.keys:
             raise CaseError(
-                "unavailable",
+                Refusal.UNAVAILABLE,
                 "no actor key is configured (CASEWORK_ACTOR_KEY): casework cannot sign commands",
             )
         return acting(self.keys, actor, number, await self.clock())
@@ -308,30 +331,13 @@ class CaseOps:
         """Why a command could not reach the case, if its workflow no longer runs."""
         status = await self.status(number)
         if status is None:
-            return CaseError("not_found", f"no case {number}")
+            return CaseError(Refusal.NOT_FOUND, f"no case {number}")
         if status == "running":
             return None
         return CaseError(
-            "closed" if status == "archived" else "not_running", not_running_message(number, status)
+            Refusal.CLOSED if status == "archived" else Refusal.NOT_RUNNING,
+            not_running_message(number, status),
         )
-
-    def checked_referral(self, command: Refer) -> Refer:
-        """A referral names a provider in the directory that offers the service; the
-        provider's own response time applies unless the referral sets one."""
-        if self.directory is None:
-            return command
-        provider = self.directory.provider(command.provider)
-        if provider is None:
-            known = ", ".join(sorted(self.directory.providers)) or "none"
-            raise CaseError("validation", f"unknown provider {command.provider!r} (known: {known})")
-        if command.service not in provider.services:
-            offered = ", ".join(sorted(s.value for s in provider.services))
-            raise CaseError(
-                "validation", f"{provider.id} does not offer {command.service.value} (offers: {offered})"
-            )
-        if command.respond_within is None and provider.response_time is not None:
-            return command.model_copy(update={"respond_within": provider.response_time})
-        return command
 
     async def view(self, number: str) -> CaseView:
         """The case as its workflow has it, with `status` saying whether Temporal still runs
@@ -339,11 +345,11 @@ class CaseOps:
         while Temporal keeps it, and from the SQL record after that."""
         status = await self.status(number)
         if status is None:
-            raise CaseError("not_found", f"no case {number}")
+            raise CaseError(Refusal.NOT_FOUND, f"no case {number}")
         try:
             view = await self._view(self._handle(number), number)
         except CaseError as exc:
-            if status == "running" or exc.kind not in ("not_found", "unavailable"):
+            if status == "running" or exc.kind not in (Refusal.NOT_FOUND, Refusal.UNAVAILABLE):
                 raise
             if (recorded := await self.recorded_view(number)) is None:
                 raise
@@ -410,11 +416,11 @@ class CaseOps:
         after a failed, terminated, timed-out or canceled one (or none at all)."""
         status = await self.status(number)
         if status is None:
-            raise CaseError("not_found", f"no case {number}")
+            raise CaseError(Refusal.NOT_FOUND, f"no case {number}")
         if status == "running":
-            raise CaseError("conflict", f"case {number} is running: there is nothing to restore")
+            raise CaseError(Refusal.CONFLICT, f"case {number} is running: there is nothing to restore")
         if status == "archived":
-            raise CaseError("closed", f"case {number} is archived: its reopen window has passed")
+            raise CaseError(Refusal.CLOSED, f"case {number} is archived: its reopen window has passed")
         recorded = await self.recorded_case(number)
         assert recorded is not None, "a case Temporal lost is known from the record"
         case, seq = recorded
@@ -423,7 +429,7 @@ class CaseOps:
         try:  # the domain decides who may restore (and says why not) before anything starts
             decide(case, restore, program, utcnow(), seq=seq + 1)
         except Rejected as refused:
-            raise CaseError(refused.kind, refused.message) from None
+            raise CaseError.rejected(refused) from None
         try:
             with await self._acting(actor, number):
                 handle = await self.client.start_workflow(
@@ -437,12 +443,12 @@ class CaseOps:
                     static_summary=f"Case {number} · {program.name} (restored)",
                 )
         except WorkflowAlreadyStartedError:
-            raise CaseError("conflict", f"case {number} was started again meanwhile") from None
+            raise CaseError(Refusal.CONFLICT, f"case {number} was started again meanwhile") from None
         return await self._view(handle, number)
 
     def _record(self) -> AsyncEngine:
         if self.record is None:
-            raise CaseError("unavailable", "no record store is configured (CASEWORK_DATABASE_URL)")
+            raise CaseError(Refusal.UNAVAILABLE, "no record store is configured (CASEWORK_DATABASE_URL)")
         return self.record
 
     async def list_cases(self, filt: ListFilter, limit: int = 200) -> list[CaseSummary]:
@@ -459,12 +465,14 @@ class CaseOps:
             await pages.fetch_next_page(page_size=page_size)
         except RPCError as exc:
             if exc.status is RPCStatusCode.INVALID_ARGUMENT:
-                raise CaseError("bad_request", f"cannot list cases: {exc.message}") from None
+                raise CaseError(Refusal.BAD_REQUEST, f"cannot list cases: {exc.message}") from None
             raise CaseError(
-                "unavailable", f"cannot list cases: Temporal did not answer ({exc.message})"
+                Refusal.UNAVAILABLE, f"cannot list cases: Temporal did not answer ({exc.message})"
             ) from None
         except RuntimeError as exc:  # a client that cannot (re)connect
-            raise CaseError("unavailable", f"cannot list cases: Temporal cannot be reached ({exc})") from None
+            raise CaseError(
+                Refusal.UNAVAILABLE, f"cannot list cases: Temporal cannot be reached ({exc})"
+            ) from None
         return [summary(wf) for wf in pages.current_page or []], pages.next_page_token or None
 
     @staticmethod
@@ -487,24 +495,26 @@ class CaseOps:
         try:
             return await handle.query(CaseWorkflow.view, rpc_timeout=self.command_timeout)
         except WorkflowQueryFailedError as exc:
-            raise CaseError("unavailable", f"case {number} could not be read: {exc}") from None
+            raise CaseError(Refusal.UNAVAILABLE, f"case {number} could not be read: {exc}") from None
         except RPCError as exc:
             raise self._rpc_error(number, exc) from None
         except (KeyError, RuntimeError) as exc:  # the converter meets a payload it cannot read
             if "binary/encrypted" in str(exc):
                 raise CaseError(
-                    "unavailable",
+                    Refusal.UNAVAILABLE,
                     f"case {number} is encrypted: set CASEWORK_PAYLOAD_KEY to the key the workers use",
                 ) from None
             raise
 
     def _rpc_error(self, number: str, exc: RPCError) -> CaseError:
         if exc.status is RPCStatusCode.NOT_FOUND:
-            return CaseError("not_found", f"no case {number}")
+            return CaseError(Refusal.NOT_FOUND, f"no case {number}")
         if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
             wait = self.command_timeout.seconds
-            return CaseError("unavailable", f"case {number}: no worker answered within {wait} s; try again")
-        return CaseError("unavailable", f"case {number}: {exc.message}")
+            return CaseError(
+                Refusal.UNAVAILABLE, f"case {number}: no worker answered within {wait} s; try again"
+            )
+        return CaseError(Refusal.UNAVAILABLE, f"case {number}: {exc.message}")
 
 
 async def workflow_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:

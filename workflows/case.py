@@ -28,9 +28,9 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.contracts import DeliveryOutcome, MessageRef, RecordBatch, RecordResult
     from domain import bounds
-    from domain.case import Rejected, apply, decide, notice_for, open_case
+    from domain.case import apply, decide, notice_for, open_case
     from domain.commands import STAFF_COMMAND, OpenCase, StaffCommand
-    from domain.errors import explain
+    from domain.errors import Refusal, Rejected, explain
     from domain.events import Archive, Change, DeliveryRecorded, Event, Restore
     from domain.lifecycle import allowed_actions
     from domain.models import SYSTEM, Case, Model, Outcome
@@ -104,7 +104,7 @@ def parse_command(raw: dict[str, Any]) -> StaffCommand:
         return STAFF_COMMAND.validate_python(raw)
     except ValidationError as exc:
         problems = explain(exc.errors(), whole="command")
-        raise Rejected("validation", f"invalid command: {problems}") from None
+        raise Rejected(Refusal.VALIDATION, f"invalid command: {problems}") from None
 
 
 class CaseResult(Model):
@@ -332,7 +332,7 @@ class CaseWorkflow:
         try:
             event = self._change(parse_command(command))
         except Rejected as refused:  # only if the case changed between validator and handler
-            raise ApplicationError(refused.message, type=refused.kind, non_retryable=True) from refused
+            raise ApplicationError(refused.message, type=refused.kind.value, non_retryable=True) from refused
         self.updates += 1
         self.last_update_at_length = workflow.info().get_current_history_length()
         self._remember(CommandKey(key=key, seq=event.seq, action=event.action, summary=event.describe()))
@@ -346,13 +346,13 @@ class CaseWorkflow:
             raise ApplicationError(
                 f"case {self.case.number} cannot take commands now: {len(self.pending)} events "
                 "are waiting for the record store; try again shortly",
-                type="unavailable",
+                type=Refusal.UNAVAILABLE.value,
                 non_retryable=True,
             )
         try:
             decide(self.case, parse_command(command), self.program, workflow.now(), seq=self.seq + 1)
         except Rejected as refused:
-            raise ApplicationError(refused.message, type=refused.kind, non_retryable=True) from refused
+            raise ApplicationError(refused.message, type=refused.kind.value, non_retryable=True) from refused
 
     @workflow.query
     def view(self) -> CaseView:

@@ -7,7 +7,7 @@ case, until when, with the deployment's actor key (HMAC-SHA256), and send it in 
 header. The worker checks it in the update's validator — before anything is written — and
 when a case is started; a missing, forged, expired or mismatched assertion is refused.
 
-Pure standard library: the workflow sandbox passes this module through.
+Standard library and the domain's `Refusal` only: the workflow sandbox passes it through.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
+from domain.errors import Refusal
+
 HEADER = "casework-actor"
 # Long enough for a command to wait out a busy worker; a retry signs anew.
 LIFETIME = timedelta(minutes=5)
-REFUSED = "unauthenticated"
+REFUSED = Refusal.UNAUTHENTICATED.value
 
 
 class Unproven(Exception):

@@ -1,11 +1,12 @@
-"""Who may see which cases and who may open one (domain/access.py): one rule for reads,
-lists and opening, whichever entry point asks."""
+"""Who may see which cases, who may open one and who may reassign a caseload
+(domain/access.py): one rule for reads, lists, opening and reassigning, whichever entry
+point asks."""
 
 from __future__ import annotations
 
 import pytest
 
-from domain.access import may_open, may_see, scope_of
+from domain.access import may_open, may_reassign, may_see, scope_of
 from domain.models import Actor, Case, Role
 from tests.scenario import ALICE, BOB, LEAD, PROGRAMS, PROVIDER, SAM, Story
 
@@ -41,3 +42,22 @@ def test_a_case_manager_opens_cases_on_her_own_caseload_only() -> None:
     assert may_open(ALICE, "bob") == "a case manager opens cases on their own caseload"
     assert may_open(SAM, "bob") is None
     assert may_open(PROVIDER, "alice") == "a provider may not open cases"
+
+
+@pytest.mark.parametrize(
+    ("actor", "refusal"),
+    [
+        (SAM, None),
+        (LEAD, None),
+        (ALICE, "only a supervisor or program lead may reassign a caseload"),
+        (PROVIDER, "only a supervisor or program lead may reassign a caseload"),
+        (Actor(id="casework", role=Role.SYSTEM), "only a supervisor or program lead may reassign a caseload"),
+        (
+            Actor(id="lead-nothing", role=Role.PROGRAM_LEAD),
+            "lead-nothing leads no program, so may not reassign alice's caseload to bob",
+        ),
+    ],
+    ids=lambda v: getattr(v, "id", ""),
+)
+def test_supervisors_and_leads_of_a_program_reassign_caseloads(actor: Actor, refusal: str | None) -> None:
+    assert may_reassign(actor, "alice", "bob", PROGRAMS) == refusal

@@ -9,6 +9,7 @@ import pytest
 from domain import commands as c
 from domain.case import Rejected, decide
 from domain.commands import STAFF_ACTIONS
+from domain.errors import Refusal
 from domain.events import Change
 from domain.lifecycle import LIFECYCLE, SYSTEM_ONLY
 from domain.models import Stage
@@ -84,7 +85,7 @@ def test_action_from_stage_follows_the_table(action: str, stage: Stage) -> None:
     if not allowed:
         with pytest.raises(Rejected) as refused:
             decide(story.case, EXAMPLES[action], story.program, story.now, seq=99)
-        assert refused.value.kind == "invalid_transition"
+        assert refused.value.kind == Refusal.INVALID_TRANSITION
         assert f"cannot {action} a case in {stage.value}" in refused.value.message
     elif (action, stage) in GUARDED:
         with pytest.raises(Rejected, match=GUARDED[action, stage]):

@@ -8,14 +8,32 @@ import pytest
 
 from domain import commands as c
 from domain.case import Rejected, notice_for
+from domain.errors import Refusal
 from domain.events import DeliveryRecorded
-from domain.models import SYSTEM, Actor, FollowUpStatus, ReferralStatus, Role, SharedField, Stage
+from domain.lifecycle import REFERRAL_ANSWERS
+from domain.models import (
+    SYSTEM,
+    Actor,
+    FollowUpStatus,
+    ReferralAnswer,
+    ReferralStatus,
+    Role,
+    SharedField,
+    Stage,
+)
 from domain.schedule import next_due, overdue
 from tests.scenario import ALICE, SAM, Story, assessment
 
 DAY = timedelta(days=1)
 SHELTER = Actor(id="shelter-north", role=Role.PROVIDER)
 OTHER_PROVIDER = Actor(id="food-bank", role=Role.PROVIDER)
+
+
+def test_every_answer_leaves_the_referral_in_its_own_status_and_follows_a_known_status() -> None:
+    assert {answer: answer.status.value for answer in ReferralAnswer} == {a: a.value for a in ReferralAnswer}
+    assert set(REFERRAL_ANSWERS) == set(ReferralAnswer)
+    # the words on the wire stay what providers send today
+    assert [a.value for a in ReferralAnswer] == ["accepted", "declined", "completed", "no_show"]
 
 
 def in_assessment() -> Story:
@@ -100,7 +118,7 @@ def test_only_the_referred_provider_answers() -> None:
     referral = refer(story, share=[])
     with pytest.raises(Rejected, match=f"referral {referral} was not made to food-bank") as refused:
         story.do(c.AnswerReferral(actor=OTHER_PROVIDER, referral_id=referral, answer="accepted"))
-    assert refused.value.kind == "forbidden"
+    assert refused.value.kind == Refusal.FORBIDDEN
     with pytest.raises(Rejected, match="has no referral R99"):
         story.do(c.AnswerReferral(actor=SHELTER, referral_id="R99", answer="accepted"))
 

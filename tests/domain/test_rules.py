@@ -8,6 +8,7 @@ import pytest
 
 from domain import commands as c
 from domain.case import Rejected
+from domain.errors import Refusal
 from domain.models import Actor, GoalStatus, Outcome, RiskLevel, Role, Stage
 from tests.scenario import ALICE, BOB, LEAD, PROVIDER, SAM, Story, assessment, goals, story_in
 
@@ -24,7 +25,7 @@ def test_a_high_risk_plan_needs_a_supervisor() -> None:
     story = planning_story(RiskLevel.HIGH)
     with pytest.raises(Rejected) as refused:
         story.do(c.ApprovePlan(actor=ALICE))
-    assert refused.value.kind == "forbidden"
+    assert refused.value.kind == Refusal.FORBIDDEN
     assert "high-risk plan needs a supervisor" in refused.value.message
     assert story.case.stage is Stage.PLANNING  # nothing changed
     story.do(c.ApprovePlan(actor=SAM))
@@ -66,7 +67,7 @@ def test_closing_with_unmet_goals_needs_a_supervisor() -> None:
     partial = c.Close(actor=ALICE, outcome="partially_met", goals_met=["g1"])
     with pytest.raises(Rejected, match=r"unmet goals \(g2\) needs a supervisor") as refused:
         story.do(partial)
-    assert refused.value.kind == "forbidden"
+    assert refused.value.kind == Refusal.FORBIDDEN
     story.do(c.Close(actor=SAM, outcome="partially_met", goals_met=["g1"], summary="income still pending"))
     assert story.case.outcome is Outcome.PARTIALLY_MET
     assert story.case.plan is not None
@@ -83,7 +84,7 @@ def test_transfer_needs_a_supervisor_and_a_different_manager() -> None:
     story = story_in(Stage.MONITORING)
     with pytest.raises(Rejected, match="a case_manager may not transfer") as refused:
         story.do(c.Transfer(actor=ALICE, to_manager="bob", reason="going on leave"))
-    assert refused.value.kind == "forbidden"
+    assert refused.value.kind == Refusal.FORBIDDEN
     with pytest.raises(Rejected, match="already managed by alice"):
         story.do(c.Transfer(actor=SAM, to_manager="alice", reason="going on leave"))
     story.do(c.Transfer(actor=SAM, to_manager="bob", reason="alice going on leave"))
@@ -98,7 +99,7 @@ def test_a_case_manager_acts_only_on_their_own_cases() -> None:
     story = story_in(Stage.INTAKE)
     with pytest.raises(Rejected, match="managed by alice, not bob") as refused:
         story.do(c.Accept(actor=BOB))
-    assert refused.value.kind == "forbidden"
+    assert refused.value.kind == Refusal.FORBIDDEN
 
 
 @pytest.mark.parametrize("role", [Role.PROVIDER, Role.SYSTEM])

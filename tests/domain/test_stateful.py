@@ -10,6 +10,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from domain import commands as c
 from domain.case import Rejected, apply, decide, notice_for, replay
+from domain.errors import Refusal
 from domain.events import Change
 from domain.lifecycle import allowed_actions
 from domain.models import Actor, Role, Stage
@@ -48,7 +49,12 @@ class CaseLife(RuleBasedStateMachine):
         try:
             self.story.do(change, after=wait)
         except Rejected as refused:
-            assert refused.kind in {"invalid_transition", "forbidden", "guard_failed", "not_found"}
+            assert refused.kind in {
+                Refusal.INVALID_TRANSITION,
+                Refusal.FORBIDDEN,
+                Refusal.GUARD_FAILED,
+                Refusal.NOT_FOUND,
+            }
             assert refused.message
             assert self.story.case == before
             self.refusals += 1

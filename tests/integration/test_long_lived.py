@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
+from domain.errors import Refusal
 from domain.models import Stage
 from ops.api import create_app
 from ops.facade import CaseError
@@ -155,7 +156,7 @@ async def test_thousands_of_long_notes_keep_the_case_alive_and_all_of_them_page_
                         await ops.act(number, c.AddNote(actor=ALICE, text=f"{i:05d} {text}"))
                         break
                     except CaseError as busy:  # the record is behind: the case asks to wait
-                        assert busy.kind == "unavailable" and "try again shortly" in busy.message
+                        assert busy.kind == Refusal.UNAVAILABLE and "try again shortly" in busy.message
                         await asyncio.sleep(0.2)
 
         await asyncio.gather(*(writer() for _ in range(6)))

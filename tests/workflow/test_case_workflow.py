@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
+from domain.errors import Refusal
 from domain.events import Event, NoticeIssued
 from domain.models import Actor, Outcome, RiskLevel, Role, Stage
 from ops.facade import CaseError
@@ -177,7 +178,7 @@ async def test_a_refused_action_explains_why_and_leaves_no_trace(
         number = (await ops.open_case(opening("general"))).case.number
         with pytest.raises(CaseError) as refused:
             await ops.act(number, c.ApprovePlan(actor=SAM))
-        assert refused.value.kind == "invalid_transition"
+        assert refused.value.kind == Refusal.INVALID_TRANSITION
         assert refused.value.message == "cannot approve_plan a case in intake (only from: planning)"
 
         for change in (
@@ -189,7 +190,7 @@ async def test_a_refused_action_explains_why_and_leaves_no_trace(
         before = await ops.history(number)
         with pytest.raises(CaseError) as refused:
             await ops.act(number, c.ApprovePlan(actor=ALICE))
-        assert refused.value.kind == "forbidden"
+        assert refused.value.kind == Refusal.FORBIDDEN
         assert "high-risk plan needs a supervisor" in refused.value.message
 
         # the case is unchanged, and Temporal's history has no trace of the refused updates
@@ -215,7 +216,7 @@ async def test_a_malformed_command_is_refused_and_the_case_keeps_working(
         ):
             await handle.execute_update("act", {"action": "teleport", "actor": someone.model_dump()})
         cause = refused.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "validation"
+        assert isinstance(cause, ApplicationError) and cause.type == Refusal.VALIDATION
         assert "invalid command" in cause.message and "teleport" in cause.message
         view = await ops.do(number, c.Accept(actor=ALICE))
         assert view.case.stage is Stage.ASSESSMENT
@@ -235,7 +236,7 @@ async def test_reopen_within_the_window_but_not_after_it(
         await time_env.sleep(PROGRAM_REOPEN_WINDOW + DAY)
         with pytest.raises(CaseError) as refused:
             await ops.act(number, c.Reopen(actor=ALICE, reason="she is back"))
-        assert refused.value.kind == "closed"
+        assert refused.value.kind == Refusal.CLOSED
         assert "reopen window has passed" in refused.value.message
         view = await ops.view(number)  # an archived case can still be read while its history is kept
         assert view.case.outcome is Outcome.WITHDRAWN

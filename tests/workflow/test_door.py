@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
+from domain.errors import Refusal
 from domain.models import Actor, Role, Stage
 from ops.identity import acting
 from tests.conftest import TrackingOps, case_worker, recorded_events
@@ -47,7 +48,7 @@ async def refused(ops: TrackingOps, number: str, command: dict[str, Any]) -> str
     with pytest.raises(WorkflowUpdateFailedError) as failed:
         await ops.client.get_workflow_handle(workflow_id(number)).execute_update("act", command)
     cause = failed.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "unauthenticated", cause
+    assert isinstance(cause, ApplicationError) and cause.type == Refusal.UNAUTHENTICATED, cause
     return cause.message
 
 

@@ -23,6 +23,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
+from domain.errors import Refusal
 from domain.models import Actor, Role, Stage
 from domain.views import Receipt
 from ops.facade import CaseError
@@ -60,7 +61,7 @@ class Quietly:
                 done = await self.ops.act(self.number, command, key)
                 break
             except CaseError as missed:
-                if missed.kind not in ("not_found", "not_running", "unavailable"):
+                if missed.kind not in (Refusal.NOT_FOUND, Refusal.NOT_RUNNING, Refusal.UNAVAILABLE):
                     raise
                 await self.idle()
         else:
