@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,5 +48,14 @@ class Settings(BaseSettings):
     # ones). The same for every process; comma-separated to rotate: the first signs, all verify.
     # Unset: the key `casework dev` creates in var/actor.key.
     actor_key: SecretStr | None = None
-    # Browser origins of the Temporal UI allowed to call the API's codec endpoints.
-    ui_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]
+    # Browser origins of the Temporal UI allowed to call the API's codec endpoints (with the
+    # sign-in cookie). Unset: the UI on ui_port at 127.0.0.1 and localhost.
+    ui_origins: list[str] = []
+    # Hours a sign-in at the API's /signin (the cookie the Temporal UI's decoder sends) lasts.
+    session_hours: float = 8.0
+
+    @model_validator(mode="after")
+    def _ui_origins_follow_the_ui_port(self) -> Self:
+        if not self.ui_origins:
+            self.ui_origins = [f"http://127.0.0.1:{self.ui_port}", f"http://localhost:{self.ui_port}"]
+        return self
