@@ -34,6 +34,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from swagger_ui_bundle import swagger_ui_path
 from temporalio.api.common.v1 import Payload
@@ -674,7 +675,7 @@ async def connected_app(settings: Settings) -> FastAPI:
     )
 
 
-async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve(app: Starlette, host: str, port: int, stop: asyncio.Event) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
     task = asyncio.create_task(server.serve())
     await stop.wait()
