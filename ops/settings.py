@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     mail_from: str = "casework@casework.example.org"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    # Signs list page tokens; give every API replica the same one (default: random per process).
+    # Signs list page tokens and sign-in cookies; give every API replica the same one (default:
+    # random per process, and a restart signs everyone out).
     api_token_secret: SecretStr | None = None
     # Public address of the provider callback, put into referral messages.
     callback_url: str = "http://127.0.0.1:8000/callbacks/referrals"
