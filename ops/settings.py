@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     mail_from: str = "casework@casework.example.org"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    # Signs list page tokens; give every API replica the same one (default: random per process).
+    # Signs list page tokens and sign-in cookies; give every API replica the same one (default:
+    # random per process, and a restart signs everyone out).
     api_token_secret: SecretStr | None = None
     # Public address of the provider callback, put into referral messages.
     callback_url: str = "http://127.0.0.1:8000/callbacks/referrals"
@@ -53,5 +54,14 @@ class Settings(BaseSettings):
     api_url: str | None = None
     api_key: SecretStr | None = None
     credentials_file: Path | None = None
-    # Browser origins of the Temporal UI allowed to call the API's codec endpoints.
-    ui_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]
+    # Browser origins of the Temporal UI allowed to call the API's codec endpoints (with the
+    # sign-in cookie). Unset: the UI on ui_port at 127.0.0.1 and localhost.
+    ui_origins: list[str] = []
+    # Hours a sign-in at the API's /signin (the cookie the Temporal UI's decoder sends) lasts.
+    session_hours: float = 8.0
+
+    @model_validator(mode="after")
+    def _ui_origins_follow_the_ui_port(self) -> Self:
+        if not self.ui_origins:
+            self.ui_origins = [f"http://127.0.0.1:{self.ui_port}", f"http://localhost:{self.ui_port}"]
+        return self
