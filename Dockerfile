@@ -11,7 +11,11 @@ COPY domain ./domain
 COPY workflows ./workflows
 COPY activities ./activities
 COPY store ./store
-COPY ops ./ops
+COPY config ./config
+COPY service ./service
+COPY api ./api
+COPY cli ./cli
+COPY devstack ./devstack
 COPY programs ./programs
 COPY directory ./directory
 RUN pip install --no-cache-dir . && useradd --create-home casework && mkdir -p var && chown casework var

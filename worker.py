@@ -18,10 +18,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.channels import SmtpConfig
 from activities.deliveries import Deliverer
 from activities.records import CaseRecorder
+from config.settings import Settings
+from config.temporal import actor_keys, connect
 from domain.directory import Directory, load_directory
-from ops.codec import data_converter
-from ops.identity import actor_keys
-from ops.settings import Settings
 from store.db import engine as make_engine
 from store.db import migrate
 from workflows.case import CaseWorkflow
@@ -52,15 +51,6 @@ def smtp_config(settings: Settings) -> SmtpConfig:
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         timeout=settings.smtp_timeout,
         sender=settings.mail_from,
-    )
-
-
-async def connect(settings: Settings) -> Client:
-    key = settings.payload_key.get_secret_value() if settings.payload_key else None
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(key),
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.devserver import start_dev_server
 from domain import commands as c
-from ops.facade import CaseOps
+from service.facade import CaseOps
 from store.db import engine, migrate
 from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, opening
 from worker import build_worker

@@ -38,12 +38,12 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from bench.devserver import start_dev_server
+from config.logs import configure_logging
+from config.settings import Settings
 from domain import commands as c
 from domain.errors import Refusal
 from domain.models import Actor, Role
-from ops.facade import CaseError, CaseOps, new_command_key
-from ops.logs import configure_logging
-from ops.settings import Settings
+from service.facade import CaseError, CaseOps, new_command_key
 from store.db import engine, migrate
 from tests.receivers import MailSink
 from tests.scenario import ALICE, PLAN_REVISION, PROGRAMS, TO_MONITORING, opening, quiet_referral

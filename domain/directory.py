@@ -1,7 +1,7 @@
 """Who messages go to: providers (with their channel) and staff (with their email), and
 the rule a referral must meet against them (`Directory.check_referral`).
 
-The directory is data (directory/*.toml). The case service (ops/facade.py) asks
+The directory is data (directory/*.toml). The case service (service/facade.py) asks
 `check_referral` before a referral reaches its case; the delivery activity reads it to
 find where a message goes. Workflows never read it: a referral carries what it needs.
 """

@@ -2,7 +2,7 @@
 
 `Refusal` is the one list of reasons a request can be refused; every layer names a refusal
 with it (the domain's `Rejected`, the workflow's `ApplicationError` type, the facade's
-`CaseError`), and `ops/refusals.py` maps each to an HTTP status and a CLI exit code.
+`CaseError`), and `service/refusals.py` maps each to an HTTP status and a CLI exit code.
 Pure standard library: the workflow sandbox passes the domain through.
 """
 

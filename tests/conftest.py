@@ -23,13 +23,13 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.settings import Settings
+from config.temporal import register_search_attributes
 from domain.commands import OpenCase, StaffCommand
 from domain.directory import Directory
 from domain.events import Event
 from domain.views import CaseView
-from ops.facade import CaseOps, workflow_status
-from ops.settings import Settings
-from ops.temporal_setup import register_search_attributes
+from service.facade import CaseOps, workflow_status
 from store.db import async_url, engine, migrate
 from store.tables import case_events
 from tests.processes import TEST_ACTOR_KEY

@@ -1,10 +1,10 @@
-"""Every refusal has an HTTP status and a CLI exit code (ops/refusals.py): a new kind of
+"""Every refusal has an HTTP status and a CLI exit code (service/refusals.py): a new kind of
 refusal fails here until both maps name it."""
 
 from __future__ import annotations
 
 from domain.errors import Refusal
-from ops.refusals import EXIT_CODE, HTTP_STATUS, title
+from service.refusals import EXIT_CODE, HTTP_STATUS, title
 
 
 def test_every_refusal_has_an_http_status_and_an_exit_code() -> None:

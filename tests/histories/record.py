@@ -21,10 +21,10 @@ from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.temporal import register_search_attributes
 from domain import commands as c
 from domain.models import RiskLevel
-from ops.facade import CaseError
-from ops.temporal_setup import register_search_attributes
+from service.facade import CaseError
 from store.db import engine, migrate
 from tests.conftest import case_worker, sdk_binary
 from tests.receivers import MailSink

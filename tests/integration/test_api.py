@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
+from api.auth import digest
 from domain.models import Actor, Role
-from ops.api import create_app
-from ops.auth import digest
-from ops.facade import CaseOps
+from service.facade import CaseOps
 from store.tables import record_access
 from tests.conftest import case_worker
 from tests.integration.test_callback import DIRECTORY, serving

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
-from ops.api import create_app
-from ops.facade import CaseOps
+from api.app import create_app
+from service.facade import CaseOps
 from store.tables import cases
 from tests.conftest import case_worker
 from tests.integration.test_api import KEYS

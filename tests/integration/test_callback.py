@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from api.app import create_app
 from domain import commands as c
 from domain.directory import Directory, EmailChannel, Provider
 from domain.models import ReferralStatus, ServiceType
-from ops.api import create_app
-from ops.facade import CaseOps
+from service.facade import CaseOps
 from tests.conftest import case_worker
 from tests.processes import free_port
 from tests.scenario import ALICE, opening, quiet_referral

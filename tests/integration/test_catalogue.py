@@ -3,11 +3,11 @@ domain/commands.py, and every way in is made from it (adding an action is one pl
 
 from __future__ import annotations
 
+from api.app import create_app
+from cli.main import app as cli
 from domain.case import _APPLY
 from domain.commands import STAFF_ACTIONS, STAFF_COMMAND_TYPES
 from domain.lifecycle import LIFECYCLE
-from ops.api import create_app
-from ops.cli import app as cli
 from tests.integration.test_api import KEYS
 from tests.integration.test_callback import DIRECTORY
 
@@ -28,8 +28,8 @@ def test_every_staff_action_has_a_rule_an_effect_a_subcommand_and_a_route() -> N
 
 def test_the_cli_builds_nested_fields_from_the_models_own_text_forms() -> None:
     """Needs and goals are written as the domain models read them (DOMAIN:SEVERITY, ID|...|date)."""
+    from cli.main import _body, _parameters
     from domain.commands import CompleteAssessment, SubmitPlan
-    from ops.cli import _body, _parameters
 
     specs = list(_parameters(CompleteAssessment))
     values = {p.name: None for p, _, _ in specs} | {

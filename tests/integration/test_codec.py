@@ -27,13 +27,13 @@ from temporalio.converter import WorkflowSerializationContext
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from api.app import create_app
+from api.auth import load_keys
+from api.sessions import COOKIE, SessionTokens
+from config.codec import ENCODING, LABEL, EncryptionCodec, data_converter, key_from
+from config.settings import Settings
 from domain import commands as c
-from ops.api import create_app
-from ops.auth import load_keys
-from ops.codec import ENCODING, LABEL, EncryptionCodec, data_converter, key_from
-from ops.facade import CaseError, CaseOps
-from ops.sessions import COOKIE, SessionTokens
-from ops.settings import Settings
+from service.facade import CaseError, CaseOps
 from store.tables import record_access
 from tests.integration.test_callback import DIRECTORY, serving
 from tests.scenario import ALICE, BOB, PROGRAMS, opening

@@ -20,7 +20,7 @@ from activities.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEAD
 from domain import commands as c
 from domain.directory import Directory, EmailChannel, Person, Provider, WebhookChannel
 from domain.models import ReferralStatus, ServiceType
-from ops.facade import CaseOps
+from service.facade import CaseOps
 from store.tables import delivery_attempts, outbox
 from tests.conftest import case_worker
 from tests.receivers import MailSink, WebhookReceiver, is_msg_id

@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.channels import message_id
 from domain import commands as c
 from domain.models import ReferralStatus
-from ops.facade import CaseOps
+from service.facade import CaseOps
 from store.tables import delivery_attempts
 from tests.integration.test_devserver import eventually
 from tests.processes import background, environment

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
 from domain.models import Stage
-from ops.facade import CaseError, CaseOps
+from service.facade import CaseError, CaseOps
 from store.tables import outbox
 from tests.conftest import SUGGEST_CONTINUE_AS_NEW_AT, TrackingOps, case_worker, recorded_events
 from tests.processes import background, casework, environment

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
 from domain import commands as c
 from domain.errors import Refusal
 from domain.models import Stage
-from ops.api import create_app
-from ops.facade import CaseError
+from service.facade import CaseError
 from tests.conftest import TrackingOps, case_worker, recorded, recorded_events
 from tests.integration.test_api import KEYS
 from tests.integration.test_callback import DIRECTORY, serving

@@ -18,7 +18,7 @@ from activities.contracts import RecordBatch
 from activities.records import CaseRecorder
 from domain import commands as c
 from domain.models import Actor, Role, Stage
-from ops.reports import all_reports, load_record, percentile, stage_chart, week_of
+from service.reports import all_reports, load_record, percentile, stage_chart, week_of
 from store.db import engine, migrate
 from tests.conftest import PG_URL, fresh_postgres_database
 from tests.scenario import HAPPY_PATH, PROGRAMS, SAM, T0, Story, quiet_referral

@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain import commands as c
 from domain.errors import Refusal
 from domain.models import Actor, Role, Stage
-from ops.identity import acting
+from service.identity import acting
 from tests.conftest import TrackingOps, case_worker, recorded_events
 from tests.scenario import ALICE, PROGRAMS, SAM, opening
 from workflows.case import CaseInput, CaseWorkflow

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from ops.settings import Settings
+from config.settings import Settings
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 

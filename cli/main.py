@@ -32,17 +32,17 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from rich.console import Console
 
+from cli import render
+from cli.apiclient import Api, ApiError, Credential, credential, forget_credential, save_credential
+from config.settings import Settings
 from domain import commands as c
 from domain.directory import DirectoryError, load_directory
 from domain.errors import Refusal, explain
 from domain.models import Actor, Client, RiskLevel, Stage
 from domain.policy import ProgramError, load_programs
 from domain.views import CaseView, Receipt
-from ops import render
-from ops.apiclient import Api, ApiError, Credential, credential, forget_credential, save_credential
-from ops.facade import CaseError, CaseOps, CaseSummary, new_command_key
-from ops.refusals import EXIT_CODE
-from ops.settings import Settings
+from service.facade import CaseError, CaseOps, CaseSummary, new_command_key
+from service.refusals import EXIT_CODE
 
 app = typer.Typer(
     add_completion=False,
@@ -59,7 +59,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of 
 
 
 def exit_code(kind: str) -> int:
-    """The exit code of a refusal kind (ops/refusals.py); an API that cannot be reached is
+    """The exit code of a refusal kind (service/refusals.py); an API that cannot be reached is
     "unavailable": nothing was wrong with the command."""
     if kind == "unreachable":
         return EXIT_CODE[Refusal.UNAVAILABLE]
@@ -147,7 +147,7 @@ def dev(
     ui_port: Annotated[int, typer.Option(help="Temporal Web UI port")] = 8233,
 ) -> None:
     """Start a local Temporal dev server (data under ./var), the worker, the API and a mail sink."""
-    from ops.devstack import run_dev
+    from devstack.run import run_dev
 
     settings = Settings(temporal_address=f"127.0.0.1:{port}", ui_port=ui_port)
     asyncio.run(run_dev(settings, announce=out.print))
@@ -159,9 +159,9 @@ def api(
     port: Annotated[int | None, typer.Option(help="default CASEWORK_API_PORT or 8000")] = None,
 ) -> None:
     """Serve the HTTP API (the provider callback) against CASEWORK_TEMPORAL_ADDRESS."""
-    from ops.api import connected_app, serve
-    from ops.devstack import run_until_signalled
-    from ops.logs import configure_logging
+    from api.app import connected_app, serve
+    from config.logs import configure_logging
+    from devstack.run import run_until_signalled
 
     settings = Settings()
     configure_logging(settings.log_level)
@@ -180,8 +180,8 @@ def api(
 @app.command()
 def worker() -> None:
     """Run a worker against CASEWORK_TEMPORAL_ADDRESS (default 127.0.0.1:7233)."""
-    from ops.devstack import run_until_signalled
-    from ops.logs import configure_logging
+    from config.logs import configure_logging
+    from devstack.run import run_until_signalled
     from worker import run_worker
 
     settings = Settings()
@@ -192,9 +192,8 @@ def worker() -> None:
 @app.command()
 def setup() -> None:
     """Prepare a Temporal namespace and the record store: search attributes, migrations. Idempotent."""
-    from ops.temporal_setup import register_search_attributes
+    from config.temporal import connect, register_search_attributes
     from store.db import engine, migrate
-    from worker import connect
 
     settings = Settings()
 
@@ -221,7 +220,7 @@ def demo(
 ) -> None:
     """Seed a development stack with demo cases (an operator's command: it needs the stack's
     actor key, and acts as the demo staff alice, bob and sam)."""
-    from ops.demo import open_demo_cases
+    from devstack.demo import open_demo_cases
 
     bar, update = _progress("opening demo cases")
     with bar:
@@ -234,8 +233,8 @@ def run_direct(work: Callable[[CaseOps], Awaitable[T]]) -> T:
     settings = Settings()
 
     async def go() -> T:
+        from config.temporal import connect
         from store.db import engine
-        from worker import connect
 
         try:
             programs = load_programs(settings.programs_dir)
@@ -293,7 +292,7 @@ def login(
     ] = None,
 ) -> None:
     """Sign in with your API key (asked for, or read from stdin); it is checked, then saved for you only."""
-    from ops.apiclient import local_api_url
+    from cli.apiclient import local_api_url
 
     settings = Settings()
     url = api_url or settings.api_url or local_api_url(settings)
@@ -530,7 +529,7 @@ def report(
     ] = None,
 ) -> None:
     """Caseload, overdue items, referral outcomes, time in stage, cases per week (supervisors, leads)."""
-    from ops.reports import Report
+    from service.reports import Report
 
     def fetch(api: Api) -> tuple[dict[str, Report], dict[str, bytes], bytes | None]:
         reports = {}
@@ -752,8 +751,8 @@ def reassign(
     reason: Annotated[str, typer.Option()],
 ) -> None:
     """Reassign a manager's whole open caseload to another manager (supervisors, program leads)."""
+    from cli.bulk import reassign_caseload
     from domain.access import may_reassign
-    from ops.bulk import reassign_caseload
 
     def reassign_all(api: Api) -> Any:
         me = Actor.model_validate(api.get("/me"))
@@ -778,7 +777,7 @@ def import_csv(
     ],
 ) -> None:
     """Open cases from a CSV file; bad rows are reported by row number, good ones opened once."""
-    from ops.bulk import import_cases, read_rows
+    from cli.bulk import import_cases, read_rows
 
     try:
         rows = read_rows(file)

@@ -25,7 +25,6 @@ from temporalio.client import (
 )
 
 from domain.models import Actor
-from ops.settings import Settings
 from workflows.identity import HEADER, ActorKeys
 
 _SIGNED: ContextVar[Payload | None] = ContextVar("casework_signed_actor", default=None)
@@ -66,12 +65,3 @@ def signing(client: Client) -> Client:
         return client
     config["interceptors"] = [*config["interceptors"], SignedHeaders()]
     return Client(**config)
-
-
-def actor_keys(settings: Settings) -> ActorKeys:
-    """CASEWORK_ACTOR_KEY (comma-separated: the first signs, all verify, for rotation), or the
-    key `casework dev` keeps in var/actor.key."""
-    if settings.actor_key is not None:
-        return ActorKeys.of(*settings.actor_key.get_secret_value().split(","))
-    path = settings.var_dir / "actor.key"
-    return ActorKeys.of(path.read_text().strip()) if path.exists() else ActorKeys(())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ops.apiclient import Api, ApiError
+from cli.apiclient import Api, ApiError
 
 Progress = Callable[[int, int], None]  # (done, total)
 

@@ -14,8 +14,8 @@ from domain.events import Event, NoticeIssued
 from domain.models import Note, Stage
 from domain.policy import Program, human
 from domain.views import CaseView, Receipt
-from ops.facade import CaseSummary
-from ops.reports import Report
+from service.facade import CaseSummary
+from service.reports import Report
 
 
 def when(at: datetime | None) -> str:

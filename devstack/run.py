@@ -5,7 +5,7 @@ SQLite file under ./var, registers the case search attributes, and runs the
 worker and the API in this process until Ctrl-C or SIGTERM.
 
 With a payload key, the UI decodes payloads through the API's codec endpoint for people
-signed in at the API's /signin; the UI is then served through ops/uiproxy.py, which tells
+signed in at the API's /signin; the UI is then served through devstack/uiproxy.py, which tells
 it to send the sign-in cookie along.
 """
 
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import structlog
 
-from ops.api import connected_app, serve
-from ops.logs import configure_logging
-from ops.mailsink import start_mail_sink
-from ops.settings import Settings
-from ops.temporal_setup import register_search_attributes
-from ops.uiproxy import ui_proxy
+from api.app import connected_app, serve
+from config.logs import configure_logging
+from config.settings import Settings
+from config.temporal import register_search_attributes
+from devstack.mailsink import start_mail_sink
+from devstack.uiproxy import ui_proxy
 from workflows.search import ALL_KEYS
 
 log = structlog.get_logger("casework.dev")
@@ -82,7 +82,7 @@ def dev_server_command(settings: Settings, db_file: Path, ui_port: int) -> list[
 
 
 async def wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes], within: float = 60) -> None:
-    from worker import connect
+    from config.temporal import connect
 
     deadline = asyncio.get_running_loop().time() + within
     while True:

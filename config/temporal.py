@@ -1,4 +1,5 @@
-"""Registering casework's search attributes on a Temporal namespace, idempotently."""
+"""Reaching Temporal: the client every process connects with (the payload codec), the key that
+signs who acts, and casework's search attributes on a namespace (registered idempotently)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.service import RPCError, RPCStatusCode
 
+from config.codec import data_converter
+from config.settings import Settings
+from workflows.identity import ActorKeys
 from workflows.search import ALL_KEYS
 
 
@@ -53,3 +57,21 @@ async def register_search_attributes(client: Client, namespace: str, within: flo
             if set(wanted) <= set(listed.custom_attributes):
                 return
             await asyncio.sleep(0.2)
+
+
+async def connect(settings: Settings) -> Client:
+    key = settings.payload_key.get_secret_value() if settings.payload_key else None
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(key),
+    )
+
+
+def actor_keys(settings: Settings) -> ActorKeys:
+    """CASEWORK_ACTOR_KEY (comma-separated: the first signs, all verify, for rotation), or the
+    key `casework dev` keeps in var/actor.key."""
+    if settings.actor_key is not None:
+        return ActorKeys.of(*settings.actor_key.get_secret_value().split(","))
+    path = settings.var_dir / "actor.key"
+    return ActorKeys.of(path.read_text().strip()) if path.exists() else ActorKeys(())

@@ -4,7 +4,7 @@ Every staff action is an endpoint taking the same command model as the CLI (the 
 comes from the API key, never the body). Errors are RFC 9457 problem details with the
 domain's message: 400 bad request, 401 no or unknown key, 403 forbidden for the role,
 404 unknown (or not yours: existence does not leak), 409 not allowed now, 422 invalid,
-503 unavailable. Each refusal's status comes from `HTTP_STATUS` (ops/refusals.py).
+503 unavailable. Each refusal's status comes from `HTTP_STATUS` (service/refusals.py).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations,
@@ -42,6 +42,10 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from api.auth import digest, load_keys
+from api.sessions import COOKIE, SessionTokens, signed_in_page, signed_out_page, signin_page
+from config.codec import is_encrypted, label_of
+from config.settings import Settings
 from domain.access import may_see, scope_of
 from domain.commands import AnswerReferral, OpenCase, StaffCommand
 from domain.directory import Directory, load_directory
@@ -50,13 +54,9 @@ from domain.events import Event
 from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, Stage
 from domain.policy import load_programs
 from domain.views import CaseView, Receipt
-from ops.auth import digest, load_keys
-from ops.codec import is_encrypted, label_of
-from ops.facade import CaseError, CaseOps, CaseSummary, ListFilter, new_case_number, new_command_key
-from ops.refusals import HTTP_STATUS, title
-from ops.reports import Record, all_reports, load_record, stage_chart_png
-from ops.sessions import COOKIE, SessionTokens, signed_in_page, signed_out_page, signin_page
-from ops.settings import Settings
+from service.facade import CaseError, CaseOps, CaseSummary, ListFilter, new_case_number, new_command_key
+from service.refusals import HTTP_STATUS, title
+from service.reports import Record, all_reports, load_record, stage_chart_png
 from store.db import engine as make_engine
 from store.tables import record_access
 
@@ -701,7 +701,7 @@ def callback_key(provider: str, body: bytes) -> str:
 
 async def connected_app(settings: Settings) -> FastAPI:
     """The app wired to Temporal, the directory, the API keys and the record store from settings."""
-    from worker import connect
+    from config.temporal import connect
 
     client = await connect(settings)
     directory = load_directory(settings.directory_dir)

@@ -40,6 +40,8 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from config.settings import Settings
+from config.temporal import actor_keys
 from domain.access import Scope, may_open
 from domain.case import apply_open, decide, intake_conflict
 from domain.commands import OpenCase, Refer, StaffCommand
@@ -49,8 +51,7 @@ from domain.events import ALL_CHANGES, Event, Restore
 from domain.models import Actor, Case, Note, Stage
 from domain.policy import Program
 from domain.views import CaseView, Receipt, WorkflowStatus, case_view
-from ops.identity import acting, actor_keys, signing
-from ops.settings import Settings
+from service.identity import acting, signing
 from store.tables import case_events, cases
 from workflows import search
 from workflows.case import CaseInput, CaseWorkflow
@@ -58,10 +59,10 @@ from workflows.identity import ActorKeys
 
 
 class CaseError(Exception):
-    """A refusal as the API and the CLI see it (ops/refusals.py maps `kind` to a status and an
+    """A refusal as the API and the CLI see it (service/refusals.py maps `kind` to a status and an
     exit code). `key`: the command's idempotency key, when there was one."""
 
-    # `str` only until ops/cli.py names its one refusal with the enum; Refusal() raises on a
+    # `str` only until cli/main.py names its one refusal with the enum; Refusal() raises on a
     # word that is not a refusal, so no unknown kind gets through either way.
     def __init__(self, kind: Refusal, message: str, key: str | None = None) -> None:
         super().__init__(message)

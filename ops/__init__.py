@@ -1,1 +1,0 @@
-"""How people and other systems reach cases: settings, logging, the ops facade, the CLI."""
