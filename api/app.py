@@ -725,7 +725,11 @@ async def connected_app(settings: Settings) -> FastAPI:
 
 
 async def serve(app: Starlette, host: str, port: int, stop: asyncio.Event) -> None:
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
+    # A browser keeps connections open: on stop, wait at most 3 s for requests under way.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=3
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await stop.wait()
     server.should_exit = True

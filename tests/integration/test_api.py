@@ -19,24 +19,15 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.auth import digest
-from domain.models import Actor, Role
 from service.facade import CaseOps
 from store.tables import record_access
 from tests.conftest import case_worker
 from tests.integration.test_callback import DIRECTORY, serving
 from tests.processes import free_port
 from tests.scenario import PROGRAMS
+from tests.terminal import KEYS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-PEOPLE = {
-    "alice": Actor(id="alice", role=Role.CASE_MANAGER),
-    "bob": Actor(id="bob", role=Role.CASE_MANAGER),
-    "sam": Actor(id="sam", role=Role.SUPERVISOR),
-    "lead": Actor(id="lead-general", role=Role.PROGRAM_LEAD),
-    "provider": Actor(id="shelter-north", role=Role.PROVIDER),
-}
-KEYS = {digest(f"key-{name}"): actor for name, actor in PEOPLE.items()}
 CLIENT = {"given_name": "Leila", "family_name": "Nasser", "phone": "555-0142"}
 
 

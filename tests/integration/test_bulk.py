@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -15,24 +13,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
-from service.facade import CaseOps
 from store.tables import cases
 from tests.conftest import case_worker
-from tests.integration.test_api import KEYS
-from tests.integration.test_callback import DIRECTORY, serving
+from tests.integration.test_callback import DIRECTORY
 from tests.integration.test_devserver import eventually
-from tests.processes import casework, environment
+from tests.processes import casework
+from tests.terminal import terminal
 from workflows.search import CASE_MANAGER, workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@asynccontextmanager
-async def terminal(ops: CaseOps, store: AsyncEngine) -> AsyncIterator[Callable[[str], dict[str, str]]]:
-    """The API on a free port; `as_(who)` is the environment of `casework` signed in as who."""
-    async with serving(create_app(ops, DIRECTORY, KEYS, store)) as base:
-        yield lambda who: environment(api_url=base, api_key=f"key-{who}")
 
 
 async def test_importing_a_csv_opens_good_rows_once_and_names_bad_ones(

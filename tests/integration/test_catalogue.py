@@ -8,8 +8,8 @@ from cli.main import app as cli
 from domain.case import _APPLY
 from domain.commands import STAFF_ACTIONS, STAFF_COMMAND_TYPES
 from domain.lifecycle import LIFECYCLE
-from tests.integration.test_api import KEYS
 from tests.integration.test_callback import DIRECTORY
+from tests.terminal import KEYS
 
 
 def test_every_staff_action_has_a_rule_an_effect_a_subcommand_and_a_route() -> None:

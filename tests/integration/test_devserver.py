@@ -18,8 +18,10 @@ from domain.models import Stage
 from service.facade import CaseError, CaseOps
 from store.tables import outbox
 from tests.conftest import SUGGEST_CONTINUE_AS_NEW_AT, TrackingOps, case_worker, recorded_events
+from tests.integration.test_callback import DIRECTORY
 from tests.processes import background, casework, environment
 from tests.scenario import ALICE, PROGRAMS, SAM, TO_MONITORING, opening
+from tests.terminal import terminal
 from workflows.search import CASE_NEXT_DUE, CASE_STAGE, workflow_id
 
 SECOND = timedelta(seconds=1)
@@ -37,7 +39,7 @@ async def eventually(check, within: float = 15.0):  # type: ignore[no-untyped-de
 async def test_casework_list_finds_a_case_by_stage(
     dev_env: WorkflowEnvironment, record_store: AsyncEngine
 ) -> None:
-    async with case_worker(dev_env, record_store) as ops:
+    async with case_worker(dev_env, record_store, DIRECTORY) as ops, terminal(ops, record_store) as as_:
         manager = f"m-{uuid.uuid4().hex[:6]}"  # a caseload of its own, so other tests' cases don't show
         command = opening("general", actor=SAM).model_copy(update={"manager": manager})
         number = (await ops.open_case(command)).case.number
@@ -45,7 +47,7 @@ async def test_casework_list_finds_a_case_by_stage(
         for change in TO_MONITORING:
             await ops.act(number, change.model_copy(update={"actor": actor}))
 
-        env = environment(temporal_address=dev_env.client.service_client.config.target_host)
+        env = as_("sam")  # the case's supervisor, through the API
 
         async def listed() -> list[dict[str, object]]:
             done = await asyncio.to_thread(

@@ -20,10 +20,10 @@ from domain.errors import Refusal
 from domain.models import Stage
 from service.facade import CaseError
 from tests.conftest import TrackingOps, case_worker, recorded, recorded_events
-from tests.integration.test_api import KEYS
 from tests.integration.test_callback import DIRECTORY, serving
 from tests.processes import casework, environment
 from tests.scenario import ALICE, PROGRAMS, SAM, TO_MONITORING, opening
+from tests.terminal import KEYS
 from worker import build_worker
 from workflows.search import workflow_id
 
@@ -137,7 +137,7 @@ async def test_thousands_of_long_notes_keep_the_case_alive_and_all_of_them_page_
     dev_env: WorkflowEnvironment, sqlite_store: AsyncEngine
 ) -> None:
     record_store = sqlite_store
-    count, text = 3_000, "x" * 3_990
+    count, text = 1_500, "x" * 3_990  # 6 MB of notes: past the 4 MB at which a case continues as new
     async with case_worker(dev_env, record_store) as ops:
         number = (await ops.open_case(opening("general"))).case.number
         for change in TO_MONITORING:
