@@ -54,7 +54,16 @@ from domain.events import Event
 from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, Stage
 from domain.policy import load_programs
 from domain.views import CaseView, Receipt
-from service.facade import CaseError, CaseOps, CaseSummary, ListFilter, new_case_number, new_command_key
+from service.facade import (
+    COMMAND_KEY_PATTERN,
+    COMMAND_KEY_RULE,
+    CaseError,
+    CaseOps,
+    CaseSummary,
+    ListFilter,
+    new_case_number,
+    new_command_key,
+)
 from service.refusals import HTTP_STATUS, title
 from service.reports import Record, all_reports, load_record, stage_chart_png
 from store.db import engine as make_engine
@@ -657,11 +666,9 @@ def add_action_route(
             str | None,
             Header(
                 alias=IDEMPOTENCY_HEADER,
-                min_length=8,
-                max_length=100,
-                pattern=r"^[A-Za-z0-9_.:-]+$",
-                description="the same key again returns the first result and never applies twice; "
-                "without one the API makes one and returns it in this header",
+                pattern=COMMAND_KEY_PATTERN,
+                description=f"{COMMAND_KEY_RULE}. The same key again returns the first result and "
+                "never applies twice; without one the API makes one and returns it in this header",
             ),
         ] = None,
     ) -> JSONResponse:

@@ -19,6 +19,7 @@ import asyncio
 import inspect
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -41,7 +42,14 @@ from domain.errors import Refusal, explain
 from domain.models import Actor, Client, RiskLevel, Stage
 from domain.policy import ProgramError, load_programs
 from domain.views import CaseView, Receipt
-from service.facade import CaseError, CaseOps, CaseSummary, new_command_key
+from service.facade import (
+    COMMAND_KEY_PATTERN,
+    COMMAND_KEY_RULE,
+    CaseError,
+    CaseOps,
+    CaseSummary,
+    new_command_key,
+)
 from service.refusals import EXIT_CODE
 
 app = typer.Typer(
@@ -110,6 +118,8 @@ def options(
         ),
     ] = None,
 ) -> None:
+    if key is not None and not re.fullmatch(COMMAND_KEY_PATTERN, key):
+        raise Fail(f"--key {key!r}: a key is {COMMAND_KEY_RULE}", EXIT_CODE[Refusal.BAD_REQUEST])
     COMMAND_KEY["key"] = key or new_command_key()
 
 

@@ -151,8 +151,8 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
                 f"sign in first at {api_url}/signin with your API key (e.g. dev-alice)"
             )
         announce(
-            "Worker running. Open a case in another terminal: "
-            "casework open --as alice:case_manager --given-name Ada --family-name Lovelace"
+            "Worker running. In another terminal: casework login (the dev key dev-alice), then "
+            "casework open --given-name Ada --family-name Lovelace"
         )
 
         async def worker_and_api(stop: asyncio.Event) -> None:

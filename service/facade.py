@@ -118,6 +118,12 @@ def event_from_row(row: Any) -> Event:
     return Event.model_validate(dict(row) | {"at": at})
 
 
+# What a caller's idempotency key may be (the API's header, the CLI's --key): long enough not
+# to collide by accident, and safe in a header and a Temporal update id.
+COMMAND_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{8,100}$"
+COMMAND_KEY_RULE = "8 to 100 characters of A-Z a-z 0-9 _ . : -"
+
+
 def new_command_key() -> str:
     return uuid.uuid4().hex
 
