@@ -131,11 +131,16 @@ async def record_store(database_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'record.db'}"
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+async def sqlite_store(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
     """A record store on SQLite alone, for long tests about Temporal's side of a case (the
-    record store itself is tested on both databases)."""
-    eng = engine(f"sqlite+aiosqlite:///{tmp_path / 'record.db'}")
+    record store itself is tested on both databases): it keeps the suite short."""
+    eng = engine(sqlite_url)
     await migrate(eng)
     yield eng
     await eng.dispose()

@@ -1,4 +1,5 @@
-"""A worker killed around a delivery: the message still arrives, and not twice."""
+"""A worker killed around a delivery: the message still arrives, and not twice. (On SQLite
+only: these are about the worker and Temporal; the record store is tested on both databases.)"""
 
 from __future__ import annotations
 
@@ -79,13 +80,13 @@ async def referral_delivered_across_a_crash(
 
 async def test_killed_after_recording_the_delivery_the_message_is_not_sent_again(
     dev_env: WorkflowEnvironment,
-    record_store: AsyncEngine,
-    database_url: str,
+    sqlite_store: AsyncEngine,
+    sqlite_url: str,
     mail_sink: MailSink,
     tmp_path: Path,
 ) -> None:
     _, received, attempts = await referral_delivered_across_a_crash(
-        "delivery-recorded", dev_env, record_store, database_url, mail_sink, tmp_path
+        "delivery-recorded", dev_env, sqlite_store, sqlite_url, mail_sink, tmp_path
     )
     # one message at the receiver; one attempt on record (the retry found it delivered and sent nothing)
     assert len(received) == 1
@@ -94,8 +95,8 @@ async def test_killed_after_recording_the_delivery_the_message_is_not_sent_again
 
 async def test_killed_between_sending_and_recording_the_duplicate_carries_the_same_delivery_id(
     dev_env: WorkflowEnvironment,
-    record_store: AsyncEngine,
-    database_url: str,
+    sqlite_store: AsyncEngine,
+    sqlite_url: str,
     mail_sink: MailSink,
     tmp_path: Path,
 ) -> None:
@@ -103,7 +104,7 @@ async def test_killed_between_sending_and_recording_the_duplicate_carries_the_sa
     writing that down. The retry sends again with the same delivery id and Message-ID, so
     the receiver can recognise it; the record shows the interrupted attempt."""
     key, received, attempts = await referral_delivered_across_a_crash(
-        "delivery-sent", dev_env, record_store, database_url, mail_sink, tmp_path
+        "delivery-sent", dev_env, sqlite_store, sqlite_url, mail_sink, tmp_path
     )
     assert len(received) == 2
     assert {str(m["X-Casework-Delivery"]) for m in received} == {key}

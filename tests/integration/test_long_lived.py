@@ -121,9 +121,9 @@ async def test_a_terminated_case_says_so_and_a_supervisor_restores_it_with_its_d
 
 
 async def test_an_archived_case_is_not_restored(
-    dev_env: WorkflowEnvironment, record_store: AsyncEngine
+    dev_env: WorkflowEnvironment, sqlite_store: AsyncEngine
 ) -> None:
-    async with case_worker(dev_env, record_store) as ops:
+    async with case_worker(dev_env, sqlite_store) as ops:
         number = (await ops.open_case(opening("fast"))).case.number
         await ops.act(number, c.Decline(actor=ALICE, reason="not eligible"))
         handle = dev_env.client.get_workflow_handle(workflow_id(number))
