@@ -800,6 +800,9 @@ def import_csv(
 
 
 def main() -> None:
+    # Everything casework writes (databases, mail files, keys, reports) is for its owner only:
+    # client data must not be readable by other users of the machine.
+    os.umask(0o077)
     code = 0
     try:
         result = app(standalone_mode=False)

@@ -36,6 +36,9 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
     root.setLevel(level.upper())
     # transitions logs each trigger; workflows replay, so it would repeat endlessly.
     logging.getLogger("transitions").setLevel(logging.WARNING)
+    # The dev stack's mail sink (aiosmtpd) logs each connection, sender and recipient at INFO:
+    # recipients are people's addresses, clients' included. Only its problems are logged.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -4,6 +4,8 @@ signs who acts, and casework's search attributes on a namespace (registered idem
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -12,6 +14,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 
 from config.codec import data_converter
@@ -59,12 +62,24 @@ async def register_search_attributes(client: Client, namespace: str, within: flo
             await asyncio.sleep(0.2)
 
 
+@functools.cache
+def runtime() -> Runtime:
+    """The SDK's core (Rust) writes its own coloured text to stderr by default; forwarded to
+    Python's logging, its warnings come out as the same JSON lines as everything else."""
+    core_logs = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+    )
+    return Runtime(telemetry=TelemetryConfig(logging=core_logs))
+
+
 async def connect(settings: Settings) -> Client:
     key = settings.payload_key.get_secret_value() if settings.payload_key else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(key),
+        runtime=runtime(),
     )
 
 

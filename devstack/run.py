@@ -122,7 +122,8 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     from worker import run_worker
 
     configure_logging(settings.log_level)
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    settings.var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.var_dir.chmod(0o700)  # also a var/ made before casework kept it private
     ensure_actor_key(settings)
     # with a payload key the UI sends the sign-in cookie to the codec endpoint: served through the proxy
     decoding = settings.payload_key is not None

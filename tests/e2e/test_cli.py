@@ -164,6 +164,12 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
     assert answered.status_code == 200, answered.text
     assert json.loads(ok("show", number, "--json", env=alice))["case"]["referrals"][0]["status"] == "accepted"
 
+    # what the stack keeps of the client is for its owner only
+    var = Path(stack["CASEWORK_VAR_DIR"])
+    assert var.stat().st_mode & 0o777 == 0o700
+    kept = [var / "casework.db", var / "temporal.db", *Path(stack["MAIL"]).glob("*.eml")]
+    assert {str(p): p.stat().st_mode & 0o777 for p in kept} == {str(p): 0o600 for p in kept}
+
 
 def wait_for_mail(folder: Path, subject: str, within: float = 20) -> EmailMessage:
     deadline = time.monotonic() + within
