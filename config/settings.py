@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, Self
 
@@ -12,7 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CASEWORK_", extra="ignore")
+    # With CASEWORK_SECRETS_DIR (e.g. /run/secrets, where Docker and Kubernetes mount secrets), a
+    # setting may also come from a file named after it there: casework_actor_key, ...
+    model_config = SettingsConfigDict(
+        env_prefix="CASEWORK_", extra="ignore", secrets_dir=os.environ.get("CASEWORK_SECRETS_DIR")
+    )
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
