@@ -15,9 +15,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.answer_links import AnswerLinks
 from activities.channels import SmtpConfig
 from activities.deliveries import Deliverer
 from activities.records import CaseRecorder
+from config.links import answer_link_secrets, public_url
 from config.settings import Settings
 from config.temporal import actor_keys, connect
 from domain.directory import Directory, load_directory
@@ -54,6 +56,12 @@ def smtp_config(settings: Settings) -> SmtpConfig:
     )
 
 
+def answer_links(settings: Settings) -> AnswerLinks | None:
+    """The signer of the answer links in referral emails; None (no links) without a secret."""
+    secrets = answer_link_secrets(settings)
+    return AnswerLinks(secrets, public_url(settings)) if secrets else None
+
+
 def build_worker(
     client: Client,
     engine: AsyncEngine,
@@ -63,7 +71,7 @@ def build_worker(
 ) -> Worker:
     settings = settings or Settings()
     directory = directory if directory is not None else load_directory(settings.directory_dir)
-    recorder = CaseRecorder(engine, callback_url=settings.callback_url)
+    recorder = CaseRecorder(engine, callback_url=settings.callback_url, links=answer_links(settings))
     deliverer = Deliverer(engine, directory, smtp_config(settings))
     return Worker(
         client,

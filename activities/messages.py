@@ -13,6 +13,7 @@ from typing import Any
 from icalendar import Calendar
 from icalendar import Event as CalendarEvent
 
+from activities.answer_links import AnswerLinks, answer_link_lines
 from domain import commands as c
 from domain.events import Event, NoticeIssued
 from domain.models import Case, Client, FollowUp, Referral, Role, SharedField
@@ -20,7 +21,9 @@ from domain.models import Case, Client, FollowUp, Referral, Role, SharedField
 Row = dict[str, Any]
 
 
-def messages_for(case: Case, event: Event, now: datetime, callback_url: str) -> list[Row]:
+def messages_for(
+    case: Case, event: Event, now: datetime, callback_url: str, links: AnswerLinks | None = None
+) -> list[Row]:
     ch = event.change
     base: Row = {
         "case_number": case.number,
@@ -36,7 +39,7 @@ def messages_for(case: Case, event: Event, now: datetime, callback_url: str) -> 
         return [base | notice(case, ch)]
     if isinstance(ch, c.Refer):
         referral = next(r for r in case.referrals if r.id == f"R{event.seq}")
-        return [base | referral_request(case, referral, callback_url)]
+        return [base | referral_request(case, referral, callback_url, links)]
     if isinstance(ch, c.ScheduleFollowUp | c.RecordFollowUpOutcome) and (new := _scheduled_by(case, event)):
         return [base | row for row in invitations(case, new, now)]
     return []
@@ -78,7 +81,9 @@ def shared_client_data(client: Client, case: Case, shared: frozenset[SharedField
     return data
 
 
-def referral_request(case: Case, referral: Referral, callback_url: str) -> Row:
+def referral_request(
+    case: Case, referral: Referral, callback_url: str, links: AnswerLinks | None = None
+) -> Row:
     shared = shared_client_data(case.client, case, referral.shared)
     payload = {
         "type": "referral_request",
@@ -103,6 +108,7 @@ def referral_request(case: Case, referral: Referral, callback_url: str) -> Row:
         f"Answer (accept, decline, completed, no-show) at {callback_url}",
         f"quoting case {case.number} and referral {referral.id}.",
     ]
+    lines += answer_link_lines(links, case, referral)
     return {
         "idempotency_key": f"{case.number}:referral:{referral.id}",
         "kind": "referral_request",

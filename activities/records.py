@@ -17,6 +17,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
+from activities.answer_links import AnswerLinks
 from activities.contracts import MessageRef, RecordBatch, RecordResult
 from activities.failpoints import failpoint
 from activities.messages import messages_for
@@ -46,15 +47,17 @@ def event_row(number: str, event: Event, now: datetime) -> dict[str, Any]:
 class CaseRecorder:
     """Activities that need the database; constructed once per worker with its engine."""
 
-    def __init__(self, engine: AsyncEngine, callback_url: str = "") -> None:
-        self.engine, self.callback_url = engine, callback_url
+    def __init__(self, engine: AsyncEngine, callback_url: str = "", links: AnswerLinks | None = None) -> None:
+        self.engine, self.callback_url, self.links = engine, callback_url, links
 
     @activity.defn(name="record_case_events")
     async def record(self, batch: RecordBatch) -> RecordResult:
         now = datetime.now(UTC)
         case = batch.case
         events = [event_row(case.number, e, now) for e in batch.events]
-        messages = [m for e in batch.events for m in messages_for(case, e, now, self.callback_url)]
+        messages = [
+            m for e in batch.events for m in messages_for(case, e, now, self.callback_url, self.links)
+        ]
         async with self.engine.begin() as conn:
             new = await insert_ignoring_duplicates(conn, case_events, events, ["case_number", "seq"])
             await insert_ignoring_duplicates(conn, outbox, messages, ["idempotency_key"])

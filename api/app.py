@@ -41,10 +41,13 @@ from swagger_ui_bundle import swagger_ui_path
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from activities.answer_links import AnswerLinks
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from api.answer_page import add_answer_routes
 from api.auth import digest, load_keys
 from api.sessions import COOKIE, SessionTokens, signed_in_page, signed_out_page, signin_page
 from config.codec import is_encrypted, label_of
+from config.links import answer_link_secrets, public_url
 from config.settings import Settings
 from domain.access import may_see, scope_of
 from domain.commands import AnswerReferral, OpenCase, StaffCommand
@@ -359,9 +362,11 @@ def create_app(
     codec: PayloadCodec | None = None,
     ui_origins: Sequence[str] = (),
     session_ttl: timedelta = timedelta(hours=8),
+    answer_links: AnswerLinks | None = None,
 ) -> FastAPI:
     """The API. With a payload `codec`, also the Temporal UI's decoder (POST /codec/decode,
-    for people signed in at /signin or sending their key) on CORS for `ui_origins`."""
+    for people signed in at /signin or sending their key) on CORS for `ui_origins`. With
+    `answer_links`, the answer page of the links in referral emails (GET/POST /answer/{token})."""
     secret = token_secret or os.urandom(32)
     pages = PageTokens(secret)
     app = FastAPI(
@@ -440,6 +445,8 @@ def create_app(
         sessions = SessionTokens(secret, session_ttl)
         add_signin_routes(app, keys, sessions, ui_origins)
         add_codec_routes(app, codec, keys, sessions, ui_origins, ops, log_access)
+    if answer_links is not None:
+        add_answer_routes(app, answer_links, ops, log_access)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -719,6 +726,7 @@ async def connected_app(settings: Settings) -> FastAPI:
     )
     secret = settings.api_token_secret.get_secret_value().encode() if settings.api_token_secret else None
     keys = load_keys(settings.api_keys_file)
+    link_secrets = answer_link_secrets(settings)
     return create_app(
         ops,
         directory,
@@ -728,6 +736,7 @@ async def connected_app(settings: Settings) -> FastAPI:
         codec=client.data_converter.payload_codec,
         ui_origins=settings.ui_origins,
         session_ttl=timedelta(hours=settings.session_hours),
+        answer_links=AnswerLinks(link_secrets, public_url(settings)) if link_secrets else None,
     )
 
 

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     api_token_secret: SecretStr | None = None
     # Public address of the provider callback, put into referral messages.
     callback_url: str = "http://127.0.0.1:8000/callbacks/referrals"
+    # Signs the answer links in referral emails (the API checks them); the same for the workers
+    # and the API; comma-separated to rotate (the first signs, all verify). Unset: derived from
+    # the actor key. The links point at public_url (unset: callback_url before /callbacks/).
+    answer_link_secret: SecretStr | None = None
+    public_url: str | None = None
     var_dir: Path = ROOT / "var"
     ui_port: int = 8233
     log_level: str = "INFO"
