@@ -43,6 +43,7 @@ from temporalio.converter import PayloadCodec
 
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from api.auth import digest, load_keys
+from api.fhir import add_fhir_routes
 from api.sessions import COOKIE, SessionTokens, signed_in_page, signed_out_page, signin_page
 from config.codec import is_encrypted, label_of
 from config.settings import Settings
@@ -637,6 +638,7 @@ def create_app(
         status = done.referral.status.value if done.referral else answer.answer.value
         return JSONResponse({"case": answer.case, "referral": answer.referral, "status": status})
 
+    add_fhir_routes(app, ops, directory, keys, store)  # providers' other door: FHIR Task + ServiceRequest
     return app
 
 
