@@ -17,19 +17,33 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from api.auth import digest
 from domain import commands as c
+from domain.directory import Directory, EmailChannel, Provider
 from domain.models import Actor, ReferralStatus, Role, ServiceType, SharedField
 from tests.conftest import case_worker, recorded
-from tests.integration.test_callback import DIRECTORY, serving
+from tests.integration.test_callback import serving
 from tests.scenario import ALICE, opening
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+# Providers of this test's own: the record store is shared by the session's tests, and a search
+# finds every referral of its provider.
+DIRECTORY = Directory(
+    providers={
+        pid: Provider(
+            id=pid,
+            name=pid.replace("-", " ").title(),
+            services=frozenset({ServiceType.HOUSING}),
+            channel=EmailChannel(address=f"{pid}@providers.example.org"),
+        )
+        for pid in ("fhir-shelter", "fhir-pantry")
+    }
+)
 KEYS = {
-    digest("key-north"): Actor(id="shelter-north", role=Role.PROVIDER),
-    digest("key-food"): Actor(id="food-bank", role=Role.PROVIDER),
+    digest("key-shelter"): Actor(id="fhir-shelter", role=Role.PROVIDER),
+    digest("key-pantry"): Actor(id="fhir-pantry", role=Role.PROVIDER),
     digest("key-alice"): ALICE,
 }
-NORTH = {"Authorization": "Bearer key-north"}
-FOOD = {"Authorization": "Bearer key-food"}
+SHELTER = {"Authorization": "Bearer key-shelter"}
+PANTRY = {"Authorization": "Bearer key-pantry"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 
 
@@ -52,10 +66,10 @@ async def test_a_provider_works_its_referral_as_a_fhir_task(
         number = (await ops.open_case(opening("general"))).case.number
         await ops.act(number, c.Accept(actor=ALICE))
         await ops.act(number, c.RecordConsent(actor=ALICE, share=frozenset({SharedField.NAME})))
-        before = datetime.now(UTC) - timedelta(seconds=1)
+        before = datetime.now(UTC)
         refer = c.Refer(
             actor=ALICE,
-            provider="shelter-north",
+            provider="fhir-shelter",
             service=ServiceType.HOUSING,
             reason="needs a bed tonight",
             share=frozenset({SharedField.NAME}),
@@ -72,24 +86,24 @@ async def test_a_provider_works_its_referral_as_a_fhir_task(
             since = before.isoformat().replace("+00:00", "Z")
             polled = await http.get(
                 "/Task",
-                params={"owner": "Organization/shelter-north", "_lastUpdated": f"gt{since}"},
-                headers=NORTH,
+                params={"owner": "Organization/fhir-shelter", "_lastUpdated": f"gt{since}"},
+                headers=SHELTER,
             )
             bundle = Bundle.model_validate_json(fhir_json(polled))
             assert bundle.type == "searchset" and [
                 e.resource.id for e in bundle.entry or [] if e.resource
             ] == [tid]
             later = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
-            nothing_new = await http.get("/Task", params={"_lastUpdated": f"gt{later}"}, headers=NORTH)
+            nothing_new = await http.get("/Task", params={"_lastUpdated": f"gt{later}"}, headers=SHELTER)
             assert Bundle.model_validate_json(fhir_json(nothing_new)).total == 0
 
-            task = Task.model_validate_json(fhir_json(await http.get(f"/Task/{tid}", headers=NORTH)))
+            task = Task.model_validate_json(fhir_json(await http.get(f"/Task/{tid}", headers=SHELTER)))
             assert (task.status, task.intent) == ("requested", "order")
-            assert task.owner is not None and task.owner.reference == "Organization/shelter-north"
+            assert task.owner is not None and task.owner.reference == "Organization/fhir-shelter"
             assert task.focus is not None and task.focus.reference == f"ServiceRequest/{tid}"
 
             # The ServiceRequest carries the client's name, and nothing else of theirs.
-            raw = fhir_json(await http.get(f"/ServiceRequest/{tid}", headers=NORTH))
+            raw = fhir_json(await http.get(f"/ServiceRequest/{tid}", headers=SHELTER))
             request = ServiceRequest.model_validate_json(raw)
             assert (
                 request.code is not None and request.code.coding and request.code.coding[0].code == "housing"
@@ -102,9 +116,9 @@ async def test_a_provider_works_its_referral_as_a_fhir_task(
             assert b"555-0101" not in raw and b"1988" not in raw
 
             # Another provider does not learn the referral exists.
-            assert "no Task" in outcome_of(await http.get(f"/Task/{tid}", headers=FOOD), 404)
-            assert outcome_of(await http.get(f"/ServiceRequest/{tid}", headers=FOOD), 404)
-            theirs = await http.get("/Task", params={"owner": "Organization/shelter-north"}, headers=FOOD)
+            assert "no Task" in outcome_of(await http.get(f"/Task/{tid}", headers=PANTRY), 404)
+            assert outcome_of(await http.get(f"/ServiceRequest/{tid}", headers=PANTRY), 404)
+            theirs = await http.get("/Task", params={"owner": "Organization/fhir-shelter"}, headers=PANTRY)
             assert Bundle.model_validate_json(fhir_json(theirs)).total == 0
             assert outcome_of(
                 await http.get(f"/Task/{tid}", headers={"Authorization": "Bearer key-alice"}), 403
@@ -113,14 +127,14 @@ async def test_a_provider_works_its_referral_as_a_fhir_task(
 
             # An invalid Task, and a rejection with no reason, are refused; nothing changes.
             invalid = await http.put(
-                f"/Task/{tid}", json={"resourceType": "Task", "intent": "order"}, headers=NORTH
+                f"/Task/{tid}", json={"resourceType": "Task", "intent": "order"}, headers=SHELTER
             )
             assert "status" in outcome_of(invalid, 422)
             typo = [{"op": "replace", "path": "/status", "value": "acepted"}]
             assert "not a FHIR Task status" in outcome_of(
-                await http.patch(f"/Task/{tid}", json=typo, headers=NORTH | JSON_PATCH), 422
+                await http.patch(f"/Task/{tid}", json=typo, headers=SHELTER | JSON_PATCH), 422
             )
-            no_reason = await http.patch(f"/Task/{tid}", json={"status": "rejected"}, headers=NORTH)
+            no_reason = await http.patch(f"/Task/{tid}", json={"status": "rejected"}, headers=SHELTER)
             assert "statusReason" in outcome_of(no_reason, 422)
             assert (await ops.view(number)).case.referrals[-1].status in (
                 ReferralStatus.PENDING,
@@ -130,23 +144,23 @@ async def test_a_provider_works_its_referral_as_a_fhir_task(
             # Accepted by JSON Patch: the case's referral is accepted, once however often it is sent.
             accept = [{"op": "replace", "path": "/status", "value": "accepted"}]
             for _ in range(2):
-                done = await http.patch(f"/Task/{tid}", json=accept, headers=NORTH | JSON_PATCH)
+                done = await http.patch(f"/Task/{tid}", json=accept, headers=SHELTER | JSON_PATCH)
                 assert Task.model_validate_json(fhir_json(done)).status == "accepted"
             assert (await ops.view(number)).case.referrals[-1].status is ReferralStatus.ACCEPTED
 
             # Completed by PUT of the whole Task.
-            task = Task.model_validate_json(fhir_json(await http.get(f"/Task/{tid}", headers=NORTH)))
+            task = Task.model_validate_json(fhir_json(await http.get(f"/Task/{tid}", headers=SHELTER)))
             finished = task.model_copy(update={"status": "completed"}).model_dump_json()
             for _ in range(2):
                 put = await http.put(
                     f"/Task/{tid}",
                     content=finished,
-                    headers=NORTH | {"Content-Type": "application/fhir+json"},
+                    headers=SHELTER | {"Content-Type": "application/fhir+json"},
                 )
                 assert Task.model_validate_json(fhir_json(put)).status == "completed"
 
         referral_now = (await ops.view(number)).case.referrals[-1]
         assert referral_now.status is ReferralStatus.COMPLETED
-        assert referral_now.answered_by == Actor(id="shelter-north", role=Role.PROVIDER)
+        assert referral_now.answered_by == Actor(id="fhir-shelter", role=Role.PROVIDER)
         answers = [e for e in await ops.history(number) if e.action == "answer_referral"]
         assert len(answers) == 2  # accepted, completed: each once
