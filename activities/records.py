@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
@@ -103,15 +103,32 @@ class CaseRecorder:
             )
             if not result.rowcount:
                 return
-        await _project_parts(conn, case)
+        await _project_parts(conn, case, now)
 
 
-async def _project_parts(conn: Any, case: Case) -> None:
+async def _status_since(conn: Any, case: Case, now: datetime) -> dict[str, datetime]:
+    """referral id -> when the record first saw it in its current status (now, if it just changed)."""
+    known = await conn.execute(
+        select(case_referrals.c.referral_id, case_referrals.c.status, case_referrals.c.updated_at).where(
+            case_referrals.c.case_number == case.number
+        )
+    )
+    before = {row.referral_id: row for row in known}
+    since: dict[str, datetime] = {}
+    for r in case.referrals:
+        old = before.get(r.id)
+        unchanged = old is not None and old.status == r.status.value and old.updated_at is not None
+        since[r.id] = old.updated_at if old is not None and unchanged else now
+    return since
+
+
+async def _project_parts(conn: Any, case: Case, now: datetime) -> None:
     """Write the case's referral, goal and follow-up rows (same transaction as the case row).
 
     Referrals and follow-ups are upserted, never deleted: the live case forgets finished ones
     (domain/bounds.py) but the record keeps every one. Goals are the current plan's."""
     await conn.execute(delete(case_goals).where(case_goals.c.case_number == case.number))
+    since = await _status_since(conn, case, now)
     referrals = [
         {
             "case_number": case.number,
@@ -121,6 +138,7 @@ async def _project_parts(conn: Any, case: Case) -> None:
             "status": r.status.value,
             "requested_at": r.requested_at,
             "answered_at": r.answered_at,
+            "updated_at": since[r.id],
         }
         for r in case.referrals
     ]

@@ -45,6 +45,7 @@ from activities.answer_links import AnswerLinks
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from api.answer_page import add_answer_routes
 from api.auth import digest, load_keys
+from api.fhir import add_fhir_routes
 from api.sessions import COOKIE, SessionTokens, signed_in_page, signed_out_page, signin_page
 from config.codec import is_encrypted, label_of
 from config.links import answer_link_secrets, public_url
@@ -653,6 +654,7 @@ def create_app(
         status = done.referral.status.value if done.referral else answer.answer.value
         return JSONResponse({"case": answer.case, "referral": answer.referral, "status": status})
 
+    add_fhir_routes(app, ops, directory, keys, store)  # providers' other door: FHIR Task + ServiceRequest
     return app
 
 

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from rich.console import Console
 
-from cli import render
+from cli import hsds, render
 from cli.apiclient import Api, ApiError, Credential, credential, forget_credential, save_credential
 from config.settings import Settings
 from domain import commands as c
@@ -279,6 +279,34 @@ def providers() -> None:
     except DirectoryError as exc:
         raise Fail(str(exc)) from None
     out.print(render.providers_table(list(found.providers.values())))
+
+
+@app.command("import-hsds")
+def import_hsds(
+    source: Annotated[Path, typer.Argument(help="an Open Referral HSDS 3.0 JSON document")],
+    out_file: Annotated[
+        Path, typer.Option("--out", help="the providers file to write, e.g. directory/providers.toml")
+    ],
+    taxonomy: Annotated[
+        Path | None,
+        typer.Option(help="term -> service type table (default: the directory's hsds_taxonomy.toml)"),
+    ] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="overwrite --out if it exists")] = False,
+) -> None:
+    """Import providers from an HSDS directory (an operator command: it writes a file, nothing else)."""
+    if out_file.exists() and not replace:
+        raise Fail(f"{out_file} exists: pass --replace to overwrite it")
+    try:
+        table = hsds.load_taxonomy(taxonomy or Settings().directory_dir / "hsds_taxonomy.toml")
+        found = hsds.import_hsds(hsds.load_hsds(source), table)
+    except hsds.HsdsError as exc:
+        raise Fail(str(exc)) from None
+    out_file.write_text(hsds.providers_toml(found, source.name), encoding="utf-8")
+    out.print(f"imported {len(found.providers)} providers to {out_file}")
+    for line in found.unmapped:
+        out.print(f"unmapped service: {line}")
+    for line in found.skipped:
+        out.print(f"skipped: {line}")
 
 
 @app.command()

@@ -118,7 +118,11 @@ case_referrals = Table(
     Column("status", String(20), nullable=False),
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("answered_at", DateTime(timezone=True)),
+    # When the record first saw the referral in its current status: what a provider polling
+    # the FHIR API for changes (_lastUpdated) asks about. Set by activities/records.py.
+    Column("updated_at", DateTime(timezone=True)),
     Index("ix_case_referrals_provider", "provider", "service"),
+    Index("ix_case_referrals_provider_updated", "provider", "updated_at"),
 )
 
 case_goals = Table(
