@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.contracts import MessageRef, RecordBatch, RecordResult
 from activities.failpoints import failpoint
-from activities.messages import messages_for
+from activities.messages import calendar_cancellation, invitation_keys, messages_for
 from domain.events import Event
 from domain.models import Case
 from store.db import insert_ignoring_duplicates, upsert
@@ -58,6 +58,10 @@ class CaseRecorder:
         async with self.engine.begin() as conn:
             new = await insert_ignoring_duplicates(conn, case_events, events, ["case_number", "seq"])
             await insert_ignoring_duplicates(conn, outbox, messages, ["idempotency_key"])
+            # after the batch's own invitations are written: a visit booked and cancelled in one batch
+            cancels = await _calendar_cancellations(conn, case, batch.events, now)
+            await insert_ignoring_duplicates(conn, outbox, cancels, ["idempotency_key"])
+            messages += cancels
             if batch.events and batch.events[-1].seq == batch.case_seq:  # the batch reaches the case
                 await self._project(conn, case, batch.case_seq, now)
         failpoint("record-committed")  # crash tests: committed, but Temporal never hears of it
@@ -101,6 +105,29 @@ class CaseRecorder:
             if not result.rowcount:
                 return
         await _project_parts(conn, case)
+
+
+async def _calendar_cancellations(
+    conn: Any, case: Case, events: list[Event], now: datetime
+) -> list[dict[str, Any]]:
+    """A calendar CANCEL for every invitation the follow-ups an event cancelled have sent: the
+    outbox says who was invited (consent may have changed since)."""
+    rows = []
+    for event in events:
+        keys = [key for follow_up in event.cancelled for key in invitation_keys(case, follow_up)]
+        if not keys:
+            continue
+        sent = await conn.execute(
+            select(outbox).where(outbox.c.idempotency_key.in_(keys)).order_by(outbox.c.idempotency_key)
+        )
+        base = {"case_number": case.number, "event_seq": event.seq, "status": "pending", "attempts": 0}
+        rows += [
+            base
+            | {"created_at": now, "level": 0, "payload": None}
+            | calendar_cancellation(dict(invitation._mapping), event, now)
+            for invitation in sent
+        ]
+    return rows
 
 
 async def _project_parts(conn: Any, case: Case) -> None:

@@ -44,6 +44,7 @@ from domain.policy import Program
 from domain.schedule import Due, obligations
 
 __all__ = [
+    "ENDED_AS",
     "ENDS_CASE",
     "Rejected",
     "apply",
@@ -124,7 +125,7 @@ def decide(case: Case, change: Change, program: Program, now: datetime, seq: int
 # nothing. What ended is listed in the event (and so in the receipt's summary); every provider
 # and invitee is told (activities/messages.py). See docs/architecture.md, "Deliveries".
 ENDS_CASE = (c.Close, c.Withdraw, c.Decline)
-_ENDED_AS = {"close": "closed", "withdraw": "withdrawn", "decline": "declined"}
+ENDED_AS = {"close": "closed", "withdraw": "withdrawn", "decline": "declined"}
 
 
 def revoked_by(case: Case, change: Change) -> list[ReferralEnded]:
@@ -284,7 +285,7 @@ def _end_work(case: Case, event: Event) -> None:
     """Revoke and cancel what the event says it ended (events from before it said so: nothing)."""
     if not isinstance(event.change, ENDS_CASE):
         return  # revoke_referral does its own (with its reason)
-    reason = f"the case was {_ENDED_AS[event.change.action]}"
+    reason = f"the case was {ENDED_AS[event.change.action]}"
     ended = {r.id for r in event.revoked}
     for referral in case.referrals:
         if referral.id in ended:

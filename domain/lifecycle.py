@@ -242,7 +242,11 @@ def _late_answer(ctx: Context) -> str | None:
     wanted = getattr(ctx.change, "referral_id", "?")
     referral = _referral(ctx)
     closed = f"case {ctx.case.number} was closed on {closed_at:%Y-%m-%d}"
-    if referral is not None and referral.status is ReferralStatus.REVOKED and referral.revoked_at == closed_at:
+    if (
+        referral is not None
+        and referral.status is ReferralStatus.REVOKED
+        and referral.revoked_at == closed_at
+    ):
         return f"{closed}; referral {wanted} was cancelled then, so no answer is needed"
     if referral is not None:
         return f"{closed}; referral {wanted} was already {referral.status.value}, so no answer is needed"
@@ -336,7 +340,7 @@ GUARDS: dict[str, Guard] = {
 
 # Explanations for an action that has no rule from the case's stage, where the generic
 # "cannot X a case in Y" would leave the person asking (a provider, say) at a loss.
-NOT_FROM_HERE: dict[str, Callable[[Context], "str | None"]] = {"answer_referral": _late_answer}
+NOT_FROM_HERE: dict[str, Callable[[Context], str | None]] = {"answer_referral": _late_answer}
 
 
 # Guards about who may decide (refusals are FORBIDDEN, not "not now").
