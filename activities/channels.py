@@ -89,9 +89,15 @@ def email_message(
             maintype=maintype,
             subtype=subtype,
             filename=attachment.filename,
-            params={"method": "REQUEST"},
+            params={"method": calendar_method(attachment.content)},
         )
     return msg
+
+
+def calendar_method(ics: str) -> str:
+    """The iTIP method of a calendar attachment (REQUEST, CANCEL), for its Content-Type."""
+    found = re.search(r"^METHOD:([A-Z-]+)\r?$", ics, re.MULTILINE)
+    return found.group(1) if found else "REQUEST"
 
 
 async def send_email(config: SmtpConfig, msg: EmailMessage) -> str:

@@ -1,4 +1,5 @@
-"""What each event asks to send: reminders, escalations, referral requests, invitations.
+"""What each event asks to send: reminders, escalations, referral requests and their
+cancellations, invitations and their calendar cancellations.
 
 Rendered when the event is recorded, so the outbox keeps exactly what was sent.
 Subjects never carry a client's personal data; a referral carries only what the
@@ -15,8 +16,20 @@ from icalendar import Event as CalendarEvent
 
 from activities.answer_links import AnswerLinks, answer_link_lines
 from domain import commands as c
+from domain.case import ENDED_AS
 from domain.events import Event, NoticeIssued
-from domain.models import Case, Client, FollowUp, Referral, Role, SharedField
+from domain.lifecycle import REFERRAL_ANSWERS
+from domain.models import (
+    Case,
+    Client,
+    FollowUp,
+    Referral,
+    ReferralAnswer,
+    ReferralEnded,
+    ReferralStatus,
+    Role,
+    SharedField,
+)
 
 Row = dict[str, Any]
 
@@ -37,12 +50,15 @@ def messages_for(
     }
     if isinstance(ch, NoticeIssued):
         return [base | notice(case, ch)]
+    rows = [
+        base | referral_cancellation(case, ended, event) for ended in event.revoked if ended.tell_provider
+    ]
     if isinstance(ch, c.Refer):
         referral = next(r for r in case.referrals if r.id == f"R{event.seq}")
-        return [base | referral_request(case, referral, callback_url, links)]
+        rows.append(base | referral_request(case, referral, callback_url, links))
     if isinstance(ch, c.ScheduleFollowUp | c.RecordFollowUpOutcome) and (new := _scheduled_by(case, event)):
-        return [base | row for row in invitations(case, new, now)]
-    return []
+        rows += [base | row for row in invitations(case, new, now)]
+    return rows
 
 
 def notice(case: Case, ch: NoticeIssued) -> Row:
@@ -65,7 +81,28 @@ def notice(case: Case, ch: NoticeIssued) -> Row:
     }
 
 
+# What each answer word means to the provider who sends it (the words are ReferralAnswer's).
+ANSWER_MEANING: dict[ReferralAnswer, str] = {
+    ReferralAnswer.ACCEPTED: "you take the client on",
+    ReferralAnswer.DECLINED: "you will not (say why in `reason`)",
+    ReferralAnswer.COMPLETED: "the service was given",
+    ReferralAnswer.NO_SHOW: "the client did not come",
+}
+SEVERITY = {0: "none", 1: "low", 2: "moderate", 3: "severe"}  # as Need.severity describes them
+
+
+def answers_from(status: ReferralStatus) -> list[ReferralAnswer]:
+    """The answer words the callback takes for a referral in `status` (domain.lifecycle's table)."""
+    return [answer for answer in ReferralAnswer if status in REFERRAL_ANSWERS[answer]]
+
+
+def answer_due(referral: Referral) -> datetime | None:
+    """By when the provider is asked to answer (None: the referral predates stating it)."""
+    return None if referral.respond_within is None else referral.requested_at + referral.respond_within
+
+
 def shared_client_data(client: Client, case: Case, shared: frozenset[SharedField]) -> dict[str, Any]:
+    """What the referral carries of the client: only the fields shared, and only those known."""
     data: dict[str, Any] = {}
     if SharedField.NAME in shared:
         data["name"] = client.display_name
@@ -76,15 +113,35 @@ def shared_client_data(client: Client, case: Case, shared: frozenset[SharedField
     if SharedField.ADDRESS in shared:
         data["address"] = client.address
     if SharedField.NEEDS in shared and case.assessment:
-        data["needs"] = {n.domain.value: n.severity for n in case.assessment.needs}
+        data["needs"] = [
+            {"domain": n.domain.value, "severity": n.severity, "level": SEVERITY.get(n.severity, "")}
+            for n in case.assessment.needs
+        ]
         data["risk"] = case.assessment.risk.value
-    return data
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def client_lines(shared: dict[str, Any]) -> list[str]:
+    """The shared data as a person reads it: 'Needs: housing (severe), safety (moderate)'."""
+    if not shared:
+        return ["(no client details shared)"]
+    lines = []
+    for field, value in shared.items():
+        if field == "needs":
+            value = ", ".join(f"{_words(n['domain'])} ({n['level']})" for n in value)
+        lines.append(f"  {_words(field).capitalize()}: {value}")
+    return ["What the client agreed to share:", *lines]
 
 
 def referral_request(
     case: Case, referral: Referral, callback_url: str, links: AnswerLinks | None = None
 ) -> Row:
     shared = shared_client_data(case.client, case, referral.shared)
+    due, now, later = (
+        answer_due(referral),
+        answers_from(ReferralStatus.SENT),
+        answers_from(ReferralStatus.ACCEPTED),
+    )
     payload = {
         "type": "referral_request",
         "case": case.number,
@@ -93,31 +150,94 @@ def referral_request(
         "reason": referral.reason,
         "referred_by": referral.requested_by.id,
         "respond_within_hours": _hours(referral.respond_within),
+        "answer_by": due.isoformat() if due else None,
+        "answers": [a.value for a in now],
+        "answers_once_accepted": [a.value for a in later],
         "answer_to": callback_url,
         "client": shared,
     }
-    subject = f"Referral request {case.number}/{referral.id}: {referral.service.value}"
-    lines = [
-        f"Case {case.number} (program {case.program}) refers a client to you for {referral.service.value}.",
-        f"Reason: {referral.reason}",
-        "",
-    ]
-    lines += [f"{k}: {v}" for k, v in shared.items()] or ["(no client details shared)"]
-    lines += [
-        "",
-        f"Answer (accept, decline, completed, no-show) at {callback_url}",
-        f"quoting case {case.number} and referral {referral.id}.",
-    ]
-    lines += answer_link_lines(links, case, referral)
+    subject = f"Referral request {case.number}/{referral.id}: {_words(referral.service.value)}"
     return {
         "idempotency_key": f"{case.number}:referral:{referral.id}",
         "kind": "referral_request",
         "recipient": referral.provider,
         "recipient_role": Role.PROVIDER.value,
         "subject": subject,
-        "body": "\n".join(lines),
+        "body": "\n\n".join(referral_paragraphs(case, referral, shared, callback_url, links)) + "\n",
         "payload": payload,
     }
+
+
+def referral_paragraphs(
+    case: Case,
+    referral: Referral,
+    shared: dict[str, Any],
+    callback_url: str,
+    links: AnswerLinks | None = None,
+) -> list[str]:
+    """The referral email, a paragraph each: add one here to say more (the words the callback
+    takes come from ReferralAnswer, so the email never asks for a word it refuses)."""
+    due = answer_due(referral)
+    by = f"by {due:%A %d %B %Y, %H:%M} UTC" if due else "as soon as you can"
+    return [
+        f"Case {case.number} (program {case.program}) refers a client to you for "
+        f"{_words(referral.service.value)}.\nReason: {referral.reason}",
+        "\n".join(client_lines(shared)),
+        f"Please answer {by}, with one of these words as `answer`:\n"
+        + "\n".join(_answer_line(a) for a in answers_from(ReferralStatus.SENT)),
+        "Once you have accepted, answer again when it is done:\n"
+        + "\n".join(_answer_line(a) for a in answers_from(ReferralStatus.ACCEPTED)),
+        f"Answer at {callback_url} with case {case.number} and referral {referral.id}.",
+        *(
+            ["\n".join(line for line in link if line)]
+            if (link := answer_link_lines(links, case, referral))
+            else []
+        ),
+    ]
+
+
+def _answer_line(answer: ReferralAnswer) -> str:
+    return f"  {answer.value} - {ANSWER_MEANING.get(answer, '')}".rstrip(" -")
+
+
+def referral_cancellation(case: Case, ended: ReferralEnded, event: Event) -> Row:
+    """Telling a provider a referral has ended: no answer is needed, and the client's data it
+    carried is to be disposed of. Nothing of the client: not even the staff's reason (free text)."""
+    why = (
+        "the case manager revoked it"
+        if isinstance(event.change, c.RevokeReferral)
+        else f"the case was {ENDED_AS.get(event.change.action, 'ended')}"
+    )
+    service = _words(ended.service.value)
+    body = [
+        f"Referral {ended.id} of case {case.number} ({service}) was cancelled on "
+        f"{event.at:%A %d %B %Y, %H:%M} UTC: {why}.",
+        "No answer is needed, and please do not act on the referral.",
+        "Please delete the client's data you received with this referral, as your data-sharing "
+        "agreement requires, unless you have since taken the client on directly.",
+    ]
+    return {
+        "idempotency_key": f"{case.number}:referral-cancel:{ended.id}",
+        "kind": "referral_cancellation",
+        "recipient": ended.provider,
+        "recipient_role": Role.PROVIDER.value,
+        "subject": f"Referral cancelled {case.number}/{ended.id}: {service}",
+        "body": "\n\n".join(body) + "\n",
+        "payload": {
+            "type": "referral_cancellation",
+            "case": case.number,
+            "referral": ended.id,
+            "service": ended.service.value,
+            "cancelled_at": event.at.isoformat(),
+            "why": why,
+            "answer_needed": False,
+            "dispose_of_client_data": True,
+        },
+    }
+
+
+def _words(value: str) -> str:
+    return value.replace("_", " ")
 
 
 def _scheduled_by(case: Case, event: Event) -> FollowUp | None:
@@ -171,6 +291,36 @@ def calendar_invitation(case: Case, follow_up: FollowUp, now: datetime) -> str:
         entry.add("location", follow_up.provider)
     cal.add_component(entry)
     return str(cal.to_ical().decode())
+
+
+def invitation_keys(case: Case, follow_up_id: str) -> list[str]:
+    """The keys of the invitations a follow-up may have sent (manager, and client if invited)."""
+    return [f"{case.number}:invitation:{follow_up_id}:{who}" for who in ("manager", "client")]
+
+
+def calendar_cancellation(invitation: Row, event: Event, now: datetime) -> Row:
+    """The iCalendar CANCEL of a sent invitation, to the same person: the same UID, SEQUENCE + 1,
+    STATUS:CANCELLED, so their calendar removes the event (RFC 5546, 3.2.5)."""
+    calendar = Calendar.from_ical(invitation["attachment"])
+    calendar["method"] = "CANCEL"
+    for entry in calendar.walk("VEVENT"):
+        sequence = int(entry.get("sequence", 0)) + 1
+        for name in ("sequence", "status", "dtstamp"):
+            entry.pop(name, None)
+        entry.add("sequence", sequence)
+        entry.add("status", "CANCELLED")
+        entry.add("dtstamp", now)
+    why = f"the case was {ENDED_AS.get(event.change.action, 'ended')}"
+    return {
+        "idempotency_key": invitation["idempotency_key"].replace(":invitation:", ":invitation-cancel:", 1),
+        "kind": "invitation_cancellation",
+        "recipient": invitation["recipient"],
+        "recipient_role": invitation["recipient_role"],
+        "subject": f"Cancelled: {invitation['subject']}",
+        "body": f"This is cancelled: {invitation['subject']}.\n"
+        + ("" if invitation["recipient_role"] == "client" else f"Why: {why}.\n"),
+        "attachment": calendar.to_ical().decode(),
+    }
 
 
 def _hours(duration: timedelta | None) -> float | None:

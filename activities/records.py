@@ -20,7 +20,7 @@ from temporalio import activity
 from activities.answer_links import AnswerLinks
 from activities.contracts import MessageRef, RecordBatch, RecordResult
 from activities.failpoints import failpoint
-from activities.messages import messages_for
+from activities.messages import calendar_cancellation, invitation_keys, messages_for
 from domain.events import Event
 from domain.models import Case
 from store.db import insert_ignoring_duplicates, upsert
@@ -61,6 +61,10 @@ class CaseRecorder:
         async with self.engine.begin() as conn:
             new = await insert_ignoring_duplicates(conn, case_events, events, ["case_number", "seq"])
             await insert_ignoring_duplicates(conn, outbox, messages, ["idempotency_key"])
+            # after the batch's own invitations are written: a visit booked and cancelled in one batch
+            cancels = await _calendar_cancellations(conn, case, batch.events, now)
+            await insert_ignoring_duplicates(conn, outbox, cancels, ["idempotency_key"])
+            messages += cancels
             if batch.events and batch.events[-1].seq == batch.case_seq:  # the batch reaches the case
                 await self._project(conn, case, batch.case_seq, now)
         failpoint("record-committed")  # crash tests: committed, but Temporal never hears of it
@@ -120,6 +124,29 @@ async def _status_since(conn: Any, case: Case, now: datetime) -> dict[str, datet
         unchanged = old is not None and old.status == r.status.value and old.updated_at is not None
         since[r.id] = old.updated_at if old is not None and unchanged else now
     return since
+
+
+async def _calendar_cancellations(
+    conn: Any, case: Case, events: list[Event], now: datetime
+) -> list[dict[str, Any]]:
+    """A calendar CANCEL for every invitation the follow-ups an event cancelled have sent: the
+    outbox says who was invited (consent may have changed since)."""
+    rows = []
+    for event in events:
+        keys = [key for follow_up in event.cancelled for key in invitation_keys(case, follow_up)]
+        if not keys:
+            continue
+        sent = await conn.execute(
+            select(outbox).where(outbox.c.idempotency_key.in_(keys)).order_by(outbox.c.idempotency_key)
+        )
+        base = {"case_number": case.number, "event_seq": event.seq, "status": "pending", "attempts": 0}
+        rows += [
+            base
+            | {"created_at": now, "level": 0, "payload": None}
+            | calendar_cancellation(dict(invitation._mapping), event, now)
+            for invitation in sent
+        ]
+    return rows
 
 
 async def _project_parts(conn: Any, case: Case, now: datetime) -> None:

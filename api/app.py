@@ -170,7 +170,7 @@ class ProviderAnswer(BaseModel):
 
     case: str = Field(min_length=1, max_length=40)
     referral: str = Field(min_length=1, max_length=20)
-    answer: ReferralAnswer  # the words providers send today (the email's wording is aligned later)
+    answer: ReferralAnswer  # the words the referral email and webhook offer (activities/messages.py)
     reason: str = Field(default="", max_length=4000)
 
 

@@ -18,7 +18,7 @@ from domain import bounds
 from domain import commands as c
 from domain.errors import Refusal, Rejected
 from domain.events import Archive, Change, DeliveryRecorded, Event, NoticeIssued, Restore
-from domain.lifecycle import Context, next_stage
+from domain.lifecycle import REVOCABLE, Context, next_stage
 from domain.models import (
     ACTIVE_REFERRAL,
     PENDING_FOLLOW_UP,
@@ -35,6 +35,7 @@ from domain.models import (
     Plan,
     PlanStatus,
     Referral,
+    ReferralEnded,
     ReferralStatus,
     Role,
     Stage,
@@ -42,7 +43,19 @@ from domain.models import (
 from domain.policy import Program
 from domain.schedule import Due, obligations
 
-__all__ = ["Rejected", "apply", "decide", "intake_conflict", "notice_for", "open_case", "replay"]
+__all__ = [
+    "ENDED_AS",
+    "ENDS_CASE",
+    "Rejected",
+    "apply",
+    "cancelled_by",
+    "decide",
+    "intake_conflict",
+    "notice_for",
+    "open_case",
+    "replay",
+    "revoked_by",
+]
 
 _Item = TypeVar("_Item", Referral, FollowUp)
 
@@ -91,7 +104,55 @@ def decide(case: Case, change: Change, program: Program, now: datetime, seq: int
     if isinstance(change, c.OpenCase):
         raise Rejected(Refusal.INVALID_TRANSITION, f"case {case.number} is already open")
     dest = next_stage(Context(case=case, change=change, program=program, now=now))
-    return Event(seq=seq, at=now, stage_before=case.stage, stage_after=dest, change=change)
+    if isinstance(change, c.Refer) and change.respond_within is None:
+        # A referral states its answer deadline: the one asked, else the provider's (the
+        # directory fills it in), else the program's; so its message can say by when.
+        change = change.model_copy(update={"respond_within": program.referrals.response_time})
+    return Event(
+        seq=seq,
+        at=now,
+        stage_before=case.stage,
+        stage_after=dest,
+        change=change,
+        revoked=revoked_by(case, change),
+        cancelled=cancelled_by(case, change),
+    )
+
+
+# Ending a case (closed, withdrawn, declined) ends the work still in play with it, rather than
+# refusing until staff revoke each piece by hand: a client who leaves cannot be made to wait for
+# staff, and a provider or invitee left believing the work is on keeps the client's data for
+# nothing. What ended is listed in the event (and so in the receipt's summary); every provider
+# and invitee is told (activities/messages.py). See docs/architecture.md, "Deliveries".
+ENDS_CASE = (c.Close, c.Withdraw, c.Decline)
+ENDED_AS = {"close": "closed", "withdraw": "withdrawn", "decline": "declined"}
+
+
+def revoked_by(case: Case, change: Change) -> list[ReferralEnded]:
+    """The referrals `change` revokes: the one named by revoke_referral, or every referral still
+    in play when the case ends."""
+    if isinstance(change, c.RevokeReferral):
+        ended = [r for r in case.referrals if r.id == change.referral_id]
+    elif isinstance(change, ENDS_CASE):
+        ended = [r for r in case.referrals if r.status in REVOCABLE]
+    else:
+        return []
+    return [
+        ReferralEnded(
+            id=r.id,
+            provider=r.provider,
+            service=r.service,
+            tell_provider=r.status is not ReferralStatus.DELIVERY_FAILED,
+        )
+        for r in ended
+    ]
+
+
+def cancelled_by(case: Case, change: Change) -> list[str]:
+    """The scheduled follow-ups (appointments, visits, calls) an ending case cancels."""
+    if not isinstance(change, ENDS_CASE):
+        return []
+    return [f.id for f in case.follow_ups if f.status is FollowUpStatus.SCHEDULED]
 
 
 def apply(case: Case, event: Event, program: Program) -> Case:
@@ -99,6 +160,7 @@ def apply(case: Case, event: Event, program: Program) -> Case:
     new = case.model_copy(deep=True)
     ch, now = event.change, event.at
     _APPLY.get(type(ch), _nothing_more)(new, ch, event)  # sees the stage before the change
+    _end_work(new, event)
     if event.stage_after != case.stage:
         new.stage = event.stage_after
         # Resuming returns to the held stage with its original clock (held time excluded).
@@ -216,6 +278,23 @@ def _answer_referral(case: Case, ch: c.AnswerReferral, event: Event) -> None:
 def _revoke_referral(case: Case, ch: c.RevokeReferral, event: Event) -> None:
     referral = _find_referral(case, ch.referral_id)
     referral.status, referral.answer_reason = ReferralStatus.REVOKED, ch.reason
+    referral.revoked_at = event.at
+
+
+def _end_work(case: Case, event: Event) -> None:
+    """Revoke and cancel what the event says it ended (events from before it said so: nothing)."""
+    if not isinstance(event.change, ENDS_CASE):
+        return  # revoke_referral does its own (with its reason)
+    reason = f"the case was {ENDED_AS[event.change.action]}"
+    ended = {r.id for r in event.revoked}
+    for referral in case.referrals:
+        if referral.id in ended:
+            referral.status, referral.answer_reason = ReferralStatus.REVOKED, reason
+            referral.revoked_at = event.at
+    cancelled = set(event.cancelled)
+    for follow_up in case.follow_ups:
+        if follow_up.id in cancelled:
+            follow_up.status, follow_up.done_at = FollowUpStatus.CANCELLED, event.at
 
 
 def _find_referral(case: Case, referral_id: str) -> Referral:

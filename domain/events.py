@@ -12,7 +12,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import Field
 
 from domain.commands import OpenCase, StaffCommand
-from domain.models import Actor, Model, Note, Role, Stage
+from domain.models import Actor, Model, Note, ReferralEnded, Role, Stage
 from domain.schedule import ObligationKind
 
 
@@ -86,6 +86,10 @@ class Event(Model):
     stage_before: Stage | None
     stage_after: Stage
     change: Change
+    # What the change ended besides itself (decided by domain.case.decide, applied from here, so
+    # events recorded before these fields existed replay as they happened).
+    revoked: list[ReferralEnded] = Field(default_factory=list, description="referrals revoked")
+    cancelled: list[str] = Field(default_factory=list, description="scheduled follow-ups cancelled")
 
     @property
     def action(self) -> str:
@@ -101,7 +105,10 @@ class Event(Model):
             if self.stage_before is not None and self.stage_before != self.stage_after
             else str(self.stage_after)
         )
-        return f"#{self.seq} {self.action} by {self.actor} [{stage}]"
+        ended = [f"revoked {r.id} ({r.provider})" for r in self.revoked]
+        ended += [f"cancelled {f}" for f in self.cancelled]
+        more = f"; {', '.join(ended)}" if ended else ""
+        return f"#{self.seq} {self.action} by {self.actor} [{stage}]{more}"
 
     def note(self) -> Note | None:
         """The words a person wrote with this event (a note, a reason, a summary), if any.

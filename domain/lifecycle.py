@@ -223,9 +223,34 @@ def _answer_fits_referral(ctx: Context, dest: Stage) -> str | None:
     assert isinstance(ctx.change, c.AnswerReferral)
     referral = _referral(ctx)
     assert referral is not None
+    if referral.status is ReferralStatus.REVOKED and referral.revoked_at is not None:
+        return (
+            f"referral {referral.id} was cancelled on {referral.revoked_at:%Y-%m-%d} "
+            f"({referral.answer_reason}), so no answer is needed"
+        )
     if referral.status not in REFERRAL_ANSWERS[ctx.change.answer]:
         return f"referral {referral.id} is {referral.status.value}: it cannot be {ctx.change.answer} now"
     return None
+
+
+def _late_answer(ctx: Context) -> str | None:
+    """Why an answer to a closed case is not needed, in words a provider can act on (None: say
+    only that the case is closed — the referral is not the answering provider's)."""
+    closed_at = ctx.case.closed_at
+    if closed_at is None or _provider_is_the_one_referred(ctx, ctx.case.stage) is not None:
+        return None
+    wanted = getattr(ctx.change, "referral_id", "?")
+    referral = _referral(ctx)
+    closed = f"case {ctx.case.number} was closed on {closed_at:%Y-%m-%d}"
+    if (
+        referral is not None
+        and referral.status is ReferralStatus.REVOKED
+        and referral.revoked_at == closed_at
+    ):
+        return f"{closed}; referral {wanted} was cancelled then, so no answer is needed"
+    if referral is not None:
+        return f"{closed}; referral {wanted} was already {referral.status.value}, so no answer is needed"
+    return f"{closed}; referral {wanted} is no longer open, so no answer is needed"
 
 
 def _provider_is_the_one_referred(ctx: Context, dest: Stage) -> str | None:
@@ -313,6 +338,11 @@ GUARDS: dict[str, Guard] = {
 }
 
 
+# Explanations for an action that has no rule from the case's stage, where the generic
+# "cannot X a case in Y" would leave the person asking (a provider, say) at a loss.
+NOT_FROM_HERE: dict[str, Callable[[Context], str | None]] = {"answer_referral": _late_answer}
+
+
 # Guards about who may decide (refusals are FORBIDDEN, not "not now").
 AUTHORITY_GUARDS = frozenset(
     {"approver_has_authority", "closer_has_authority", "provider_is_the_one_referred"}
@@ -389,9 +419,11 @@ def next_stage(ctx: Context) -> Stage:
     here = [r for r in rules if stage in r.sources]
     if not here:
         allowed = sorted({s.value for r in rules for s in r.sources})
+        explain = NOT_FROM_HERE.get(trigger)
         raise Rejected(
             Refusal.INVALID_TRANSITION,
-            f"cannot {trigger} a case in {stage} (only from: {', '.join(allowed)})",
+            (explain(ctx) if explain else None)
+            or f"cannot {trigger} a case in {stage} (only from: {', '.join(allowed)})",
         )
     subject = _Subject()
     _machine(subject, ctx)

@@ -219,6 +219,16 @@ class ReferralAnswer(StrEnum):
         return ReferralStatus(self.value)
 
 
+class ReferralEnded(Model):
+    """A referral an event ended (revoked, or ended with its case): what telling its provider needs,
+    kept in the event itself because the live case may forget a finished referral."""
+
+    id: str
+    provider: str
+    service: ServiceType
+    tell_provider: bool = Field(description="false when the request never reached the provider")
+
+
 OPEN_REFERRAL = frozenset(
     {ReferralStatus.PENDING, ReferralStatus.SENT, ReferralStatus.EXPIRED, ReferralStatus.DELIVERY_FAILED}
 )
@@ -240,6 +250,7 @@ class Referral(Model):
     answered_at: datetime | None = None
     answered_by: Actor | None = None
     answer_reason: str = ""
+    revoked_at: datetime | None = None  # revoked, or ended with its case (the provider was told)
 
 
 class FollowUpKind(StrEnum):
@@ -257,6 +268,7 @@ class FollowUpStatus(StrEnum):
     ATTENDED = "attended"
     MISSED = "missed"
     RESCHEDULED = "rescheduled"
+    CANCELLED = "cancelled"  # the case ended before it: everyone invited got a calendar cancellation
 
 
 PENDING_FOLLOW_UP = frozenset({FollowUpStatus.DUE, FollowUpStatus.SCHEDULED})

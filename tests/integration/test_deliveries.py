@@ -144,8 +144,15 @@ async def test_a_referral_email_reaches_the_provider_with_only_consented_data(
         assert await referral_status(ops, number, time_env, {ReferralStatus.SENT}) is ReferralStatus.SENT
         [mail] = [m for m in mail_sink.to("intake@shelter.example.org") if number in str(m["Subject"])]
         assert mail["Subject"] == f"Referral request {number}/{referral}: housing"
-        body = mail.get_content()
-        assert "name: Maria Okafor" in body and "555-0101" not in body  # contact was not consented
+        body = mail.get_content().replace("\r\n", "\n")
+        assert "Name: Maria Okafor" in body and "555-0101" not in body  # contact was not consented
+        # the words the callback takes, and by when (weekly's response time, from the referral)
+        assert "\n  accepted - you take the client on\n  declined - " in body
+        assert "\n  completed - the service was given\n  no_show - the client did not come\n" in body
+        assert "no-show" not in body and "accept," not in body
+        referred_at = (await ops.view(number)).case.referrals[-1]
+        assert referred_at.respond_within is not None
+        assert f"by {referred_at.requested_at + referred_at.respond_within:%A %d %B %Y, %H:%M} UTC" in body
         assert mail["X-Casework-Delivery"] == f"{number}:referral:{referral}"
         assert mail["Message-ID"] == message_id(
             f"{number}:referral:{referral}", "casework@casework.example.org"
@@ -206,6 +213,9 @@ async def test_a_webhook_retried_through_two_503s_is_delivered_once_with_three_a
         payload = last.json()
         assert payload["case"] == number and payload["referral"] == referral
         assert payload["client"] == {"name": "Maria Okafor"}
+        assert payload["answers"] == ["accepted", "declined"]
+        assert payload["answers_once_accepted"] == ["completed", "no_show"]
+        assert payload["respond_within_hours"] > 0 and payload["answer_by"].endswith("+00:00")
         async with record_store.connect() as conn:
             status, tries = (
                 await conn.execute(
