@@ -82,7 +82,7 @@ def answer_link_lines(links: AnswerLinks | None, case: Case, referral: Referral)
         return []
     return [
         "",
-        "No system to answer with? Answer in your browser (accept, or decline with a reason):",
+        "No system to answer with? Answer in your browser (accepted, or declined with a reason):",
         links.url(case.number, referral.id, LinkStep.RESPOND),
         "The link is for you alone: it works once, until the answer deadline.",
     ]
