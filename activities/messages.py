@@ -73,7 +73,7 @@ def shared_client_data(client: Client, case: Case, shared: frozenset[SharedField
     if SharedField.ADDRESS in shared:
         data["address"] = client.address
     if SharedField.NEEDS in shared and case.assessment:
-        data["needs"] = {n.domain.value: n.severity for n in case.assessment.needs}
+        data["needs"] = {n.domain: n.severity for n in case.assessment.needs}
         data["risk"] = case.assessment.risk.value
     return data
 
@@ -84,16 +84,16 @@ def referral_request(case: Case, referral: Referral, callback_url: str) -> Row:
         "type": "referral_request",
         "case": case.number,
         "referral": referral.id,
-        "service": referral.service.value,
+        "service": referral.service,
         "reason": referral.reason,
         "referred_by": referral.requested_by.id,
         "respond_within_hours": _hours(referral.respond_within),
         "answer_to": callback_url,
         "client": shared,
     }
-    subject = f"Referral request {case.number}/{referral.id}: {referral.service.value}"
+    subject = f"Referral request {case.number}/{referral.id}: {referral.service}"
     lines = [
-        f"Case {case.number} (program {case.program}) refers a client to you for {referral.service.value}.",
+        f"Case {case.number} (program {case.program}) refers a client to you for {referral.service}.",
         f"Reason: {referral.reason}",
         "",
     ]

@@ -114,7 +114,7 @@ async def _project_parts(conn: Any, case: Case) -> None:
             "case_number": case.number,
             "referral_id": r.id,
             "provider": r.provider,
-            "service": r.service.value,
+            "service": r.service,
             "status": r.status.value,
             "requested_at": r.requested_at,
             "answered_at": r.answered_at,

@@ -83,7 +83,7 @@ def case(console: Console, view: CaseView, events: Sequence[Event], notes: Seque
             shared = ", ".join(sorted(s.value for s in r.shared)) or "nothing"
             if r.consent_override:
                 shared += " (override)"
-            refs.add_row(r.id, r.service.value, r.provider, r.status.value, when(r.requested_at), shared)
+            refs.add_row(r.id, r.service, r.provider, r.status.value, when(r.requested_at), shared)
         parts.append(refs)
     if c.follow_ups:
         follow = Table(title="Follow-ups", expand=False)
@@ -171,7 +171,7 @@ def providers_table(providers: Sequence[Provider]) -> Table:
         table.add_row(
             p.id,
             p.name,
-            ", ".join(sorted(s.value for s in p.services)),
+            ", ".join(sorted(p.services)),
             where,
             human(p.response_time) if p.response_time else "program default",
         )
