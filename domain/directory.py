@@ -10,6 +10,7 @@ find where a message goes. Workflows never read it: a referral carries what it n
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, Validation
 from domain.commands import Refer
 from domain.errors import Refusal, Rejected, explain
 from domain.models import ServiceTypeSlug
+from domain.policy import Program
 from domain.vocabulary import STOCK, Vocabulary, VocabularyError, load_vocabulary
 
 
@@ -98,6 +100,28 @@ class Directory(_Strict):
         if command.respond_within is None and provider.response_time is not None:
             return command.model_copy(update={"respond_within": provider.response_time})
         return command
+
+    def uncovered(self, program: Program) -> list[str]:
+        """What a program names that this deployment cannot serve: a need domain or service
+        type outside the vocabulary, or a service no listed provider offers."""
+        problems: list[str] = []
+        for domain in program.needs:
+            problems += _unknown(self.vocabulary.need_domains.canonical, domain)
+        offered = {s for p in self.providers.values() for s in p.services}
+        for service in program.services:
+            if found := _unknown(self.vocabulary.service_types.canonical, service):
+                problems += found
+            elif self.vocabulary.service_types.canonical(service) not in offered:
+                problems.append(f"no provider offers {service}")
+        return problems
+
+
+def _unknown(canonical: Callable[[str], str], term: str) -> list[str]:
+    try:
+        canonical(term)
+    except Rejected as refused:
+        return [refused.message]
+    return []
 
 
 class DirectoryError(ValueError):
