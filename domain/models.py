@@ -137,7 +137,12 @@ class Need(Model):
     )
     # Assessments before the SSM scale have a severity only (score None); from a score the
     # severity is derived, so every need has one.
-    severity: int = Field(ge=0, le=3, description="0 none, 1 low, 2 moderate, 3 severe (derived from score)")
+    severity: int = Field(
+        default=0,  # never used: a need without a score or a severity is refused
+        ge=0,
+        le=3,
+        description="0 none, 1 low, 2 moderate, 3 severe (derived from score)",
+    )
     notes: str = Field(default="", max_length=2000)
 
     @model_validator(mode="before")
@@ -145,6 +150,8 @@ class Need(Model):
     def _from_text(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = _need_from_text(value)
+        if isinstance(value, dict) and value.get("score") is None and value.get("severity") is None:
+            raise ValueError("a need needs an SSM score (1 in crisis .. 5 thriving)")
         if isinstance(value, dict) and value.get("score") is not None and value.get("severity") is None:
             score = value["score"]
             if isinstance(score, str) and score.isdigit():

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.demo import open_demo_cases
 from domain import commands as c
 from domain.directory import load_directory
 from domain.errors import Refusal
@@ -193,3 +194,15 @@ async def test_a_man_leaving_rehab_has_a_sober_home_meetings_and_psychiatric_car
         assert_each_went_to_a_provider_offering_it(done)
         assert (await ops.do(number, c.StartMonitoring(actor=ALICE))).case.stage is Stage.MONITORING
         await evaluate_and_close(ops, number, [g.id for g in goals])
+
+
+async def test_the_demo_data_fits_the_shipped_programs_directory_and_vocabulary(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    async with case_worker(time_env, record_store, DIRECTORY) as ops:
+        ops.directory = DIRECTORY
+        numbers = await open_demo_cases(ops, 6, seed=3)
+        assert len(numbers) == 6
+        refuge = (await ops.view(numbers[0])).case
+        assert refuge.program == "refuge" and refuge.stage is Stage.MONITORING
+        assert {r.provider for r in refuge.referrals} >= {"safe-haven", "second-home-furniture"}
