@@ -125,8 +125,9 @@ class Client(Model):
 
 
 class Need(Model):
-    """A need, also written DOMAIN:SCORE/5[:NOTES] (SSM score, 1 in crisis .. 5 thriving), e.g.
-    housing:1/5:evicted in May; the older DOMAIN:SEVERITY (0-3, 3 severe) is still read."""
+    """A need, written DOMAIN:SCORE/5[:NOTES], e.g. housing:1/5 (SSM: 1 in crisis .. 5 thriving)
+
+    The older DOMAIN:SEVERITY (0-3, 3 severe), e.g. housing:3, is still read."""
 
     domain: NeedDomainSlug
     score: int | None = Field(
