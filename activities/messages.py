@@ -114,7 +114,7 @@ def shared_client_data(client: Client, case: Case, shared: frozenset[SharedField
         data["address"] = client.address
     if SharedField.NEEDS in shared and case.assessment:
         data["needs"] = [
-            {"domain": n.domain.value, "severity": n.severity, "level": SEVERITY.get(n.severity, "")}
+            {"domain": n.domain, "severity": n.severity, "level": SEVERITY.get(n.severity, "")}
             for n in case.assessment.needs
         ]
         data["risk"] = case.assessment.risk.value
@@ -146,7 +146,7 @@ def referral_request(
         "type": "referral_request",
         "case": case.number,
         "referral": referral.id,
-        "service": referral.service.value,
+        "service": referral.service,
         "reason": referral.reason,
         "referred_by": referral.requested_by.id,
         "respond_within_hours": _hours(referral.respond_within),
@@ -156,7 +156,7 @@ def referral_request(
         "answer_to": callback_url,
         "client": shared,
     }
-    subject = f"Referral request {case.number}/{referral.id}: {_words(referral.service.value)}"
+    subject = f"Referral request {case.number}/{referral.id}: {_words(referral.service)}"
     return {
         "idempotency_key": f"{case.number}:referral:{referral.id}",
         "kind": "referral_request",
@@ -181,7 +181,7 @@ def referral_paragraphs(
     by = f"by {due:%A %d %B %Y, %H:%M} UTC" if due else "as soon as you can"
     return [
         f"Case {case.number} (program {case.program}) refers a client to you for "
-        f"{_words(referral.service.value)}.\nReason: {referral.reason}",
+        f"{_words(referral.service)}.\nReason: {referral.reason}",
         "\n".join(client_lines(shared)),
         f"Please answer {by}, with one of these words as `answer`:\n"
         + "\n".join(_answer_line(a) for a in answers_from(ReferralStatus.SENT)),
@@ -208,7 +208,7 @@ def referral_cancellation(case: Case, ended: ReferralEnded, event: Event) -> Row
         if isinstance(event.change, c.RevokeReferral)
         else f"the case was {ENDED_AS.get(event.change.action, 'ended')}"
     )
-    service = _words(ended.service.value)
+    service = _words(ended.service)
     body = [
         f"Referral {ended.id} of case {case.number} ({service}) was cancelled on "
         f"{event.at:%A %d %B %Y, %H:%M} UTC: {why}.",
@@ -227,7 +227,7 @@ def referral_cancellation(case: Case, ended: ReferralEnded, event: Event) -> Row
             "type": "referral_cancellation",
             "case": case.number,
             "referral": ended.id,
-            "service": ended.service.value,
+            "service": ended.service,
             "cancelled_at": event.at.isoformat(),
             "why": why,
             "answer_needed": False,

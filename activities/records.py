@@ -161,7 +161,7 @@ async def _project_parts(conn: Any, case: Case, now: datetime) -> None:
             "case_number": case.number,
             "referral_id": r.id,
             "provider": r.provider,
-            "service": r.service.value,
+            "service": r.service,
             "status": r.status.value,
             "requested_at": r.requested_at,
             "answered_at": r.answered_at,

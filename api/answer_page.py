@@ -141,7 +141,7 @@ def referral_section(case: Case, state: LinkState) -> str:
     facts = [
         ("Case", case.number),
         ("Referral", referral.id),
-        ("Service", referral.service.value.replace("_", " ")),
+        ("Service", referral.service.replace("_", " ")),
         ("Reason", referral.reason),
         ("Referred on", _when(referral.requested_at)),
     ]

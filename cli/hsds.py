@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from domain.directory import EmailChannel, Provider
 from domain.errors import explain
-from domain.models import ServiceType
+from domain.models import ServiceTypeSlug
 
 
 class _Hsds(BaseModel):
@@ -74,10 +74,10 @@ class Taxonomy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    codes: dict[str, ServiceType] = {}
-    names: dict[str, ServiceType] = {}
+    codes: dict[str, ServiceTypeSlug] = {}
+    names: dict[str, ServiceTypeSlug] = {}
 
-    def service_type(self, term: TaxonomyTerm) -> ServiceType | None:
+    def service_type(self, term: TaxonomyTerm) -> ServiceTypeSlug | None:
         code = (term.code or "").strip().upper()
         matches = [k for k in self.codes if code == k or code.startswith((f"{k}-", f"{k}."))]
         if matches:
@@ -137,7 +137,7 @@ def import_hsds(doc: HsdsDocument, taxonomy: Taxonomy) -> HsdsImport:
     result, taken = HsdsImport(), set[str]()
     for org in doc.organizations:
         active = [s for s in services.get(org.id, []) if s.status == "active"]
-        offered: set[ServiceType] = set()
+        offered: set[ServiceTypeSlug] = set()
         for s in active:
             mapped = {t for term in _terms(s) if (t := taxonomy.service_type(term))}
             if not mapped:
@@ -180,7 +180,7 @@ def providers_toml(found: HsdsImport, source: str) -> str:
         "# Each answers at the callback with the secret in callback_secret_env, or by FHIR with an API key.",
     ]
     for p in found.providers:
-        services = ", ".join(_toml_string(s.value) for s in sorted(p.services))
+        services = ", ".join(_toml_string(s) for s in sorted(p.services))
         channel: dict[str, Any] = p.channel.model_dump(mode="json")
         lines += [
             "",

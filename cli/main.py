@@ -310,6 +310,16 @@ def import_hsds(
 
 
 @app.command()
+def vocabulary() -> None:
+    """List the need domains (and the SSM score) and service types cases are described in."""
+    try:
+        found = load_directory(Settings().directory_dir)
+    except DirectoryError as exc:
+        raise Fail(str(exc)) from None
+    out.print(render.vocabulary(found))
+
+
+@app.command()
 def programs() -> None:
     """List the programs cases can be opened in."""
     try:

@@ -9,11 +9,12 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
-from domain.directory import EmailChannel, Provider
+from domain.directory import Directory, EmailChannel, Provider
 from domain.events import Event, NoticeIssued
-from domain.models import Note, Stage
+from domain.models import SSM_SCALE, Note, Stage
 from domain.policy import Program, human
 from domain.views import CaseView, Receipt
+from domain.vocabulary import Terms
 from service.facade import CaseSummary
 from service.reports import Report
 
@@ -83,7 +84,7 @@ def case(console: Console, view: CaseView, events: Sequence[Event], notes: Seque
             shared = ", ".join(sorted(s.value for s in r.shared)) or "nothing"
             if r.consent_override:
                 shared += " (override)"
-            refs.add_row(r.id, r.service.value, r.provider, r.status.value, when(r.requested_at), shared)
+            refs.add_row(r.id, r.service, r.provider, r.status.value, when(r.requested_at), shared)
         parts.append(refs)
     if c.follow_ups:
         follow = Table(title="Follow-ups", expand=False)
@@ -171,10 +172,39 @@ def providers_table(providers: Sequence[Provider]) -> Table:
         table.add_row(
             p.id,
             p.name,
-            ", ".join(sorted(s.value for s in p.services)),
+            ", ".join(sorted(p.services)),
             where,
             human(p.response_time) if p.response_time else "program default",
         )
+    return table
+
+
+def vocabulary(directory: Directory) -> Group:
+    """The need domains (with the SSM scale) and service types, with who offers each service."""
+    offered: dict[str, list[str]] = {}
+    for p in directory.providers.values():
+        for service in p.services:
+            offered.setdefault(service, []).append(p.id)
+    scale = Table(title="SSM score (--need DOMAIN:SCORE/5)", expand=False)
+    scale.add_column("score")
+    scale.add_column("meaning")
+    for score, meaning in SSM_SCALE.items():
+        scale.add_row(str(score), meaning)
+    need_domains = _terms_table("Need domains", directory.vocabulary.need_domains)
+    return Group(
+        need_domains, scale, _terms_table("Service types", directory.vocabulary.service_types, offered)
+    )
+
+
+def _terms_table(title: str, terms: Terms, offered: dict[str, list[str]] | None = None) -> Table:
+    """One row per term; with `offered`, the providers offering each (a service type)."""
+    table = Table(title=title, expand=False)
+    for col in ("slug", "label", "aliases", *(["offered by"] if offered is not None else [])):
+        table.add_column(col)
+    for slug in terms.slugs():
+        term = terms.terms[slug]
+        providers = [", ".join(sorted(offered.get(slug, []))) or "—"] if offered is not None else []
+        table.add_row(slug, term.label, ", ".join(sorted(term.aliases)), *providers)
     return table
 
 

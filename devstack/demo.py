@@ -49,7 +49,7 @@ async def refuge_story(ops: CaseOps, number: str) -> None:
         c.OpenCase(
             actor=ALICE,
             number=number,
-            program="housing",
+            program="refuge",
             manager="alice",
             supervisor="sam",
             risk=RiskLevel.HIGH,
@@ -68,11 +68,13 @@ async def refuge_story(ops: CaseOps, number: str) -> None:
             actor=ALICE,
             assessment=Assessment(
                 needs=[
-                    Need(domain=NeedDomain.SAFETY, severity=3, notes="ex-partner knows the old address"),
-                    Need(domain=NeedDomain.LEGAL, severity=2, notes="needs a protection order"),
-                    Need(domain=NeedDomain.MENTAL_HEALTH, severity=2),
-                    Need(domain=NeedDomain.HOUSING, severity=3),
-                    Need(domain=NeedDomain.INCOME, severity=2),
+                    Need(domain=NeedDomain.SAFETY, score=1, notes="ex-partner knows the old address"),
+                    Need(domain=NeedDomain.LEGAL, score=2, notes="needs a protection order"),
+                    Need(domain=NeedDomain.MENTAL_HEALTH, score=2),
+                    Need(domain=NeedDomain.HOUSING, score=1),
+                    Need(domain=NeedDomain.INCOME, score=2),
+                    Need(domain=NeedDomain.CHILDCARE, score=2, notes="two children, 3 and 6"),
+                    Need(domain=NeedDomain.EMPLOYMENT, score=2),
                 ],
                 strengths=["determined", "supportive sister nearby"],
                 barriers=["no income of her own"],
@@ -92,6 +94,13 @@ async def refuge_story(ops: CaseOps, number: str) -> None:
             ],
         ),
         c.ApprovePlan(actor=SAM, note="High risk: weekly check-ins."),
+        c.Refer(
+            actor=ALICE,
+            provider="safe-haven",
+            service="safety_planning",
+            reason="safety plan for her and the children",
+            share=CONSENT,
+        ),
         c.Refer(
             actor=ALICE,
             provider="legal-aid-east",
@@ -116,16 +125,30 @@ async def refuge_story(ops: CaseOps, number: str) -> None:
         ),
         c.Refer(
             actor=ALICE,
-            provider="welfare-rights",
-            service="income_benefits",
-            reason="furniture grant and benefits",
+            provider="second-home-furniture",
+            service="furniture",
+            reason="beds and a table for the new flat",
             share=CONSENT,
         ),
         c.Refer(
             actor=ALICE,
             provider="welfare-rights",
+            service="income_benefits",
+            reason="benefits of her own",
+            share=CONSENT,
+        ),
+        c.Refer(
+            actor=ALICE,
+            provider="pathways-employment",
             service="employment",
             reason="back-to-work support",
+            share=CONSENT,
+        ),
+        c.Refer(
+            actor=ALICE,
+            provider="little-steps-childcare",
+            service="childcare",
+            reason="places for two children while she works",
             share=CONSENT,
         ),
         c.ScheduleFollowUp(
@@ -140,8 +163,17 @@ async def refuge_story(ops: CaseOps, number: str) -> None:
         await ops.act(number, step)
 
 
+# Per program: the need an ordinary case of it starts from, and where it refers (provider, service, why).
+ORDINARY: dict[str, tuple[NeedDomain, str, str, str]] = {
+    "general": (NeedDomain.INCOME, "welfare-rights", "income_benefits", "benefits check"),
+    "housing": (NeedDomain.HOUSING, "homes-first", "housing", "a tenancy of her own"),
+    "recovery": (NeedDomain.SUBSTANCE_USE, "fresh-start-house", "sober_housing", "a bed in a sober house"),
+}
+
+
 async def ordinary_case(ops: CaseOps, number: str, rng: random.Random, i: int) -> None:
-    program = rng.choice(["general", "housing"])
+    program = rng.choice(sorted(ORDINARY))
+    need, provider, service, why = ORDINARY[program]
     manager = ALICE if i % 2 else BOB
     given, family = NAMES[i % len(NAMES)]
     await ops.open_case(
@@ -162,16 +194,20 @@ async def ordinary_case(ops: CaseOps, number: str, rng: random.Random, i: int) -
         c.CompleteAssessment(
             actor=manager,
             assessment=Assessment(
-                needs=[Need(domain=rng.choice(list(NeedDomain)), severity=rng.randint(1, 3))], risk=risk
+                needs=[
+                    Need(domain=need, score=rng.randint(1, 3)),
+                    Need(domain=rng.choice(list(NeedDomain)), score=rng.randint(1, 4)),
+                ],
+                risk=risk,
             ),
         ),
         c.SubmitPlan(actor=manager, goals=[goal("g1", "Main goal", "agreed measure", rng.randint(4, 20))]),
         c.ApprovePlan(actor=SAM),
         c.Refer(
             actor=manager,
-            provider="welfare-rights",
-            service="income_benefits",
-            reason="benefits check",
+            provider=provider,
+            service=service,
+            reason=why,
             share=CONSENT,
         ),
         c.StartMonitoring(actor=manager),

@@ -23,7 +23,7 @@ from domain.models import (
     Outcome,
     ReferralAnswer,
     RiskLevel,
-    ServiceType,
+    ServiceTypeSlug,
     SharedField,
     Stage,
 )
@@ -66,7 +66,7 @@ class Decline(_Command):
 
 
 class CompleteAssessment(_Command):
-    """Complete the assessment: needs by domain (severity 0-3), strengths, barriers, risk."""
+    """Complete the assessment: needs by domain (SSM score 1-5), strengths, barriers, risk."""
 
     action: Literal["complete_assessment"] = "complete_assessment"
     assessment: Assessment
@@ -193,7 +193,7 @@ class Refer(_Command):
 
     action: Literal["refer"] = "refer"
     provider: str = Field(min_length=1, max_length=100)
-    service: ServiceType
+    service: ServiceTypeSlug
     reason: Reason
     share: frozenset[SharedField] = frozenset({SharedField.NAME, SharedField.CONTACT})
     respond_within: timedelta | None = Field(

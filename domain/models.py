@@ -62,14 +62,51 @@ class RiskLevel(StrEnum):
     HIGH = "high"
 
 
+# The vocabulary: need domains and service types are slugs, checked against the deployment's
+# vocabulary (domain/vocabulary.py, directory/vocabulary.toml) where input enters — the case
+# service and directory loading. Inside a case any well-formed slug is accepted, so replay never
+# depends on a file, and a value once accepted stays readable whatever the vocabulary becomes.
+Slug = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
+NeedDomainSlug = Annotated[Slug, Field(description="a need domain, see `casework vocabulary`")]
+ServiceTypeSlug = Annotated[Slug, Field(description="a service type, see `casework vocabulary`")]
+
+
 class NeedDomain(StrEnum):
+    """The stock need domains every deployment knows: the Self-Sufficiency Matrix's domains.
+    `health` and `family` keep their first names (cases use them); `health_care` and
+    `family_relations` are their aliases in directory/vocabulary.toml."""
+
     HOUSING = "housing"
-    HEALTH = "health"
-    MENTAL_HEALTH = "mental_health"
+    EMPLOYMENT = "employment"
     INCOME = "income"
+    FOOD = "food"
+    CHILDCARE = "childcare"
+    CHILDREN_EDUCATION = "children_education"
+    ADULT_EDUCATION = "adult_education"
+    HEALTH = "health"  # SSM: health care
+    LIFE_SKILLS = "life_skills"
+    FAMILY = "family"  # SSM: family and social relations
+    MOBILITY = "mobility"  # SSM: mobility / transportation
+    COMMUNITY_INVOLVEMENT = "community_involvement"
+    PARENTING = "parenting"
     LEGAL = "legal"
+    MENTAL_HEALTH = "mental_health"
+    SUBSTANCE_USE = "substance_use"
     SAFETY = "safety"
-    FAMILY = "family"
+    DISABILITIES = "disabilities"
+
+
+# The Self-Sufficiency Matrix's scale: where a client stands in a domain, 1 (worst) to 5.
+SSM_SCALE: dict[int, str] = {
+    1: "in crisis",
+    2: "vulnerable",
+    3: "safe",
+    4: "building capacity",
+    5: "thriving",
+}
+# The severity (0 none .. 3 severe) an SSM score stands for, so what reads severity (referral
+# messages, reports) works for old and new assessments alike.
+SEVERITY_OF_SCORE: dict[int, int] = {1: 3, 2: 2, 3: 1, 4: 0, 5: 0}
 
 
 class Client(Model):
@@ -88,22 +125,59 @@ class Client(Model):
 
 
 class Need(Model):
-    """A need, also written DOMAIN:SEVERITY[:NOTES], e.g. housing:3:evicted in May."""
+    """A need, written DOMAIN:SCORE/5[:NOTES], e.g. housing:1/5 (SSM: 1 in crisis .. 5 thriving)
 
-    domain: NeedDomain
-    severity: int = Field(ge=0, le=3, description="0 none, 1 low, 2 moderate, 3 severe")
+    The older DOMAIN:SEVERITY (0-3, 3 severe), e.g. housing:3, is still read."""
+
+    domain: NeedDomainSlug
+    score: int | None = Field(
+        default=None,
+        ge=1,
+        le=5,
+        description="SSM: 1 in crisis, 2 vulnerable, 3 safe, 4 building capacity, 5 thriving",
+    )
+    # Assessments before the SSM scale have a severity only (score None); from a score the
+    # severity is derived, so every need has one.
+    severity: int = Field(
+        default=0,  # never used: a need without a score or a severity is refused
+        ge=0,
+        le=3,
+        description="0 none, 1 low, 2 moderate, 3 severe (derived from score)",
+    )
     notes: str = Field(default="", max_length=2000)
 
     @model_validator(mode="before")
     @classmethod
     def _from_text(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        domain, _, rest = value.partition(":")
-        severity, _, notes = rest.partition(":")
-        if not severity:
-            raise ValueError(f"{value!r}: expected DOMAIN:SEVERITY[:NOTES], e.g. housing:3")
-        return {"domain": domain, "severity": severity, "notes": notes}
+        if isinstance(value, str):
+            value = _need_from_text(value)
+        if isinstance(value, dict) and value.get("score") is None and value.get("severity") is None:
+            raise ValueError("a need needs an SSM score (1 in crisis .. 5 thriving)")
+        if isinstance(value, dict) and value.get("score") is not None and value.get("severity") is None:
+            score = value["score"]
+            if isinstance(score, str) and score.isdigit():
+                score = int(score)
+            if score in SEVERITY_OF_SCORE:  # otherwise the field's own check names the problem
+                value = {**value, "severity": SEVERITY_OF_SCORE[score]}
+        return value
+
+    @model_validator(mode="after")
+    def _agree(self) -> Need:
+        if self.score is not None and self.severity != SEVERITY_OF_SCORE[self.score]:
+            raise ValueError(
+                f"severity {self.severity} does not match SSM score {self.score}; give the score alone"
+            )
+        return self
+
+
+def _need_from_text(value: str) -> dict[str, Any]:
+    domain, _, rest = value.partition(":")
+    level, _, notes = rest.partition(":")
+    if not level:
+        raise ValueError(f"{value!r}: expected DOMAIN:SCORE/5[:NOTES], e.g. housing:1/5")
+    if level.endswith("/5"):
+        return {"domain": domain, "score": level.removesuffix("/5"), "notes": notes}
+    return {"domain": domain, "severity": level, "notes": notes}
 
 
 Item = Annotated[str, Field(max_length=300)]
@@ -130,7 +204,7 @@ class Goal(Model):
     description: str = Field(min_length=1, max_length=500)
     objective: str = Field(min_length=1, max_length=500, description="how success is measured")
     target_date: date
-    domain: NeedDomain | None = None
+    domain: NeedDomainSlug | None = None
     status: GoalStatus = GoalStatus.OPEN
 
     @model_validator(mode="before")
@@ -160,6 +234,9 @@ class Plan(Model):
 
 
 class ServiceType(StrEnum):
+    """The stock service types every deployment knows; a deployment adds its own in
+    directory/vocabulary.toml (also aliases, e.g. counselling for counseling)."""
+
     HOUSING = "housing"
     MEDICAL = "medical"
     MENTAL_HEALTH = "mental_health"
@@ -170,6 +247,14 @@ class ServiceType(StrEnum):
     CHILDCARE = "childcare"
     TRANSPORT = "transport"
     COUNSELING = "counseling"
+    SAFETY_PLANNING = "safety_planning"
+    FURNITURE = "furniture"
+    TRANSPORT_VOUCHER = "transport_voucher"
+    PEER_SUPPORT = "peer_support"
+    SOBER_HOUSING = "sober_housing"
+    PSYCHIATRIC_CARE = "psychiatric_care"
+    TRAINING = "training"
+    FOOD = "food"
 
 
 class SharedField(StrEnum):
@@ -225,7 +310,7 @@ class ReferralEnded(Model):
 
     id: str
     provider: str
-    service: ServiceType
+    service: ServiceTypeSlug
     tell_provider: bool = Field(description="false when the request never reached the provider")
 
 
@@ -239,7 +324,7 @@ ACTIVE_REFERRAL = OPEN_REFERRAL | {ReferralStatus.ACCEPTED}
 class Referral(Model):
     id: str
     provider: str
-    service: ServiceType
+    service: ServiceTypeSlug
     reason: str
     status: ReferralStatus = ReferralStatus.PENDING
     requested_at: datetime

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from domain.errors import explain
-from domain.models import RiskLevel, Role, Stage
+from domain.models import NeedDomainSlug, RiskLevel, Role, ServiceTypeSlug, Stage
 
 
 class _Strict(BaseModel):
@@ -82,6 +82,11 @@ class Program(_Strict):
     # Defaults matter beyond convenience: running cases carry the program snapshot they
     # were opened with, and a new required field would fail to load their input on replay.
     referrals: Referrals = Referrals()
+    # What the program works on, in the vocabulary's words: the need domains its assessments
+    # start from and the services it refers to (the directory has a provider for each:
+    # `Directory.uncovered`). Descriptive: a case may still record any known need.
+    needs: tuple[NeedDomainSlug, ...] = ()
+    services: tuple[ServiceTypeSlug, ...] = ()
 
     @model_validator(mode="after")
     def _deadline_stages(self) -> Program:

@@ -51,6 +51,7 @@ from domain.events import ALL_CHANGES, Event, Restore
 from domain.models import Actor, Case, Note, Stage
 from domain.policy import Program
 from domain.views import CaseView, Receipt, WorkflowStatus, case_view
+from domain.vocabulary import STOCK
 from service.identity import acting, signing
 from store.tables import case_events, cases
 from workflows import search
@@ -279,17 +280,25 @@ class CaseOps:
             raise CaseError(Refusal.CONFLICT, refusal)
         return view
 
+    def _checked(self, command: StaffCommand) -> StaffCommand:
+        """The command in the deployment's vocabulary (aliases become slugs) and, for a referral,
+        fitting the directory. Cases accept any slug: this is where the vocabulary is kept."""
+        vocabulary = self.directory.vocabulary if self.directory is not None else STOCK
+        command = vocabulary.check_command(command)
+        if isinstance(command, Refer) and self.directory is not None:
+            command = self.directory.check_referral(command)
+        return command
+
     async def act(self, number: str, command: StaffCommand, key: str | None = None) -> Receipt:
         """Apply a staff command once. `key` is its idempotency key (a fresh one if None): sent
         again with the same key, the command is answered with the first result, never applied
         twice. If no worker takes it within `command_timeout`, CaseError UNAVAILABLE says so
         and that retrying with the same key is safe (the command may still apply meanwhile)."""
         key = key or new_command_key()
-        if isinstance(command, Refer) and self.directory is not None:
-            try:  # before Temporal: a referral to no one must not wait for a worker to be refused
-                command = self.directory.check_referral(command)
-            except Rejected as refused:
-                raise CaseError.rejected(refused) from None
+        try:  # before Temporal: a referral to no one, a need no one knows, must not wait for a worker
+            command = self._checked(command)
+        except Rejected as refused:
+            raise CaseError.rejected(refused) from None
         handle = self._handle(number)
         try:
             with await self._acting(command.actor, number):

@@ -253,9 +253,9 @@ def test_demo_cases_feed_the_list_and_the_report(stack: dict[str, str], tmp_path
     assert "opened 5 demo cases" in done
     listed = json.loads(ok("list", "--json", env=stack))
     assert len(listed) >= 5
-    refuge = next(r for r in listed if r["program"] == "housing" and r["stage"] == "monitoring")
+    refuge = next(r for r in listed if r["program"] == "refuge" and r["stage"] == "monitoring")
     shown = ok("show", refuge["number"], env=stack)
-    for fact in ("Amina Haddad", "Protection order", "legal-aid-east", "city-counselling", "home_visit"):
+    for fact in ("Amina Haddad", "Protection order", "safe-haven", "legal-aid-east", "home_visit"):
         assert fact in shown
     report = ok("report", "--csv", str(tmp_path / "csv"), "--chart", str(tmp_path / "stages.png"), env=stack)
     assert "Open caseload by manager and stage" in report and "Overdue items" in report

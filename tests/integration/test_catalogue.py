@@ -38,7 +38,7 @@ def test_the_cli_builds_nested_fields_from_the_models_own_text_forms() -> None:
     }
     body = _body(specs, values)
     assessment = CompleteAssessment.model_validate({"actor": {"id": "a", "role": "case_manager"}, **body})
-    assert [(n.domain.value, n.severity, n.notes) for n in assessment.assessment.needs] == [
+    assert [(n.domain, n.severity, n.notes) for n in assessment.assessment.needs] == [
         ("housing", 3, "evicted"),
         ("income", 1, ""),
     ]
