@@ -82,6 +82,10 @@ class Program(_Strict):
     # Defaults matter beyond convenience: running cases carry the program snapshot they
     # were opened with, and a new required field would fail to load their input on replay.
     referrals: Referrals = Referrals()
+    # Every deadline skips time on hold. Runs from before referral answers and appointments
+    # did so replay with this False (the workflow sets it: patch "every-deadline-honours-holds"),
+    # so the notices they issued then are the notices they issue on replay.
+    holds_pause_every_deadline: bool = True
 
     @model_validator(mode="after")
     def _deadline_stages(self) -> Program:

@@ -72,6 +72,9 @@ QUIET_TASK = timedelta(milliseconds=20)
 # "Changing the workflow"); runs that see this marker record in bounded batches and continue as
 # new on their own bounds.
 BOUNDED_HISTORY = "bounded-history"
+# Runs that see this marker pause every deadline during holds (referral answers and appointments
+# too); runs from before it kept those two clocks running, and replay so.
+EVERY_DEADLINE_HONOURS_HOLDS = "every-deadline-honours-holds"
 
 
 class CommandKey(Model):
@@ -133,7 +136,9 @@ def attributes(case: Case, view: CaseView) -> list[SearchAttributeUpdate[Any]]:
 class CaseWorkflow:
     @workflow.init
     def __init__(self, start: CaseInput) -> None:
-        self.program = start.program
+        # Set both ways: a run continued as new from an old-path run carries the flag off.
+        honours = workflow.patched(EVERY_DEADLINE_HONOURS_HOLDS)
+        self.program = start.program.model_copy(update={"holds_pause_every_deadline": honours})
         self.recent: dict[str, CommandKey] = {k.key: k for k in start.recent}
         self.updates = 0  # updates taken by this run (Temporal allows 2,000 per run)
         self.last_update_at_length = -1  # the history length when this run last took an update
