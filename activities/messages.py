@@ -14,7 +14,7 @@ from icalendar import Calendar
 from icalendar import Event as CalendarEvent
 
 from domain import commands as c
-from domain.events import Event, NoticeIssued
+from domain.events import DeliveryFailing, Event, NoticeIssued
 from domain.models import Case, Client, FollowUp, Referral, Role, SharedField
 
 Row = dict[str, Any]
@@ -34,6 +34,8 @@ def messages_for(case: Case, event: Event, now: datetime, callback_url: str) -> 
     }
     if isinstance(ch, NoticeIssued):
         return [base | notice(case, ch)]
+    if isinstance(ch, DeliveryFailing):
+        return [base | failing_notice(case, ch)]
     if isinstance(ch, c.Refer):
         referral = next(r for r in case.referrals if r.id == f"R{event.seq}")
         return [base | referral_request(case, referral, callback_url)]
@@ -60,6 +62,34 @@ def notice(case: Case, ch: NoticeIssued) -> Row:
         "subject": subject,
         "body": body,
     }
+
+
+FAILING_NOTICE = "delivery_failing"
+
+
+def failing_notice(case: Case, ch: DeliveryFailing) -> Row:
+    """The case manager learns, once per message, that a delivery keeps failing (it is still
+    retried for up to three days; the case shows it until it is delivered or given up)."""
+    failing = ch.failing
+    subject = f"Case {case.number}: delivery to {failing.to} failing"
+    body = (
+        f"{subject}\n\nThe {failing.kind} for case {case.number} (program {case.program}): "
+        f"{failing.describe()}.\nCasework keeps trying for up to three days; you may want to "
+        "reach the recipient another way.\n"
+    )
+    return {
+        "idempotency_key": f"{case.number}:failing:{failing.key}",
+        "kind": FAILING_NOTICE,
+        "recipient": case.manager,
+        "recipient_role": "case_manager",
+        "subject": subject,
+        "body": body,
+    }
+
+
+def shown_recipient(row: Row) -> str:
+    """Who a message goes to, as the case's views may say it: never a client's address."""
+    return "the client" if row["recipient_role"] == "client" else str(row["recipient"])
 
 
 def shared_client_data(client: Client, case: Case, shared: frozenset[SharedField]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from temporalio import activity
 
 from activities.contracts import MessageRef, RecordBatch, RecordResult
 from activities.failpoints import failpoint
-from activities.messages import messages_for
+from activities.messages import messages_for, shown_recipient
 from domain.events import Event
 from domain.models import Case
 from store.db import insert_ignoring_duplicates, upsert
@@ -73,7 +73,9 @@ class CaseRecorder:
         return RecordResult(
             new_events=new,
             messages=[
-                MessageRef(key=m["idempotency_key"], kind=m["kind"], event_seq=m["event_seq"])
+                MessageRef(
+                    key=m["idempotency_key"], kind=m["kind"], event_seq=m["event_seq"], to=shown_recipient(m)
+                )
                 for m in messages
             ],
         )
