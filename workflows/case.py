@@ -150,6 +150,9 @@ class CaseWorkflow:
         self.recent: dict[str, CommandKey] = {k.key: k for k in start.recent}
         self.updates = 0  # updates taken by this run (Temporal allows 2,000 per run)
         self.last_update_at_length = -1  # the history length when this run last took an update
+        # before any change: the view a change publishes shows failing deliveries
+        self.undelivered: dict[str, MessageRef] = {m.key: m for m in start.undelivered}
+        self.deliveries: set[asyncio.Task[None]] = set()
         if start.case is None:
             assert start.opening is not None, "a new case needs its opening command"
             self.case, first = open_case(start.opening, self.program, workflow.now())
@@ -163,8 +166,6 @@ class CaseWorkflow:
             self._change(start.restore)
         self.woken = False
         self.bounded = True  # set in run(): False while replaying a run from before bounded state
-        self.undelivered: dict[str, MessageRef] = {m.key: m for m in start.undelivered}
-        self.deliveries: set[asyncio.Task[None]] = set()
 
     # --- the durable loop -------------------------------------------------
 
