@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from domain.events import Event
-from domain.models import Case, Model
+from domain.models import Case, FailingDelivery, Model
 
 
 class MessageRef(Model):
     key: str
     kind: str
     event_seq: int
+    to: str = ""  # the recipient as views may show it (activities.messages.shown_recipient)
+    # Set by the workflow while delivering, carried across continue-as-new:
+    started_at: datetime | None = None  # the first attempt: the three days count from here
+    failing: FailingDelivery | None = None  # once the first attempts failed
 
 
 class RecordResult(Model):

@@ -46,14 +46,16 @@ class Deliverer:
         self.engine, self.directory, self.smtp = engine, directory, smtp
 
     @activity.defn(name="deliver_message")
-    async def deliver(self, key: str) -> DeliveryOutcome:
+    async def deliver(self, key: str, attempts_before: int = 0) -> DeliveryOutcome:
+        """`attempts_before`: attempts of earlier rounds (the workflow retries in rounds, so it
+        hears of failing attempts early), so attempts are numbered across rounds."""
         message = await self._message(key)
         if message["status"] == "delivered":
             log.info("already delivered", key=key, case=message["case_number"])
             return DeliveryOutcome(delivered=True, detail="already delivered")
         if message["status"] == "failed":
             return DeliveryOutcome(delivered=False, detail=message["last_error"] or "failed")
-        attempt = activity.info().attempt
+        attempt = attempts_before + activity.info().attempt
         try:
             channel, address, send = self._route(message)
         except PermanentDelivery as exc:

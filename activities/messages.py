@@ -17,7 +17,7 @@ from icalendar import Event as CalendarEvent
 from activities.answer_links import AnswerLinks, answer_link_lines
 from domain import commands as c
 from domain.case import ENDED_AS
-from domain.events import Event, NoticeIssued
+from domain.events import DeliveryFailing, Event, NoticeIssued
 from domain.lifecycle import REFERRAL_ANSWERS
 from domain.models import (
     Case,
@@ -50,6 +50,8 @@ def messages_for(
     }
     if isinstance(ch, NoticeIssued):
         return [base | notice(case, ch)]
+    if isinstance(ch, DeliveryFailing):
+        return [base | failing_notice(case, ch)]
     rows = [
         base | referral_cancellation(case, ended, event) for ended in event.revoked if ended.tell_provider
     ]
@@ -99,6 +101,34 @@ def answers_from(status: ReferralStatus) -> list[ReferralAnswer]:
 def answer_due(referral: Referral) -> datetime | None:
     """By when the provider is asked to answer (None: the referral predates stating it)."""
     return None if referral.respond_within is None else referral.requested_at + referral.respond_within
+
+
+FAILING_NOTICE = "delivery_failing"
+
+
+def failing_notice(case: Case, ch: DeliveryFailing) -> Row:
+    """The case manager learns, once per message, that a delivery keeps failing (it is still
+    retried for up to three days; the case shows it until it is delivered or given up)."""
+    failing = ch.failing
+    subject = f"Case {case.number}: delivery to {failing.to} failing"
+    body = (
+        f"{subject}\n\nThe {failing.kind} for case {case.number} (program {case.program}): "
+        f"{failing.describe()}.\nCasework keeps trying for up to three days; you may want to "
+        "reach the recipient another way.\n"
+    )
+    return {
+        "idempotency_key": f"{case.number}:failing:{failing.key}",
+        "kind": FAILING_NOTICE,
+        "recipient": case.manager,
+        "recipient_role": "case_manager",
+        "subject": subject,
+        "body": body,
+    }
+
+
+def shown_recipient(row: Row) -> str:
+    """Who a message goes to, as the case's views may say it: never a client's address."""
+    return "the client" if row["recipient_role"] == "client" else str(row["recipient"])
 
 
 def shared_client_data(client: Client, case: Case, shared: frozenset[SharedField]) -> dict[str, Any]:

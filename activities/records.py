@@ -20,7 +20,7 @@ from temporalio import activity
 from activities.answer_links import AnswerLinks
 from activities.contracts import MessageRef, RecordBatch, RecordResult
 from activities.failpoints import failpoint
-from activities.messages import calendar_cancellation, invitation_keys, messages_for
+from activities.messages import calendar_cancellation, invitation_keys, messages_for, shown_recipient
 from domain.events import Event
 from domain.models import Case
 from store.db import insert_ignoring_duplicates, upsert
@@ -80,7 +80,9 @@ class CaseRecorder:
         return RecordResult(
             new_events=new,
             messages=[
-                MessageRef(key=m["idempotency_key"], kind=m["kind"], event_seq=m["event_seq"])
+                MessageRef(
+                    key=m["idempotency_key"], kind=m["kind"], event_seq=m["event_seq"], to=shown_recipient(m)
+                )
                 for m in messages
             ],
         )

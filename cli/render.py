@@ -55,6 +55,7 @@ def case(console: Console, view: CaseView, events: Sequence[Event], notes: Seque
     ]
     if c.outcome:
         rows.append(("Outcome", f"{c.outcome.value} {c.close_reason}".strip()))
+    rows += [("Failing", f"{f.kind}: {f.describe()}") for f in view.failing_deliveries]
     if view.status != "running":  # say plainly when Temporal no longer runs the case
         hint = "reopen window passed" if view.status == "archived" else f"casework restore {c.number}"
         rows.insert(3, ("Workflow", f"{view.status} ({hint})"))

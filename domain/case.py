@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from domain import bounds
 from domain import commands as c
 from domain.errors import Refusal, Rejected
-from domain.events import Archive, Change, DeliveryRecorded, Event, NoticeIssued, Restore
+from domain.events import Archive, Change, DeliveryFailing, DeliveryRecorded, Event, NoticeIssued, Restore
 from domain.lifecycle import REVOCABLE, Context, next_stage
 from domain.models import (
     ACTIVE_REFERRAL,
@@ -433,6 +433,7 @@ _APPLY: dict[type, Callable[[Case, Any, Event], None]] = {
     c.ScheduleFollowUp: _schedule_follow_up,
     c.RecordFollowUpOutcome: _record_follow_up_outcome,
     DeliveryRecorded: _record_delivery,
+    DeliveryFailing: _nothing_more,  # the notice is its event; the workflow shows the failing delivery
     NoticeIssued: _notice,
     Archive: _nothing_more,
     c.Accept: _nothing_more,

@@ -12,7 +12,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import Field
 
 from domain.commands import OpenCase, StaffCommand
-from domain.models import Actor, Model, Note, ReferralEnded, Role, Stage
+from domain.models import Actor, FailingDelivery, Model, Note, ReferralEnded, Role, Stage
 from domain.schedule import ObligationKind
 
 
@@ -44,6 +44,15 @@ class DeliveryRecorded(Model):
     referral_id: str | None = None
 
 
+class DeliveryFailing(Model):
+    """A message's first attempts failed and it is still being retried: the case manager is told
+    once (an outbox email). The live case keeps nothing of it; the workflow shows it while it lasts."""
+
+    action: Literal["delivery_failing"] = "delivery_failing"
+    actor: Actor
+    failing: FailingDelivery
+
+
 class Archive(Model):
     """The reopen window has passed: the case workflow completes."""
 
@@ -63,7 +72,7 @@ class Restore(Model):
 
 
 Change = Annotated[
-    OpenCase | StaffCommand | NoticeIssued | DeliveryRecorded | Archive | Restore,
+    OpenCase | StaffCommand | NoticeIssued | DeliveryRecorded | DeliveryFailing | Archive | Restore,
     Field(discriminator="action"),
 ]
 
@@ -72,6 +81,7 @@ ALL_CHANGES: tuple[type[Model], ...] = (
     *get_args(get_args(StaffCommand)[0]),
     NoticeIssued,
     DeliveryRecorded,
+    DeliveryFailing,
     Archive,
     Restore,
 )

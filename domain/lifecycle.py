@@ -100,6 +100,7 @@ LIFECYCLE: tuple[Rule, ...] = (
     rule("add_note",            tuple(Stage),              None),
     rule("issue_notice",        OPEN_STAGES,               None,            SYSTEM_ONLY),
     rule("record_delivery",     tuple(Stage),              None,            SYSTEM_ONLY),
+    rule("delivery_failing",    tuple(Stage),              None,            SYSTEM_ONLY),
     rule("archive",             S.CLOSED,                  None,            SYSTEM_ONLY, "reopen_window_passed"),
     rule("restore",             tuple(Stage),              None,            SUPERVISORS),
 )

@@ -380,6 +380,24 @@ class FailedDelivery(Model):
     detail: str
 
 
+class FailingDelivery(Model):
+    """A message whose attempts keep failing and are still being retried (for up to three days).
+    Shown on the case as soon as its first attempts failed; gone once it is delivered or given up."""
+
+    key: str
+    kind: str
+    to: str = Field(description="the recipient as staff may see it: a provider, a person, 'the client'")
+    since: datetime = Field(description="when delivering it began")
+    attempts: int = Field(ge=1, description="failed attempts so far")
+    last_error: str
+
+    def describe(self) -> str:
+        return (
+            f"delivery to {self.to} failing since {self.since:%Y-%m-%d %H:%M} UTC "
+            f"({self.attempts} attempts, last error: {self.last_error})"
+        )
+
+
 class Note(Model):
     at: datetime
     author: Actor

@@ -87,6 +87,10 @@ class Program(_Strict):
     # `Directory.uncovered`). Descriptive: a case may still record any known need.
     needs: tuple[NeedDomainSlug, ...] = ()
     services: tuple[ServiceTypeSlug, ...] = ()
+    # Every deadline skips time on hold. Runs from before referral answers and appointments
+    # did so replay with this False (the workflow sets it: patch "every-deadline-honours-holds"),
+    # so the notices they issued then are the notices they issue on replay.
+    holds_pause_every_deadline: bool = True
 
     @model_validator(mode="after")
     def _deadline_stages(self) -> Program:

@@ -95,15 +95,18 @@ def obligations(case: Case, program: Program) -> list[Obligation]:
         owe("follow_up", "follow-up contact", last_contact, program.monitoring.follow_up_every)
         last_review = max(entered, case.plan_reviewed_at or entered)
         owe("plan_review", "plan review", last_review, program.monitoring.plan_review_every)
-    # Providers and appointments keep their own time: a hold on the case does not pause them.
+    # Time on hold does not count for any deadline: a referral's answer and an appointment's
+    # outcome are owed the hold's length later, and nobody is reminded during the hold.
+    # (Runs from before this kept those clocks running through holds: see `Program`.)
+    outside = case.holds if program.holds_pause_every_deadline else []
     for r in case.referrals:
         if r.status in OPEN_REFERRAL:
             allowed = r.respond_within or program.referrals.response_time
-            owe("referral_answer", f"answer to referral {r.id}", r.requested_at, allowed, r.id, holds=[])
+            owe("referral_answer", f"answer to referral {r.id}", r.requested_at, allowed, r.id, outside)
     for f in case.follow_ups:
         if f.status is FollowUpStatus.SCHEDULED and f.scheduled_at is not None:
             what = f"{f.kind.value.replace('_', ' ')} {f.id}"
-            owe("scheduled_follow_up", what, f.scheduled_at, f.due_at - f.scheduled_at, f.id, holds=[])
+            owe("scheduled_follow_up", what, f.scheduled_at, f.due_at - f.scheduled_at, f.id, outside)
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -9,7 +10,7 @@ from pydantic import Field
 
 from domain.events import Event
 from domain.lifecycle import allowed_actions
-from domain.models import ACTIVE_REFERRAL, Case, Model, Referral, Stage
+from domain.models import ACTIVE_REFERRAL, Case, FailingDelivery, Model, Referral, Stage
 from domain.policy import Program
 from domain.schedule import Due, OverdueItem, next_deadline, next_due, overdue
 
@@ -31,6 +32,9 @@ class CaseView(Model):
     seq: int = Field(description="the seq of the case's last event")
     unrecorded: int = Field(0, description="events not yet written to the SQL record")
     status: WorkflowStatus = "running"
+    failing_deliveries: list[FailingDelivery] = Field(
+        default_factory=list, description="deliveries whose attempts keep failing, still being retried"
+    )
 
     @property
     def archived(self) -> bool:
@@ -46,7 +50,14 @@ class CaseView(Model):
         return self.case.stage
 
 
-def case_view(case: Case, program: Program, now: datetime, seq: int, unrecorded: int = 0) -> CaseView:
+def case_view(
+    case: Case,
+    program: Program,
+    now: datetime,
+    seq: int,
+    unrecorded: int = 0,
+    failing: Sequence[FailingDelivery] = (),
+) -> CaseView:
     return CaseView(
         case=case,
         next_deadline=next_deadline(case, program),
@@ -55,6 +66,7 @@ def case_view(case: Case, program: Program, now: datetime, seq: int, unrecorded:
         allowed_actions=allowed_actions(case),
         seq=seq,
         unrecorded=unrecorded,
+        failing_deliveries=list(failing),
     )
 
 
@@ -112,6 +124,9 @@ def details_markdown(view: CaseView) -> str:
     if open_referrals:
         lines.append("### Open referrals")
         lines += [f"- {r.id}: {r.service} → {r.provider} ({r.status.value})" for r in open_referrals]
+    if view.failing_deliveries:
+        lines.append("### Failing deliveries")
+        lines += [f"- {f.kind}: {f.describe()}" for f in view.failing_deliveries]
     if c.failed_deliveries:
         lines.append("### Failed deliveries")
         lines += [f"- {f.kind} ({f.at:%Y-%m-%d %H:%M} UTC): {f.detail}" for f in c.failed_deliveries[-5:]]

@@ -21,19 +21,20 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import Field, ValidationError
 
     from activities.contracts import DeliveryOutcome, MessageRef, RecordBatch, RecordResult
+    from activities.messages import FAILING_NOTICE
     from domain import bounds
     from domain.case import apply, decide, notice_for, open_case
     from domain.commands import STAFF_COMMAND, OpenCase, StaffCommand
     from domain.errors import Refusal, Rejected, explain
-    from domain.events import Archive, Change, DeliveryRecorded, Event, Restore
+    from domain.events import Archive, Change, DeliveryFailing, DeliveryRecorded, Event, Restore
     from domain.lifecycle import allowed_actions
-    from domain.models import SYSTEM, Case, Model, Outcome
+    from domain.models import SYSTEM, Case, FailingDelivery, Model, Outcome
     from domain.policy import Program
     from domain.schedule import Due, next_deadline, next_due
     from domain.views import CaseView, Receipt, case_view, details_markdown, receipt
@@ -54,6 +55,13 @@ DELIVERY_RETRY = RetryPolicy(
 # Longer than a channel's own timeout (15 s), short enough that a dead worker's attempt is retried soon.
 DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=20)
 DELIVERY_GIVE_UP_AFTER = timedelta(days=3)
+# Runs that see this marker deliver in rounds, so a delivery whose attempts keep failing shows on
+# the case (and its case manager is told once) long before the three days are up. Each round is
+# one activity with a small attempt budget; the workflow waits the policy's backoff between
+# rounds, so attempts are spaced as one long retry would space them.
+DELIVERY_IN_ROUNDS = "delivery-in-rounds"
+FIRST_ROUND_ATTEMPTS = 3  # a few seconds: a blip is retried quietly, a provider down is seen at once
+ROUND_ATTEMPTS = 6  # about an hour a round once the backoff reaches its 10 minutes
 
 
 # When a run continues as new (docs/architecture.md, "Continue-as-new"): far below Temporal's
@@ -72,6 +80,9 @@ QUIET_TASK = timedelta(milliseconds=20)
 # "Changing the workflow"); runs that see this marker record in bounded batches and continue as
 # new on their own bounds.
 BOUNDED_HISTORY = "bounded-history"
+# Runs that see this marker pause every deadline during holds (referral answers and appointments
+# too); runs from before it kept those two clocks running, and replay so.
+EVERY_DEADLINE_HONOURS_HOLDS = "every-deadline-honours-holds"
 
 
 class CommandKey(Model):
@@ -133,10 +144,15 @@ def attributes(case: Case, view: CaseView) -> list[SearchAttributeUpdate[Any]]:
 class CaseWorkflow:
     @workflow.init
     def __init__(self, start: CaseInput) -> None:
-        self.program = start.program
+        # Set both ways: a run continued as new from an old-path run carries the flag off.
+        honours = workflow.patched(EVERY_DEADLINE_HONOURS_HOLDS)
+        self.program = start.program.model_copy(update={"holds_pause_every_deadline": honours})
         self.recent: dict[str, CommandKey] = {k.key: k for k in start.recent}
         self.updates = 0  # updates taken by this run (Temporal allows 2,000 per run)
         self.last_update_at_length = -1  # the history length when this run last took an update
+        # before any change: the view a change publishes shows failing deliveries
+        self.undelivered: dict[str, MessageRef] = {m.key: m for m in start.undelivered}
+        self.deliveries: set[asyncio.Task[None]] = set()
         if start.case is None:
             assert start.opening is not None, "a new case needs its opening command"
             self.case, first = open_case(start.opening, self.program, workflow.now())
@@ -150,14 +166,13 @@ class CaseWorkflow:
             self._change(start.restore)
         self.woken = False
         self.bounded = True  # set in run(): False while replaying a run from before bounded state
-        self.undelivered: dict[str, MessageRef] = {m.key: m for m in start.undelivered}
-        self.deliveries: set[asyncio.Task[None]] = set()
 
     # --- the durable loop -------------------------------------------------
 
     @workflow.run
     async def run(self, start: CaseInput) -> CaseResult:
         self.bounded = workflow.patched(BOUNDED_HISTORY)
+        self.in_rounds = workflow.patched(DELIVERY_IN_ROUNDS)
         self._publish()
         for message in self.undelivered.values():  # carried over a continue-as-new
             self._start_delivery(message)
@@ -262,21 +277,12 @@ class CaseWorkflow:
         task.add_done_callback(self.deliveries.discard)
 
     async def _deliver(self, message: MessageRef) -> None:
-        try:
-            outcome = await workflow.execute_activity(
-                "deliver_message",
-                message.key,
-                result_type=DeliveryOutcome,
-                start_to_close_timeout=DELIVERY_ATTEMPT_TIMEOUT,
-                schedule_to_close_timeout=DELIVERY_GIVE_UP_AFTER,
-                retry_policy=DELIVERY_RETRY,
-                summary=f"deliver {message.kind} {message.key}"[:200],
-            )
-        except ActivityError as failed:
-            cause = failed.cause
-            detail = cause.message if isinstance(cause, ApplicationError) else f"gave up: {cause or failed}"
-            outcome = DeliveryOutcome(delivered=False, detail=detail)
+        if self.in_rounds:
+            outcome = await self._deliver_in_rounds(message)
+        else:
+            outcome = await self._deliver_at_once(message)
         referral = f"R{message.event_seq}" if message.kind == "referral_request" else None
+        del self.undelivered[message.key]  # before the event: its published view shows no failing
         self._change(
             DeliveryRecorded(
                 actor=SYSTEM,
@@ -287,7 +293,73 @@ class CaseWorkflow:
                 referral_id=referral,
             )
         )
-        del self.undelivered[message.key]
+
+    async def _deliver_at_once(self, message: MessageRef) -> DeliveryOutcome:
+        """Runs from before delivery in rounds: one activity retried for up to three days."""
+        try:
+            outcome: DeliveryOutcome = await workflow.execute_activity(
+                "deliver_message",
+                message.key,
+                result_type=DeliveryOutcome,
+                start_to_close_timeout=DELIVERY_ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=DELIVERY_GIVE_UP_AFTER,
+                retry_policy=DELIVERY_RETRY,
+                summary=f"deliver {message.kind} {message.key}"[:200],
+            )
+        except ActivityError as failed:
+            return DeliveryOutcome(delivered=False, detail=_failure_detail(failed))
+        return outcome
+
+    async def _deliver_in_rounds(self, message: MessageRef) -> DeliveryOutcome:
+        """Deliver with the same backoff and three-day limit as one long retry, but in rounds of a
+        few attempts, so the workflow hears when attempts keep failing (without polling SQL)."""
+        if message.started_at is None:
+            message.started_at = workflow.now()
+        give_up_at = message.started_at + DELIVERY_GIVE_UP_AFTER
+        while True:
+            tried = message.failing.attempts if message.failing else 0
+            left = give_up_at - workflow.now()
+            if left <= timedelta(0):
+                last = message.failing.last_error if message.failing else "no attempt"
+                return DeliveryOutcome(delivered=False, detail=f"gave up after {tried} attempts: {last}")
+            budget = ROUND_ATTEMPTS if tried else FIRST_ROUND_ATTEMPTS
+            try:
+                outcome: DeliveryOutcome = await workflow.execute_activity(
+                    "deliver_message",
+                    args=[message.key, tried],
+                    result_type=DeliveryOutcome,
+                    start_to_close_timeout=DELIVERY_ATTEMPT_TIMEOUT,
+                    schedule_to_close_timeout=left,
+                    retry_policy=_round_policy(tried, budget),
+                    summary=f"deliver {message.kind} {message.key} (attempts {tried + 1}–)"[:200],
+                )
+                return outcome
+            except ActivityError as failed:
+                if failed.retry_state != RetryState.MAXIMUM_ATTEMPTS_REACHED:
+                    return DeliveryOutcome(delivered=False, detail=_failure_detail(failed))
+                self._failing(message, tried + budget, _failure_detail(failed, gave_up=False))
+            wait = min(_backoff_after(tried + budget), give_up_at - workflow.now())
+            if wait > timedelta(0):
+                await workflow.sleep(wait, summary=f"retry {message.key}"[:200])
+
+    def _failing(self, message: MessageRef, attempts: int, error: str) -> None:
+        """Note that `message` keeps failing; the first time, tell the case manager (once: the
+        note rides with the message across continue-as-new, and a notice about a failing notice
+        would only fail the same way)."""
+        first = message.failing is None
+        assert message.started_at is not None
+        message.failing = FailingDelivery(
+            key=message.key,
+            kind=message.kind,
+            to=message.to or "the recipient",
+            since=message.started_at,
+            attempts=attempts,
+            last_error=error,
+        )
+        if first and message.kind != FAILING_NOTICE:
+            self._change(DeliveryFailing(actor=SYSTEM, failing=message.failing))
+        else:
+            self._publish()
 
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -388,12 +460,39 @@ class CaseWorkflow:
         )
 
     def _view(self) -> CaseView:
-        return case_view(self.case, self.program, workflow.now(), self.seq, len(self.pending))
+        failing = [m.failing for m in self.undelivered.values() if m.failing is not None]
+        return case_view(self.case, self.program, workflow.now(), self.seq, len(self.pending), failing)
 
     def _publish(self) -> None:
         view = self._view()
         workflow.upsert_search_attributes(attributes(self.case, view))
         workflow.set_current_details(details_markdown(view))
+
+
+def _backoff_after(attempts: int) -> timedelta:
+    """DELIVERY_RETRY's wait after the `attempts`-th failed attempt (1 s doubling to 10 min)."""
+    assert DELIVERY_RETRY.maximum_interval is not None
+    wait = DELIVERY_RETRY.initial_interval * DELIVERY_RETRY.backoff_coefficient ** max(attempts - 1, 0)
+    return min(wait, DELIVERY_RETRY.maximum_interval)
+
+
+def _round_policy(tried: int, budget: int) -> RetryPolicy:
+    """DELIVERY_RETRY for the attempts after the first `tried`, at most `budget` of them."""
+    return RetryPolicy(
+        initial_interval=_backoff_after(tried + 1),
+        backoff_coefficient=DELIVERY_RETRY.backoff_coefficient,
+        maximum_interval=DELIVERY_RETRY.maximum_interval,
+        maximum_attempts=budget,
+        non_retryable_error_types=DELIVERY_RETRY.non_retryable_error_types,
+    )
+
+
+def _failure_detail(failed: ActivityError, gave_up: bool = True) -> str:
+    """What went wrong: a channel's own words, else (a timeout, say) that it gave up."""
+    cause = failed.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return f"gave up: {cause or failed}" if gave_up else str(cause or failed)
 
 
 def _json_size(events: list[Event]) -> int:

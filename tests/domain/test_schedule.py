@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from domain import commands as c
 from domain.case import notice_for
-from domain.models import Hold, Role, Stage
-from domain.schedule import deadline, next_deadline, next_due, obligations, overdue
+from domain.models import FollowUpStatus, Hold, ReferralAnswer, Role, Stage
+from domain.schedule import Obligation, deadline, next_deadline, next_due, notices, obligations, overdue
 from tests.scenario import ALICE, T0, Story, assessment, story_in
 
 DAY = timedelta(days=1)
@@ -122,3 +124,75 @@ def test_a_closed_case_is_archived_when_its_reopen_window_ends() -> None:
     assert step is not None and step.kind == "archive"
     assert step.at == story.case.closed_at + story.program.reopen_window  # type: ignore[operator]
     assert obligations(story.case, story.program) == []
+
+
+# --- every deadline honours holds -------------------------------------------------------
+
+
+def owed(story: Story, kind: str) -> Obligation:
+    return next(o for o in obligations(story.case, story.program) if o.kind == kind)
+
+
+@pytest.mark.parametrize(
+    ("kind", "stage"),
+    [
+        ("stage_deadline", Stage.ASSESSMENT),
+        ("follow_up", Stage.MONITORING),
+        ("plan_review", Stage.MONITORING),
+        ("referral_answer", Stage.MONITORING),  # the story's referral to shelter-north
+        ("scheduled_follow_up", Stage.MONITORING),  # the story's home visit
+    ],
+)
+def test_a_hold_in_the_middle_moves_the_deadline_by_its_length_and_nothing_is_due_during_it(
+    kind: str, stage: Stage
+) -> None:
+    story = Story("weekly").to(stage)
+    before = owed(story, kind)
+    assert before.due is not None
+    story.do(c.Suspend(actor=ALICE, reason="client in hospital"), after=DAY)
+    assert story.now < before.due - story.program.escalation.reminder_lead  # held before its reminder
+    assert owed(story, kind).due is None
+    # however long the hold lasts, no reminder or escalation comes due during it
+    assert next_due(story.case, story.program, story.now + 400 * DAY) is None
+    assert overdue(story.case, story.program, story.now + 400 * DAY) == []
+
+    story.do(c.Resume(actor=ALICE), after=10 * DAY)
+    after = owed(story, kind)
+    assert after.key == before.key  # the same obligation: notices already issued stay issued
+    assert after.due == before.due + 10 * DAY
+    reminder = notices(after, story.program, story.now)[0]
+    assert reminder.kind == "reminder" and reminder.at == after.due - story.program.escalation.reminder_lead
+
+
+def test_an_open_referral_keeps_the_hold_its_deadline_spans_until_it_is_answered() -> None:
+    """Compaction forgets holds no live deadline spans; a referral's answer is a live deadline."""
+    story = Story("weekly").to(Stage.MONITORING)
+    referral = owed(story, "referral_answer")
+    assert referral.due is not None and referral.subject is not None
+    story.do(c.Suspend(actor=ALICE, reason="client in hospital"))
+    story.do(c.Resume(actor=ALICE), after=10 * DAY)
+    # every other clock restarts after the hold: only the referral's began before it
+    [visit] = [f for f in story.case.follow_ups if f.status is FollowUpStatus.SCHEDULED]
+    story.do(c.RecordFollowUpOutcome(actor=ALICE, follow_up_id=visit.id, outcome=FollowUpStatus.MISSED))
+    story.do(c.RecordFollowUp(actor=ALICE, summary="called her"))
+    story.do(c.ReviewPlan(actor=ALICE, summary="still fits"))
+    assert [o.kind for o in obligations(story.case, story.program)] == [
+        "follow_up",
+        "plan_review",
+        "referral_answer",
+    ]
+    assert len(story.case.holds) == 1
+    assert owed(story, "referral_answer").due == referral.due + 10 * DAY
+
+    story.do(c.AnswerReferral(actor=ALICE, referral_id=referral.subject, answer=ReferralAnswer.ACCEPTED))
+    assert story.case.holds == []  # no deadline spans it any more
+
+
+def test_runs_from_before_the_change_keep_provider_clocks_running_through_holds() -> None:
+    """The workflow replays old runs with holds_pause_every_deadline off (a workflow patch)."""
+    story = Story("weekly").to(Stage.MONITORING)
+    story.program = story.program.model_copy(update={"holds_pause_every_deadline": False})
+    before = owed(story, "referral_answer")
+    story.do(c.Suspend(actor=ALICE, reason="client in hospital"))
+    assert owed(story, "referral_answer").due == before.due
+    assert owed(story, "follow_up").due is None

@@ -5,7 +5,8 @@
 Run it after a change to the workflow, with VERSION bumped: the new histories join the
 older ones, and CI replays every version (docs/architecture.md, "Changing the workflow").
 Each history is a real case on the time-skipping server: one archived after closure, one
-escalated in monitoring, one on hold.
+escalated in monitoring, one on hold (with a referral
+waiting for its answer through the hold, from v3).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from workflows.search import workflow_id
 HERE = Path(__file__).parent
 # Bump this when the workflow changes in a way running cases must survive (behind
 # workflow.patched), and keep the older versions' files: CI replays them all.
-VERSION = "v2"
+VERSION = "v3"
 DAY = timedelta(days=1)
 
 
@@ -96,6 +97,16 @@ async def main() -> None:
 
             held = (await ops.open_case(opening("housing", number="H-ON-HOLD"))).case.number
             await ops.act(held, c.Accept(actor=ALICE))
+            await ops.act(
+                held,
+                c.Refer(
+                    actor=ALICE,
+                    provider="shelter-north",
+                    service="housing",
+                    reason="a bed",
+                    share=frozenset(),
+                ),
+            )
             await env.sleep(2 * DAY)
             await ops.act(held, c.Suspend(actor=ALICE, reason="client in hospital"))
             await env.sleep(10 * DAY)

@@ -7,12 +7,14 @@ import email
 import email.policy
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
 from activities.channels import Attachment, email_message, message_id
@@ -20,11 +22,13 @@ from activities.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEAD
 from domain import commands as c
 from domain.directory import Directory, EmailChannel, Person, Provider, WebhookChannel
 from domain.models import ReferralStatus, ServiceType
+from domain.views import CaseView
 from service.facade import CaseOps
 from store.tables import delivery_attempts, outbox
 from tests.conftest import case_worker
 from tests.receivers import MailSink, WebhookReceiver, is_msg_id
 from tests.scenario import ALICE, SAM, TO_MONITORING, opening
+from workflows.search import workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 DAY = timedelta(days=1)
@@ -270,3 +274,72 @@ async def test_reminders_escalations_and_invitations_arrive_by_email(
                 actor=SAM, follow_up_id=follow_up, outcome="missed", notes="client not at home"
             ),
         )
+
+
+async def view_when(
+    ops: CaseOps, number: str, env: WorkflowEnvironment, wanted: Callable[[CaseView], bool]
+) -> CaseView:
+    """Advance time a little at a time until the case's view shows what is wanted."""
+    for _ in range(200):
+        view = await ops.view(number)
+        if wanted(view):
+            return view
+        await env.sleep(timedelta(seconds=20))
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the case never showed it: {view.failing_deliveries}")
+
+
+async def mail_about(sink: MailSink, number: str) -> list[EmailMessage]:
+    """The case manager's mail about the case, once some has arrived."""
+    async with asyncio.timeout(10):
+        while not (mail := [m for m in sink.to("alice@casework.example.org") if number in str(m["Subject"])]):
+            await asyncio.sleep(0.05)
+    return mail
+
+
+async def current_details(env: WorkflowEnvironment, number: str) -> str:
+    """What the Temporal UI shows as the case workflow's current details."""
+    handle = env.client.get_workflow_handle(workflow_id(number))
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return str(metadata.current_details)
+
+
+async def test_a_webhook_provider_that_is_down_shows_as_failing_early_and_the_manager_is_told_once(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine, webhook: WebhookReceiver, mail_sink: MailSink
+) -> None:
+    webhook.script = [503] * 1000  # down until the test says otherwise
+    async with case_worker(time_env, record_store, directory(webhook.url)) as ops:
+        number, referral = await referred(ops, "harbour", "counseling")
+        key = f"{number}:referral:{referral}"
+
+        # the first attempts fail: the case says so at once, not after three days
+        view = await view_when(ops, number, time_env, lambda v: bool(v.failing_deliveries))
+        [failing] = view.failing_deliveries
+        assert (failing.key, failing.to) == (key, "harbour")
+        assert failing.attempts >= 2 and "503" in failing.last_error
+        assert view.case.referrals[-1].status is ReferralStatus.PENDING
+        assert "delivery to harbour failing since" in await current_details(time_env, number)
+
+        # more attempts fail: the count grows, the case manager is still told only once
+        view = await view_when(
+            ops, number, time_env, lambda v: v.failing_deliveries[0].attempts > 2 * failing.attempts
+        )
+        told = await mail_about(mail_sink, number)
+        assert [str(m["Subject"]) for m in told] == [f"Case {number}: delivery to harbour failing"]
+        assert "503" in told[0].get_content()
+
+        # the provider is back: the next attempt delivers and the failing note clears
+        webhook.script.clear()
+        status = await referral_status(
+            ops, number, time_env, {ReferralStatus.SENT, ReferralStatus.DELIVERY_FAILED}
+        )
+        assert status is ReferralStatus.SENT
+        view = await ops.view(number)
+        assert view.failing_deliveries == []
+        assert "failing" not in await current_details(time_env, number)
+        outcomes = await attempts(record_store, key)
+        assert outcomes[-1] == "delivered" and outcomes[:-1] == ["retrying"] * (len(outcomes) - 1)
+        assert len(outcomes) == len(webhook.calls) > 2 * failing.attempts
+        history = await ops.history(number)
+        assert [e.action for e in history].count("delivery_failing") == 1
+        assert len(await mail_about(mail_sink, number)) == 1

@@ -171,6 +171,35 @@ async def test_on_hold_pauses_the_clock(time_env: WorkflowEnvironment, record_st
         assert reminder.kind == "reminder" and close_to(reminder.due, entered + 14 * DAY + held)
 
 
+async def test_a_hold_pauses_a_referrals_answer_deadline_too(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    """weekly program: a referral is answered within 3 days, a reminder one day before."""
+    async with case_worker(time_env, record_store) as ops:
+        number = (await ops.open_case(opening("weekly"))).case.number
+        await ops.act(number, c.Accept(actor=ALICE))
+        referral = (await ops.do(number, quiet_referral())).case.referrals[-1]
+        asked = referral.requested_at
+        await time_env.sleep(DAY)
+        await ops.act(number, c.Suspend(actor=ALICE, reason="client in hospital"))
+        await time_env.sleep(10 * DAY)
+        assert notices(await ops.history(number)) == []  # no reminder, no escalation during the hold
+        async with record_store.connect() as conn:
+            kinds = (await conn.execute(select(outbox.c.kind).where(outbox.c.case_number == number))).all()
+        assert [k for (k,) in kinds] == ["referral_request"]  # nothing but the request was sent
+
+        view = await ops.do(number, c.Resume(actor=ALICE))
+        hold = view.case.holds[-1]
+        assert hold.end is not None
+        moved = asked + 3 * DAY + (hold.end - hold.start)
+        assert view.next_deadline == moved
+        await time_env.sleep(1.5 * DAY)  # past the moved reminder, before the moved deadline
+        [reminder] = notices(await ops.history(number))
+        assert (reminder.kind, reminder.subject) == ("reminder", referral.id)
+        assert reminder.due == moved
+        assert (await ops.view(number)).case.referrals[-1].status.value == "sent"  # not expired
+
+
 async def test_a_refused_action_explains_why_and_leaves_no_trace(
     time_env: WorkflowEnvironment, record_store: AsyncEngine
 ) -> None:
