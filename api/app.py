@@ -50,7 +50,7 @@ from api.sessions import COOKIE, SessionTokens, signed_in_page, signed_out_page,
 from config.codec import is_encrypted, label_of
 from config.links import answer_link_secrets, public_url
 from config.settings import Settings
-from domain.access import may_see, scope_of
+from domain.access import may_read_reports, may_see, scope_of
 from domain.commands import AnswerReferral, OpenCase, StaffCommand
 from domain.directory import Directory, load_directory
 from domain.errors import Refusal, explain
@@ -526,8 +526,8 @@ def create_app(
 
     async def record_seen_by(actor: Actor) -> Record:
         """The record of the cases this actor may see (reports are for supervisors and leads)."""
-        if actor.role not in (Role.SUPERVISOR, Role.PROGRAM_LEAD, Role.SYSTEM):
-            raise Problem.refused(Refusal.FORBIDDEN, "reports are for supervisors and program leads")
+        if refusal := may_read_reports(actor):
+            raise Problem.refused(Refusal.FORBIDDEN, refusal)
         if store is None:
             raise Problem.refused(
                 Refusal.UNAVAILABLE, "this API has no record store configured", "No record store"

@@ -76,3 +76,12 @@ def may_reassign(
     if actor.role is Role.PROGRAM_LEAD and not any(p.lead == actor.id for p in programs.values()):
         return f"{actor.id} leads no program, so may not reassign {from_manager}'s caseload to {to_manager}"
     return None
+
+
+# Reports count a whole caseload: for the people who answer for one.
+REPORT_READERS = frozenset({Role.SUPERVISOR, Role.PROGRAM_LEAD, Role.SYSTEM})
+
+
+def may_read_reports(actor: Actor) -> str | None:
+    """Why `actor` may not read caseload reports, or None if they may (over what they may see)."""
+    return None if actor.role in REPORT_READERS else "reports are for supervisors and program leads"

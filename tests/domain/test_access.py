@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.access import may_open, may_reassign, may_see, scope_of
+from domain.access import may_open, may_read_reports, may_reassign, may_see, scope_of
 from domain.models import Actor, Case, Role
 from tests.scenario import ALICE, BOB, LEAD, PROGRAMS, PROVIDER, SAM, Story
 
@@ -61,3 +61,12 @@ def test_a_case_manager_opens_cases_on_her_own_caseload_only() -> None:
 )
 def test_supervisors_and_leads_of_a_program_reassign_caseloads(actor: Actor, refusal: str | None) -> None:
     assert may_reassign(actor, "alice", "bob", PROGRAMS) == refusal
+
+
+def test_caseload_reports_are_for_supervisors_and_leads() -> None:
+    assert [may_read_reports(a) for a in (SAM, LEAD)] == [None, None]
+    assert (
+        may_read_reports(ALICE)
+        == may_read_reports(PROVIDER)
+        == "reports are for supervisors and program leads"
+    )
