@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,26 @@ class Api:
         return await self.call(who, "POST", f"/cases/{number}/{action}", json=body)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(dev_env: WorkflowEnvironment, record_store: AsyncEngine) -> AsyncIterator[Api]:
-    async with case_worker(dev_env, record_store, DIRECTORY) as ops:
+@asynccontextmanager
+async def served(dev_env: WorkflowEnvironment, store: AsyncEngine) -> AsyncIterator[Api]:
+    async with case_worker(dev_env, store, DIRECTORY) as ops:
         ops.directory = DIRECTORY
-        app = create_app(ops, DIRECTORY, KEYS, record_store)
+        app = create_app(ops, DIRECTORY, KEYS, store)
         async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
             yield Api(http)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(dev_env: WorkflowEnvironment, record_store: AsyncEngine) -> AsyncIterator[Api]:
+    async with served(dev_env, record_store) as api:
+        yield api
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api_on_sqlite(dev_env: WorkflowEnvironment, sqlite_store: AsyncEngine) -> AsyncIterator[Api]:
+    """For the long fuzzing run: it tests the API's answers, not the record store."""
+    async with served(dev_env, sqlite_store) as api:
+        yield api
 
 
 def problem_of(response: httpx.Response, status: int) -> str:
@@ -219,8 +233,9 @@ async def test_reports_are_for_supervisors_and_cover_their_team(api: Api) -> Non
     problem_of(await api.call("sam", "GET", "/reports/nonsense"), 422)
 
 
-async def test_no_input_makes_the_api_fail_with_a_server_error(api: Api, tmp_path: Path) -> None:
+async def test_no_input_makes_the_api_fail_with_a_server_error(api_on_sqlite: Api, tmp_path: Path) -> None:
     """schemathesis generates requests from the OpenAPI schema for every operation."""
+    api = api_on_sqlite
     base = str(api.http.base_url).rstrip("/")
     st = str(Path(sys.executable).parent / "st")
     done = await asyncio.to_thread(
