@@ -373,6 +373,7 @@ class SubjectAccess:
 def header(row: Any, by: Actor, now: datetime) -> Row:
     """The client and the case as last recorded (the live case: assessment, plan, consent)."""
     state = row["state"]
+    consent = state.get("consent")
     case_fields = (
         "program", "manager", "supervisor", "risk", "stage", "opened_at", "closed_at", "outcome",
         "close_reason", "reopen_count", "intake_reference", "holds",
@@ -387,7 +388,7 @@ def header(row: Any, by: Actor, now: datetime) -> Row:
         "case": {k: state.get(k) for k in case_fields},
         "assessment": state.get("assessment"),
         "plan": state.get("plan"),
-        "consent": state.get("consent"),
+        "consent": consent and consent | {"share": sorted(consent["share"])},  # a set: in one order
     }
 
 

@@ -139,6 +139,8 @@ async def test_a_supervisor_exports_everything_held_about_the_client(
     }
     messages = {m["kind"]: m for m in data["messages"]}
     assert messages["referral_request"]["attempts"][0]["outcome"] == "delivered"
+    # the provider's answer link would answer for the provider: whoever holds the export must not
+    assert "/answer/(link withheld from this export)" in messages["referral_request"]["body"]
     assert [(a["by"], a["what"]) for a in data["access_log"]] == [
         ("lead-general (program_lead)", "view"),
         ("sam (supervisor)", "export"),  # the export lists itself
