@@ -23,7 +23,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -238,15 +238,24 @@ class SubjectAccess:
 
     async def _referrals(self, cut: Cut) -> AsyncIterator[Row]:
         query = select(case_referrals).where(case_referrals.c.case_number == cut.number)
+        rows = self._pages(query, case_referrals.c.referral_id, start="")
+        async for row in self._completed(rows, lambda page: self._with_requests(cut, page)):
+            yield row
+
+    async def _completed(
+        self, rows: AsyncIterator[Any], complete: Callable[[list[Any]], Awaitable[list[Row]]]
+    ) -> AsyncIterator[Row]:
+        """`rows` completed a page at a time (one read for the messages of a page of rows)."""
         page: list[Any] = []
-        async for row in self._pages(query, case_referrals.c.referral_id, start=""):
+        async for row in rows:
             page.append(row)
             if len(page) == self.page:
-                for done in await self._with_requests(cut, page):
+                for done in await complete(page):
                     yield done
                 page = []
-        for done in await self._with_requests(cut, page):
-            yield done
+        if page:
+            for done in await complete(page):
+                yield done
 
     async def _with_requests(self, cut: Cut, referrals: list[Any]) -> list[Row]:
         """Referral rows with the request each provider was sent (the outbox's payload: exactly
@@ -281,23 +290,34 @@ class SubjectAccess:
 
     async def _follow_ups(self, cut: Cut) -> AsyncIterator[Row]:
         query = select(case_follow_ups).where(case_follow_ups.c.case_number == cut.number)
-        async for row in self._pages(query, case_follow_ups.c.follow_up_id, start=""):
-            keys = {
-                f"{cut.number}:{kind}:{row.follow_up_id}:{who}"
-                for kind in ("invitation", "invitation-cancel")
-                for who in ("manager", "client")
-            }
-            sent = await self._messages_by_key(cut, keys)
-            yield {
-                "id": row.follow_up_id,
-                "kind": row.kind,
-                "due_at": utc(row.due_at),
-                "status": row.status,
-                "done_at": utc(row.done_at),
+        rows = self._pages(query, case_follow_ups.c.follow_up_id, start="")
+        async for row in self._completed(rows, lambda page: self._with_invitations(cut, page)):
+            yield row
+
+    async def _with_invitations(self, cut: Cut, follow_ups: list[Any]) -> list[Row]:
+        """Follow-up rows with the invitations (and calendar cancellations) each sent."""
+        keys = {
+            f"{cut.number}:{kind}:{f.follow_up_id}:{who}": f.follow_up_id
+            for f in follow_ups
+            for kind in ("invitation", "invitation-cancel")
+            for who in ("manager", "client")
+        }
+        sent = await self._messages_by_key(cut, keys)
+        return [
+            {
+                "id": f.follow_up_id,
+                "kind": f.kind,
+                "due_at": utc(f.due_at),
+                "status": f.status,
+                "done_at": utc(f.done_at),
                 "invitations": [
-                    {"to": m.recipient, "kind": m.kind} | delivery(m) for _, m in sorted(sent.items())
+                    {"to": m.recipient, "kind": m.kind} | delivery(m)
+                    for key, m in sorted(sent.items())
+                    if keys[key] == f.follow_up_id
                 ],
             }
+            for f in follow_ups
+        ]
 
     async def _messages_by_key(self, cut: Cut, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
@@ -311,15 +331,8 @@ class SubjectAccess:
 
     async def _messages(self, cut: Cut) -> AsyncIterator[Row]:
         query = select(outbox).where(outbox.c.case_number == cut.number, outbox.c.id <= cut.last_message)
-        page: list[Any] = []
-        async for row in self._pages(query, outbox.c.id, start=0):
-            page.append(row)
-            if len(page) == self.page:
-                for done in await self._with_attempts(page):
-                    yield done
-                page = []
-        for done in await self._with_attempts(page):
-            yield done
+        async for row in self._completed(self._pages(query, outbox.c.id, start=0), self._with_attempts):
+            yield row
 
     async def _with_attempts(self, messages: list[Any]) -> list[Row]:
         """Messages with every attempt to deliver each (one read per page of messages)."""
