@@ -28,7 +28,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
@@ -50,7 +50,7 @@ from api.sessions import COOKIE, SessionTokens, signed_in_page, signed_out_page,
 from config.codec import is_encrypted, label_of
 from config.links import answer_link_secrets, public_url
 from config.settings import Settings
-from domain.access import may_read_reports, may_see, scope_of
+from domain.access import may_export, may_read_reports, may_see, scope_of
 from domain.commands import AnswerReferral, OpenCase, StaffCommand
 from domain.directory import Directory, load_directory
 from domain.errors import Refusal, explain
@@ -58,6 +58,7 @@ from domain.events import Event
 from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, Stage
 from domain.policy import load_programs
 from domain.views import CaseView, Receipt
+from service.export import SubjectAccess, html_chunks, json_chunks
 from service.facade import (
     COMMAND_KEY_PATTERN,
     COMMAND_KEY_RULE,
@@ -74,6 +75,8 @@ from store.db import engine as make_engine
 from store.tables import record_access
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# An export is a self-contained document: no scripts, nothing fetched, never framed.
+EXPORT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 # Declared in the OpenAPI document as the API's security scheme; checked by `caller`.
 API_KEY = HTTPBearer(auto_error=False, scheme_name="apiKey", description="an API key: Bearer <key>")
 
@@ -590,6 +593,37 @@ def create_app(
             items=[n for _, n in found],
             seqs=[seq for seq, _ in found],
             next_before=found[-1][0] if len(found) == limit else None,
+        )
+
+    @app.get(
+        "/cases/{number}/export",
+        responses={200: {"content": {"application/json": {}, "text/html": {}}}, 403: {}, 404: {}, 503: {}},
+    )
+    async def export_client(
+        number: str, actor: Caller, format: Literal["json", "html"] = "json"
+    ) -> StreamingResponse:
+        """Everything the record holds about the case's client, for a subject access request
+        (supervisors and program leads of the case): JSON, or a printable HTML document. Logged."""
+        await in_scope(actor, number)
+        recorded = await ops.recorded_case(number)
+        if store is None or recorded is None:
+            raise Problem.refused(
+                Refusal.UNAVAILABLE, f"case {number} is not in the record yet; try again shortly"
+            )
+        if refused := may_export(actor, recorded[0], ops.programs):
+            raise Problem.refused(refused.kind, refused.message)
+        await log_access(actor, number, "export")  # before reading: the export lists itself
+        export = await SubjectAccess(store).export(number, actor, datetime.now(UTC))
+        assert export is not None, "the record had the case a moment ago, and cases are never deleted"
+        chunks, media = (html_chunks, "text/html") if format == "html" else (json_chunks, "application/json")
+        return StreamingResponse(
+            (chunk.encode() async for chunk in chunks(export)),
+            media_type=f"{media}; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{number}-export.{format}"',
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": EXPORT_POLICY,
+            },
         )
 
     @app.post("/cases/{number}/restore", response_model=CaseView, responses={403: {}, 404: {}, 409: {}})

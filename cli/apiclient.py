@@ -113,6 +113,25 @@ class Api:
     def get_bytes(self, path: str, **params: Any) -> bytes:
         return self._send("GET", path, params={k: v for k, v in params.items() if v is not None}).content
 
+    def download(self, path: str, dest: Path, **params: Any) -> None:
+        """Stream a GET's body into `dest` (written beside it first, so a failed download
+        leaves no partial file under the name)."""
+        part = dest.with_name(dest.name + ".part")
+        try:
+            with self.http.stream("GET", path, params=params) as response:
+                if not response.is_success:
+                    response.read()
+                    raise refusal(response, None)
+                with part.open("wb") as f:
+                    for chunk in response.iter_bytes():
+                        f.write(chunk)
+        except httpx.HTTPError as exc:
+            part.unlink(missing_ok=True)
+            raise ApiError(
+                "unreachable", f"the download from {self.cred.api_url} failed ({type(exc).__name__}: {exc})"
+            ) from None
+        part.replace(dest)
+
     def post(self, path: str, body: Any, key: str | None = None) -> tuple[int, Any]:
         headers = {IDEMPOTENCY_HEADER: key} if key else {}
         response = self._send("POST", path, json=body, headers=headers, key=key)

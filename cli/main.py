@@ -525,6 +525,24 @@ def restore(
         )
 
 
+@app.command("export-client")
+def export_client(
+    number: CaseArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="the folder to write the export into")],
+) -> None:
+    """Everything held about a case's client, for a subject access request (supervisors and
+    program leads): CASE-export.json and a printable CASE-export.html. Each is logged."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [out_dir / f"{number}-export.{kind}" for kind in ("json", "html")]
+
+    def fetch(api: Api) -> None:
+        for path in files:
+            api.download(f"/cases/{number}/export", path, format=path.suffix.removeprefix("."))
+
+    call_api(fetch)
+    out.print(f"wrote {files[0]} and {files[1]}", highlight=False)
+
+
 def case_pages(api: Api, limit: int, **filters: Any) -> list[CaseSummary]:
     rows: list[CaseSummary] = []
     token = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.errors import Refusal, Rejected
 from domain.models import Actor, Case, Role
 from domain.policy import Program
 
@@ -85,3 +86,23 @@ REPORT_READERS = frozenset({Role.SUPERVISOR, Role.PROGRAM_LEAD, Role.SYSTEM})
 def may_read_reports(actor: Actor) -> str | None:
     """Why `actor` may not read caseload reports, or None if they may (over what they may see)."""
     return None if actor.role in REPORT_READERS else "reports are for supervisors and program leads"
+
+
+# A subject access export is the client's whole file: every colleague's notes, what each
+# provider received and who read the case. Answering the request is a formal act someone
+# accountable does (confirming who asks, deciding what of third parties to withhold), and the
+# export is the easiest way to carry a whole file off, so it is for supervisors and program leads
+# (of the cases they may see), not for case managers, who read their cases through the API.
+EXPORTERS = frozenset({Role.SUPERVISOR, Role.PROGRAM_LEAD})
+
+
+def may_export(actor: Actor, case: Case, programs: dict[str, Program]) -> Rejected | None:
+    """Why `actor` may not export everything held about `case`'s client, or None if they may:
+    NOT_FOUND for a case they may not see (its existence does not leak), else FORBIDDEN."""
+    if not may_see(actor, case, programs):
+        return Rejected(Refusal.NOT_FOUND, f"no case {case.number}")
+    if actor.role not in EXPORTERS:
+        return Rejected(
+            Refusal.FORBIDDEN, "a client's data export is for supervisors and program leads of the case"
+        )
+    return None

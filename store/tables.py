@@ -103,7 +103,7 @@ record_access = Table(
     Column("actor_id", String(64), nullable=False),
     Column("actor_role", String(20), nullable=False),
     Column("case_number", String(40), nullable=False),
-    Column("what", String(40), nullable=False),  # view | events
+    Column("what", String(40), nullable=False),  # view | events | notes | decode | export ...
     Index("ix_record_access_case", "case_number", "at"),
 )
 

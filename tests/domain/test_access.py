@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from domain.access import may_open, may_read_reports, may_reassign, may_see, scope_of
+from domain.access import may_export, may_open, may_read_reports, may_reassign, may_see, scope_of
+from domain.errors import Refusal
 from domain.models import Actor, Case, Role
 from tests.scenario import ALICE, BOB, LEAD, PROGRAMS, PROVIDER, SAM, Story
 
@@ -70,3 +71,26 @@ def test_caseload_reports_are_for_supervisors_and_leads() -> None:
         == may_read_reports(PROVIDER)
         == "reports are for supervisors and program leads"
     )
+
+
+@pytest.mark.parametrize(
+    ("actor", "case", "refusal"),
+    [
+        (SAM, 0, None),  # the supervisor of the case
+        (LEAD, 1, None),  # the lead of its program
+        (
+            ALICE,
+            0,
+            (Refusal.FORBIDDEN, "a client's data export is for supervisors and program leads of the case"),
+        ),
+        (SAM, 1, (Refusal.NOT_FOUND, "no case T-BOB")),  # another team's case: as if it did not exist
+        (LEAD, 2, (Refusal.NOT_FOUND, "no case T-HOUSING")),  # another program's
+        (PROVIDER, 1, (Refusal.NOT_FOUND, "no case T-BOB")),  # providers see no case
+    ],
+    ids=lambda v: getattr(v, "id", str(v)),
+)
+def test_a_clients_data_is_exported_by_the_supervisors_and_leads_who_see_the_case(
+    actor: Actor, case: int, refusal: tuple[Refusal, str] | None
+) -> None:
+    refused = may_export(actor, cases()[case], PROGRAMS)
+    assert (refused and (refused.kind, refused.message)) == refusal
