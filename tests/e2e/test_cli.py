@@ -144,7 +144,7 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
     assert request["To"] == "referrals@legal-aid-east.example.org"
     assert "Amina" not in request["Subject"] and "Haddad" not in request["Subject"]
     text = request.get_content()
-    assert "name: Amina Haddad" in text and "1990-02-14" not in text  # the birth date was not consented
+    assert "Name: Amina Haddad" in text and "1990-02-14" not in text  # the birth date was not consented
     assert f"at {stack['API']}/callbacks/referrals" in text
 
     # the provider answers through the signed callback, and the case shows it
@@ -192,7 +192,7 @@ def test_errors_are_one_clear_line_with_the_refusals_exit_code(stack: dict[str, 
         "error: invalid client: given_name: Field required"
     )
     assert "Missing option '--reason'" in refused("decline", "X-1", env=alice, code=2)
-    assert "expected DOMAIN:SEVERITY" in refused(
+    assert "expected DOMAIN:SCORE/5" in refused(
         "complete-assessment", "X-1", "--need", "housing", "--risk", "low", env=alice, code=2
     )
     number = json.loads(ok("open", "--given-name", "Ana", "--family-name", "B", "--json", env=alice))["case"][
