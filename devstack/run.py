@@ -145,9 +145,9 @@ def announce_encryption(
     settings: Settings, clear_before: bool, api_url: str, announce: Callable[[str], None]
 ) -> None:
     source = "CASEWORK_PAYLOAD_KEY" if settings.payload_key is not None else str(payload_key_file(settings))
+    announce(f"Client data:  encrypted in Temporal with {source}")
     announce(
-        f"Client data:  encrypted in Temporal with {source}. To read your cases' data in the "
-        f"Temporal UI, sign in first at {api_url}/signin with your API key (e.g. dev-alice)"
+        f"              to read it in the Temporal UI, sign in first at {api_url}/signin (e.g. dev-alice)"
     )
     if clear_before:  # histories written before the key existed stay as they were
         announce(
@@ -169,7 +169,9 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     ui_port = free_port()  # the dev server's own UI; the proxy serves settings.ui_port
     ui_host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"  # the dev server's --ip
     command = dev_server_command(settings, db_file, ui_port)
-    server = subprocess.Popen(command)  # noqa: ASYNC220 - a long-lived child, started once
+    # Its banner (stdout) names the UI's private port, where nothing decodes: casework prints the
+    # addresses to use. Its errors go to stderr, as before.
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: ASYNC220 - a long-lived child
     sink = None
     if settings.smtp_host in ("127.0.0.1", "localhost"):
         sink = start_mail_sink(settings.smtp_host, settings.smtp_port, settings.var_dir / "mail")

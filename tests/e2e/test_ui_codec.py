@@ -89,6 +89,13 @@ def test_signed_in_as_bob_alices_case_is_not_decoded(
         assert FAMILY_NAME not in page.content() + code_text(page)
 
 
+def test_casework_dev_says_which_key_and_where_to_sign_in(stack: dict[str, str]) -> None:
+    said = Path(stack["LOG"]).read_text()
+    key = Path(stack["CASEWORK_VAR_DIR"]) / "payload.key"
+    assert f"Client data:  encrypted in Temporal with {key}" in said
+    assert f"sign in first at {stack['API']}/signin" in said
+
+
 def temporal_database(stack: dict[str, str]) -> bytes:
     """Temporal's SQLite file as it is on disk, with its write-ahead log (recent writes)."""
     var = Path(stack["CASEWORK_VAR_DIR"])
