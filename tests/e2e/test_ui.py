@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import time
 
-from playwright.sync_api import Browser, Page, Route
+from playwright.sync_api import Browser, Frame, Page, Route
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.e2e.conftest import sign_in
 from tests.e2e.test_cli import ok
@@ -58,15 +59,22 @@ def open_case_in_monitoring(env: dict[str, str]) -> str:
     return number
 
 
-def details_text(page: Page, within_s: float = 20) -> str:
-    """Summary and current details: the UI renders each as markdown in a frame of its own,
-    and current details come from a query, so wait until they are there."""
+def details_text(page: Page, *wanted: str, within_s: float = 20) -> str:
+    """Summary and current details: the UI renders each as markdown in a frame of its own, drawn
+    again as payloads are decoded and the query answers, so read until all `wanted` are there."""
     deadline = time.monotonic() + within_s
     while True:
-        text = "\n".join(f.locator("body").inner_text() for f in page.frames[1:])
-        if "Stage:" in text or time.monotonic() > deadline:
+        text = "\n".join(frame_text(f) for f in page.frames[1:])
+        if all(w in text for w in wanted) or time.monotonic() > deadline:
             return text
         page.wait_for_timeout(250)
+
+
+def frame_text(frame: Frame) -> str:
+    try:
+        return frame.locator("body").inner_text(timeout=2_000)
+    except PlaywrightError:  # replaced (detached) while being read: the next round reads the new one
+        return ""
 
 
 def test_the_case_list_shows_stage_manager_and_next_due(stack: dict[str, str], browser: Browser) -> None:
@@ -91,7 +99,7 @@ def test_a_case_page_shows_its_current_details(stack: dict[str, str], browser: B
     sign_in(page, stack, "dev-alice")  # current details are encrypted: decoded for her cases only
     page.goto(f"{stack['UI']}/namespaces/default/workflows/case-{number}")
     page.get_by_text("User Metadata").click()
-    text = details_text(page)
+    text = details_text(page, "Stage:", f"Case {number}")
     assert "Stage: monitoring" in text and "Manager: alice · supervisor sam" in text
     assert "Next due: 20" in text
     assert f"Case {number} · General case management" in text  # the summary
