@@ -1,6 +1,7 @@
 """Encrypting workflow payloads: client personal data never reaches Temporal in the clear.
 
-With CASEWORK_PAYLOAD_KEY set (32 random bytes, base64), every payload the client, the
+With a payload key (32 random bytes, base64: CASEWORK_PAYLOAD_KEY, or the var/payload.key
+`casework dev` makes; config.temporal.payload_key is the rule), every payload the client, the
 worker and the replayer exchange with Temporal is AES-256-GCM encrypted; search
 attributes are not payloads and stay plaintext, which is why they carry no personal
 data.
@@ -102,7 +103,7 @@ def key_from(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except ValueError as exc:
-        raise ValueError("CASEWORK_PAYLOAD_KEY is not base64") from exc
+        raise ValueError("the payload key (CASEWORK_PAYLOAD_KEY or var/payload.key) is not base64") from exc
 
 
 def data_converter(payload_key: str | None) -> DataConverter:

@@ -1,11 +1,14 @@
-"""Reaching Temporal: the client every process connects with (the payload codec), the key that
-signs who acts, and casework's search attributes on a namespace (registered idempotently)."""
+"""Reaching Temporal: the client every process connects with (the payload codec and its key),
+the key that signs who acts, and casework's search attributes on a namespace (registered
+idempotently). Each key is found by one rule, so every process of an installation (worker, API,
+the CLI's operator commands) finds the same one."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -74,13 +77,27 @@ def runtime() -> Runtime:
 
 
 async def connect(settings: Settings) -> Client:
-    key = settings.payload_key.get_secret_value() if settings.payload_key else None
+    """A client whose payloads are encrypted with the installation's payload key (if any)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(key),
+        data_converter=data_converter(payload_key(settings)),
         runtime=runtime(),
     )
+
+
+def payload_key_file(settings: Settings) -> Path:
+    """Where `casework dev` keeps the payload key it made (var/payload.key)."""
+    return settings.var_dir / "payload.key"
+
+
+def payload_key(settings: Settings) -> str | None:
+    """CASEWORK_PAYLOAD_KEY (from the environment or a secret file), else the key `casework dev`
+    keeps in var/payload.key, else none: payloads in clear (a deployment's choice, not a default)."""
+    if settings.payload_key is not None:
+        return settings.payload_key.get_secret_value()
+    path = payload_key_file(settings)
+    return path.read_text().strip() if path.exists() else None
 
 
 def actor_keys(settings: Settings) -> ActorKeys:

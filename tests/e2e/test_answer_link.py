@@ -4,37 +4,17 @@ in var/mail): accept, and the case shows it; the same link again, or an expired 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from tests.e2e.test_cli import wait_for_mail
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ALICE = {"Authorization": "Bearer dev-alice"}
 LINK = re.compile(r"https?://\S+/answer/\S+")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the browser tests: install Debian's chromium (apt-get install chromium)")
-        pytest.skip("no Chromium here: apt-get install chromium to run the browser tests")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-        )
-        yield browser
-        browser.close()
 
 
 def api(stack: dict[str, str], path: str, body: object) -> dict[str, object]:

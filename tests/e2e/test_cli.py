@@ -167,7 +167,7 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
     # what the stack keeps of the client is for its owner only
     var = Path(stack["CASEWORK_VAR_DIR"])
     assert var.stat().st_mode & 0o777 == 0o700
-    kept = [var / "casework.db", var / "temporal.db", *Path(stack["MAIL"]).glob("*.eml")]
+    kept = [var / "casework.db", var / "temporal.db", var / "payload.key", *Path(stack["MAIL"]).glob("*.eml")]
     assert {str(p): p.stat().st_mode & 0o777 for p in kept} == {str(p): 0o600 for p in kept}
 
 

@@ -1,77 +1,18 @@
-"""The Temporal UI of `casework dev` with encrypted payloads, in a real browser: client data
-is readable only after signing in at the API, and only in the signed-in person's cases."""
+"""Client data in Temporal under `casework dev` as installed (no key given: it makes
+var/payload.key): encrypted in Temporal's database, and in the Temporal UI, in a real browser,
+readable only after signing in at the API, and only in the signed-in person's cases."""
 
 from __future__ import annotations
 
-import base64
-import os
-import shutil
-import signal
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.processes import background, environment, free_port
+from tests.e2e.conftest import sign_in
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FAMILY_NAME = "Valderrama"  # the client's name: in the case's input payload only
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the browser tests: install Debian's chromium (apt-get install chromium)")
-        pytest.skip("no Chromium here: apt-get install chromium to run the browser tests")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """`casework dev` with a payload key, on free ports; stopped at the end."""
-    home = tmp_path_factory.mktemp("dev-codec")
-    port, ui_port, api_port = free_port(), free_port(), free_port()
-    env = environment(
-        var_dir=str(home / "var"),
-        database_url=f"sqlite:///{home / 'var' / 'casework.db'}",
-        temporal_address=f"127.0.0.1:{port}",
-        smtp_port=str(free_port()),
-        api_port=str(api_port),
-        callback_url=f"http://127.0.0.1:{api_port}/callbacks/referrals",
-        payload_key=base64.b64encode(os.urandom(32)).decode(),
-    )
-    log = home / "dev.log"
-    with background(
-        ["dev", "--port", str(port), "--ui-port", str(ui_port)], env, "Worker running", log
-    ) as dev:
-        ui, api = f"http://127.0.0.1:{ui_port}", f"http://127.0.0.1:{api_port}"
-        wait_until_answering(f"{ui}/api/v1/settings", log)  # the UI's proxy starts with the worker
-        yield {"UI": ui, "API": api, "LOG": str(log)}
-        dev.send_signal(signal.SIGTERM)
-        assert dev.wait(timeout=30) == 0, Path(log).read_text()[-3000:]
-
-
-def wait_until_answering(url: str, log: Path, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} does not answer:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +26,6 @@ def alices_case(stack: dict[str, str]) -> str:
     assert opened.status_code == 201, opened.text
     number: str = opened.json()["case"]["number"]
     return number
-
-
-def sign_in(page: Page, stack: dict[str, str], key: str) -> None:
-    page.goto(f"{stack['API']}/signin")
-    page.fill("#key", key)
-    page.click("button[type=submit]")
-    page.locator("#signed-in").wait_for(timeout=10_000)
 
 
 def open_case_page(page: Page, stack: dict[str, str], number: str) -> int:
@@ -153,3 +87,38 @@ def test_signed_in_as_bob_alices_case_is_not_decoded(
         sign_in(page, stack, "dev-bob")
         assert open_case_page(page, stack, alices_case) == 404
         assert FAMILY_NAME not in page.content() + code_text(page)
+
+
+def test_casework_dev_says_which_key_and_where_to_sign_in(stack: dict[str, str]) -> None:
+    said = Path(stack["LOG"]).read_text()
+    key = Path(stack["CASEWORK_VAR_DIR"]) / "payload.key"
+    assert f"Client data:  encrypted in Temporal with {key}" in said
+    assert f"sign in first at {stack['API']}/signin" in said
+
+
+def temporal_database(stack: dict[str, str]) -> bytes:
+    """Temporal's SQLite file as it is on disk, with its write-ahead log (recent writes)."""
+    var = Path(stack["CASEWORK_VAR_DIR"])
+    return b"".join(p.read_bytes() for p in (var / "temporal.db", var / "temporal.db-wal") if p.exists())
+
+
+def test_temporals_database_holds_no_client_data_in_clear(stack: dict[str, str]) -> None:
+    """The privacy scan of Temporal's database: after a case with a note went through, neither
+    the client's name nor the note is anywhere in its bytes."""
+    name, note = "Oyelaran-Quist", "stays with her cousin on Larkspur Lane"
+    alice = {"Authorization": "Bearer dev-alice"}
+    opened = httpx.post(
+        f"{stack['API']}/cases",
+        headers=alice,
+        json={"client": {"given_name": "Rosa", "family_name": name}, "supervisor": "sam"},
+        timeout=30,
+    )
+    assert opened.status_code == 201, opened.text
+    number = opened.json()["case"]["number"]
+    accepted = httpx.post(
+        f"{stack['API']}/cases/{number}/accept", headers=alice, json={"note": note}, timeout=30
+    )
+    assert accepted.status_code == 200, accepted.text  # the update is in the history now
+    kept = temporal_database(stack)
+    assert f"case-{number}".encode() in kept  # the scan sees the case (its id is no client data)
+    assert name.encode() not in kept and note.encode() not in kept
