@@ -64,7 +64,9 @@ def wait_until_answering(url: str, log: Path, within: float = 30) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
+# Per module, never per session: Playwright's sync API keeps an event loop running in this
+# thread while the browser is open, and every asyncio test after it would fail to start its own.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
