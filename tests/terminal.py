@@ -21,6 +21,9 @@ PEOPLE = {
     "sam": Actor(id="sam", role=Role.SUPERVISOR),
     "lead": Actor(id="lead-general", role=Role.PROGRAM_LEAD),
     "provider": Actor(id="shelter-north", role=Role.PROVIDER),
+    # A supervisor of nobody else's cases: a fuzzing run on the shared dev server sees only the
+    # cases it opens itself, never other tests' cases whose workers have gone.
+    "fuzzer": Actor(id="fuzzing-supervisor", role=Role.SUPERVISOR),
 }
 KEYS = {digest(f"key-{name}"): actor for name, actor in PEOPLE.items()}
 
