@@ -78,10 +78,16 @@ def runtime() -> Runtime:
 
 async def connect(settings: Settings) -> Client:
     """A client whose payloads are encrypted with the installation's payload key (if any)."""
+    key = payload_key(settings)
+    if key is None:  # a deployment may choose it, but never without being told
+        logging.getLogger("casework.temporal").warning(
+            "client data goes to Temporal in clear: set CASEWORK_PAYLOAD_KEY "
+            "(casework dev makes var/payload.key on its own)"
+        )
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(payload_key(settings)),
+        data_converter=data_converter(key),
         runtime=runtime(),
     )
 

@@ -119,6 +119,8 @@ async def test_a_worker_killed_after_writing_continues_the_case_and_writes_nothi
     # the retried first batch found its event already written and wrote nothing
     # every line a worker writes is a JSON log record: the SDK's core logs are forwarded too
     logs = [json.loads(line) for line in (tmp_path / "worker2.log").read_text().splitlines() if line]
+    # this worker has no payload key, and says so
+    assert any(r["level"] == "warning" and "in clear" in r["event"] for r in logs)
     first_batch = [r for r in logs if r.get("event") == "recorded case events" and r.get("seqs") == "1-1"]
     assert [(r["case"], r["new"]) for r in first_batch] == [(number, 0)]
 
