@@ -92,6 +92,8 @@ def add_answer_routes(app: FastAPI, links: AnswerLinks, ops: CaseOps, log_access
             return found
         claims, case, state = found
         assert state.referral is not None
+        # whatever the POST answers (the form again, or what was recorded) shows the referral
+        await log_access(provider_of(state.referral), case.number, "answer link")
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
         reason = form.get("reason", "")
         try:

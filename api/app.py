@@ -630,7 +630,9 @@ def create_app(
     async def restore_case(number: str, body: RestoreBody, actor: Caller) -> CaseView:
         """Start a case again from the record after Temporal lost its workflow (supervisors)."""
         await in_scope(actor, number)
-        return await ops.restore(number, actor, body.reason)
+        restored = await ops.restore(number, actor, body.reason)
+        await log_access(actor, number, "view")  # the answer is the whole case: a read like any other
+        return restored
 
     for action, (command_model, body_model) in action_models().items():
         add_action_route(app, action, command_model, body_model, in_scope, caller, ops)

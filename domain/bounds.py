@@ -31,3 +31,6 @@ MAX_UNRECORDED_BYTES = 24_000
 # One recording activity's input (the live case and a batch of events) stays under this
 # (it always carries at least one event: a command is at most a few KB).
 RECORD_INPUT_BYTES = 14_000
+
+# A failing delivery's last error, as the case carries it (the record keeps the attempt's whole text).
+MAX_ERROR_CHARS = 500

@@ -354,7 +354,7 @@ class CaseWorkflow:
             to=message.to or "the recipient",
             since=message.started_at,
             attempts=attempts,
-            last_error=error,
+            last_error=error[: bounds.MAX_ERROR_CHARS],  # a server's error text has no limit of its own
         )
         if first and message.kind != FAILING_NOTICE:
             self._change(DeliveryFailing(actor=SYSTEM, failing=message.failing))
