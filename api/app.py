@@ -33,7 +33,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -58,6 +57,7 @@ from domain.events import Event
 from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, Stage
 from domain.policy import load_programs
 from domain.views import CaseView, Receipt
+from service import access_log
 from service.export import SubjectAccess, html_chunks, json_chunks
 from service.facade import (
     COMMAND_KEY_PATTERN,
@@ -72,7 +72,6 @@ from service.facade import (
 from service.refusals import HTTP_STATUS, title
 from service.reports import Record, all_reports, load_record, stage_chart_png
 from store.db import engine as make_engine
-from store.tables import record_access
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # An export is a self-contained document: no scripts, nothing fetched, never framed.
@@ -432,18 +431,8 @@ def create_app(
             raise Problem.refused(Refusal.NOT_FOUND, f"no case {number}")
 
     async def log_access(actor: Actor, number: str, what: str) -> None:
-        if store is None:
-            return
-        async with store.begin() as conn:
-            await conn.execute(
-                insert(record_access).values(
-                    at=datetime.now(UTC),
-                    actor_id=actor.id,
-                    actor_role=actor.role.value,
-                    case_number=number,
-                    what=what,
-                )
-            )
+        if store is not None:
+            await access_log.log_access(store, actor, number, what)
 
     if codec is not None:
         sessions = SessionTokens(secret, session_ttl)

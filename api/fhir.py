@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fhir.resources.R4B.task import Task
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import digest
@@ -51,9 +51,10 @@ from domain.commands import AnswerReferral
 from domain.directory import Directory, Provider
 from domain.errors import Refusal, explain
 from domain.models import Actor, Referral, ReferralStatus, Role
+from service.access_log import log_access
 from service.facade import CaseError, CaseOps
 from service.refusals import HTTP_STATUS
-from store.tables import case_referrals, outbox, record_access
+from store.tables import case_referrals, outbox
 
 PAGE_MAX = 500
 PATCHABLE = ("status", "statusReason")
@@ -175,16 +176,7 @@ class FhirDoor:
         return [self.facts(row) for row in rows]
 
     async def log_read(self, provider: Provider, case: str, what: str) -> None:
-        async with self.store.begin() as conn:
-            await conn.execute(
-                insert(record_access).values(
-                    at=datetime.now(UTC),
-                    actor_id=provider.id,
-                    actor_role=Role.PROVIDER.value,
-                    case_number=case,
-                    what=what,
-                )
-            )
+        await log_access(self.store, Actor(id=provider.id, role=Role.PROVIDER), case, what)
 
     async def answer(self, provider: Provider, now: ReferralFacts, received: Task) -> ReferralFacts:
         """Apply the provider's new Task status to the referral (once), and the referral after it."""
