@@ -19,12 +19,14 @@ from activities.answer_links import AnswerLinks
 from activities.channels import SmtpConfig
 from activities.deliveries import Deliverer
 from activities.records import CaseRecorder
+from config.codec import key_ring_of
 from config.links import answer_link_secrets, public_url
 from config.settings import Settings
-from config.temporal import actor_keys, connect
+from config.temporal import actor_keys, connect, key_ring
 from domain.directory import Directory, load_directory
 from store.db import engine as make_engine
 from store.db import migrate
+from store.keys import KeyRing
 from workflows.case import CaseWorkflow
 from workflows.identity import ActorCheck
 
@@ -68,11 +70,17 @@ def build_worker(
     task_queue: str,
     settings: Settings | None = None,
     directory: Directory | None = None,
+    keys: KeyRing | None = None,
 ) -> Worker:
+    """`keys`: clients' data keys in `engine`'s record (default: the key ring of the client's
+    payload codec, so the record and Temporal seal a case with the same key)."""
     settings = settings or Settings()
     directory = directory if directory is not None else load_directory(settings.directory_dir)
-    recorder = CaseRecorder(engine, callback_url=settings.callback_url, links=answer_links(settings))
-    deliverer = Deliverer(engine, directory, smtp_config(settings))
+    keys = keys if keys is not None else key_ring_of(client, engine)
+    recorder = CaseRecorder(
+        engine, callback_url=settings.callback_url, links=answer_links(settings), keys=keys
+    )
+    deliverer = Deliverer(engine, directory, smtp_config(settings), keys)
     return Worker(
         client,
         task_queue=task_queue,
@@ -94,8 +102,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Run until `stop` is set (or forever). Migrates the record store first."""
     engine = make_engine(settings.database_url)
     await migrate(engine)
-    client = await connect(settings)
-    worker = build_worker(client, engine, settings.task_queue, settings)
+    keys = key_ring(settings, engine)
+    client = await connect(settings, keys)
+    worker = build_worker(client, engine, settings.task_queue, settings, keys=keys)
     log.info("worker started", task_queue=settings.task_queue, temporal=settings.temporal_address)
     try:
         async with worker:

@@ -34,6 +34,7 @@ from activities.channels import (
 from activities.contracts import DeliveryOutcome
 from activities.failpoints import failpoint
 from domain.directory import Directory, EmailChannel
+from store.keys import ClientErased, KeyRing, Sealer, opened_message
 from store.tables import delivery_attempts, outbox
 
 log = structlog.get_logger("casework.deliveries")
@@ -42,14 +43,20 @@ INTERRUPTED = "the worker stopped during this attempt: no outcome was recorded b
 
 
 class Deliverer:
-    def __init__(self, engine: AsyncEngine, directory: Directory, smtp: SmtpConfig) -> None:
+    def __init__(
+        self, engine: AsyncEngine, directory: Directory, smtp: SmtpConfig, keys: KeyRing | None = None
+    ) -> None:
         self.engine, self.directory, self.smtp = engine, directory, smtp
+        self.keys = keys if keys is not None else KeyRing(engine, None)
 
     @activity.defn(name="deliver_message")
     async def deliver(self, key: str, attempts_before: int = 0) -> DeliveryOutcome:
         """`attempts_before`: attempts of earlier rounds (the workflow retries in rounds, so it
         hears of failing attempts early), so attempts are numbered across rounds."""
-        message = await self._message(key)
+        try:
+            message, sealer = await self._message(key)
+        except ClientErased as exc:  # erased after the message was written: nothing to send
+            return DeliveryOutcome(delivered=False, detail=str(exc))
         if message["status"] == "delivered":
             log.info("already delivered", key=key, case=message["case_number"])
             return DeliveryOutcome(delivered=True, detail="already delivered")
@@ -59,17 +66,17 @@ class Deliverer:
         try:
             channel, address, send = self._route(message)
         except PermanentDelivery as exc:
-            await self._finish(key, None, "failed", str(exc), attempt)
+            await self._finish(key, None, "failed", str(exc), attempt, sealer)
             raise ApplicationError(str(exc), type=PERMANENT, non_retryable=True) from None
-        attempt_id = await self._start(key, attempt, channel, address)
+        attempt_id = await self._start(key, attempt, channel, address, sealer)
         try:
             detail = await send()
         except PermanentDelivery as exc:
-            await self._finish(key, attempt_id, "failed", str(exc), attempt)
+            await self._finish(key, attempt_id, "failed", str(exc), attempt, sealer)
             log.warning("delivery failed for good", key=key, case=message["case_number"], error=str(exc))
             raise ApplicationError(str(exc), type=PERMANENT, non_retryable=True) from None
         except TransientDelivery as exc:
-            await self._finish(key, attempt_id, "retrying", str(exc), attempt)
+            await self._finish(key, attempt_id, "retrying", str(exc), attempt, sealer)
             log.info(
                 "delivery will be retried",
                 key=key,
@@ -79,7 +86,7 @@ class Deliverer:
             )
             raise
         failpoint("delivery-sent")  # crash tests: sent, not yet recorded
-        await self._finish(key, attempt_id, "delivered", detail, attempt)
+        await self._finish(key, attempt_id, "delivered", detail, attempt, sealer)
         failpoint("delivery-recorded")  # crash tests: recorded in SQL, not yet in Temporal
         log.info("delivered", key=key, case=message["case_number"], channel=channel, attempt=attempt)
         return DeliveryOutcome(delivered=True, detail=detail)
@@ -118,14 +125,17 @@ class Deliverer:
         )
         return "email", address, lambda: send_email(self.smtp, msg)
 
-    async def _message(self, key: str) -> dict[str, Any]:
+    async def _message(self, key: str) -> tuple[dict[str, Any], Sealer]:
+        """The message with its sealed fields opened, and the sealer for what its attempts write."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(outbox).where(outbox.c.idempotency_key == key))).one_or_none()
         if row is None:  # recorded before this activity is scheduled, so this is a bug
             raise ApplicationError(f"no outbox message {key}", type="MissingMessage", non_retryable=True)
-        return dict(row._mapping)
+        message = opened_message(dict(row._mapping), await self.keys.opener(row.case_number))
+        return message, await self.keys.sealer(row.case_number)  # the key before the writes need it
 
-    async def _start(self, key: str, attempt: int, channel: str, address: str) -> int:
+    async def _start(self, key: str, attempt: int, channel: str, address: str, sealer: Sealer) -> int:
+        address = sealer.text(address, "delivery_attempts.address") or ""
         async with self.engine.begin() as conn:
             await _mark_interrupted(conn, key)
             result = await conn.execute(
@@ -142,9 +152,11 @@ class Deliverer:
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     async def _finish(
-        self, key: str, attempt_id: int | None, outcome: str, detail: str, attempt: int
+        self, key: str, attempt_id: int | None, outcome: str, detail: str, attempt: int, sealer: Sealer
     ) -> None:
         now = datetime.now(UTC)
+        error = None if outcome == "delivered" else sealer.text(detail[:2000], "outbox.last_error")
+        detail = sealer.text(detail[:2000], "delivery_attempts.detail") or ""
         status = {"delivered": "delivered", "failed": "failed", "retrying": "pending"}[outcome]
         async with self.engine.begin() as conn:
             if attempt_id is None:  # refused before sending (no route): no attempt row of its own
@@ -153,7 +165,7 @@ class Deliverer:
                 await conn.execute(
                     update(delivery_attempts)
                     .where(delivery_attempts.c.id == attempt_id)
-                    .values(finished_at=now, outcome=outcome, detail=detail[:2000])
+                    .values(finished_at=now, outcome=outcome, detail=detail)
                 )
             await conn.execute(
                 update(outbox)
@@ -161,7 +173,7 @@ class Deliverer:
                 .values(
                     status=status,
                     attempts=attempt,
-                    last_error=None if outcome == "delivered" else detail[:2000],
+                    last_error=error,
                     delivered_at=now if outcome == "delivered" else None,
                 )
             )

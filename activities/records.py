@@ -24,12 +24,13 @@ from activities.messages import calendar_cancellation, invitation_keys, messages
 from domain.events import Event
 from domain.models import Case
 from store.db import insert_ignoring_duplicates, upsert
+from store.keys import KeyRing, Opener, Sealer, opened_message, sealed_message
 from store.tables import case_events, case_follow_ups, case_goals, case_referrals, cases, outbox
 
 log = structlog.get_logger("casework.records")
 
 
-def event_row(number: str, event: Event, now: datetime) -> dict[str, Any]:
+def event_row(number: str, event: Event, now: datetime, sealer: Sealer) -> dict[str, Any]:
     return {
         "case_number": number,
         "seq": event.seq,
@@ -39,7 +40,7 @@ def event_row(number: str, event: Event, now: datetime) -> dict[str, Any]:
         "actor_role": event.actor.role.value,
         "stage_before": event.stage_before.value if event.stage_before else None,
         "stage_after": event.stage_after.value,
-        "change": event.change.model_dump(mode="json"),
+        "change": sealer.value(event.change.model_dump(mode="json"), "case_events.change"),
         "recorded_at": now,
     }
 
@@ -47,26 +48,40 @@ def event_row(number: str, event: Event, now: datetime) -> dict[str, Any]:
 class CaseRecorder:
     """Activities that need the database; constructed once per worker with its engine."""
 
-    def __init__(self, engine: AsyncEngine, callback_url: str = "", links: AnswerLinks | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        callback_url: str = "",
+        links: AnswerLinks | None = None,
+        keys: KeyRing | None = None,
+    ) -> None:
         self.engine, self.callback_url, self.links = engine, callback_url, links
+        self.keys = keys if keys is not None else KeyRing(engine, None)
 
     @activity.defn(name="record_case_events")
     async def record(self, batch: RecordBatch) -> RecordResult:
         now = datetime.now(UTC)
         case = batch.case
-        events = [event_row(case.number, e, now) for e in batch.events]
+        # the key first, outside the transaction: making it writes (SQLite has one writer)
+        sealer = await self.keys.sealer(case.number)
+        opener = Opener(case.number, sealer.key, erased=False)
+        events = [event_row(case.number, e, now, sealer) for e in batch.events]
         messages = [
             m for e in batch.events for m in messages_for(case, e, now, self.callback_url, self.links)
         ]
         async with self.engine.begin() as conn:
             new = await insert_ignoring_duplicates(conn, case_events, events, ["case_number", "seq"])
-            await insert_ignoring_duplicates(conn, outbox, messages, ["idempotency_key"])
+            await insert_ignoring_duplicates(
+                conn, outbox, [sealed_message(m, sealer) for m in messages], ["idempotency_key"]
+            )
             # after the batch's own invitations are written: a visit booked and cancelled in one batch
-            cancels = await _calendar_cancellations(conn, case, batch.events, now)
-            await insert_ignoring_duplicates(conn, outbox, cancels, ["idempotency_key"])
+            cancels = await _calendar_cancellations(conn, case, batch.events, now, opener)
+            await insert_ignoring_duplicates(
+                conn, outbox, [sealed_message(m, sealer) for m in cancels], ["idempotency_key"]
+            )
             messages += cancels
             if batch.events and batch.events[-1].seq == batch.case_seq:  # the batch reaches the case
-                await self._project(conn, case, batch.case_seq, now)
+                await self._project(conn, case, batch.case_seq, now, sealer)
         failpoint("record-committed")  # crash tests: committed, but Temporal never hears of it
         log.info(
             "recorded case events",
@@ -88,7 +103,7 @@ class CaseRecorder:
         )
 
     @staticmethod
-    async def _project(conn: Any, case: Case, seq: int, now: datetime) -> None:
+    async def _project(conn: Any, case: Case, seq: int, now: datetime, sealer: Sealer) -> None:
         row = {
             "program": case.program,
             "stage": case.stage.value,
@@ -99,7 +114,7 @@ class CaseRecorder:
             "closed_at": case.closed_at,
             "outcome": case.outcome.value if case.outcome else None,
             "last_seq": seq,
-            "state": case.model_dump(mode="json"),
+            "state": sealer.value(case.model_dump(mode="json"), "cases.state"),
             "updated_at": now,
         }
         inserted = await insert_ignoring_duplicates(conn, cases, [row | {"number": case.number}], ["number"])
@@ -109,7 +124,7 @@ class CaseRecorder:
             )
             if not result.rowcount:
                 return
-        await _project_parts(conn, case, now)
+        await _project_parts(conn, case, now, sealer)
 
 
 async def _status_since(conn: Any, case: Case, now: datetime) -> dict[str, datetime]:
@@ -129,7 +144,7 @@ async def _status_since(conn: Any, case: Case, now: datetime) -> dict[str, datet
 
 
 async def _calendar_cancellations(
-    conn: Any, case: Case, events: list[Event], now: datetime
+    conn: Any, case: Case, events: list[Event], now: datetime, opener: Opener
 ) -> list[dict[str, Any]]:
     """A calendar CANCEL for every invitation the follow-ups an event cancelled have sent: the
     outbox says who was invited (consent may have changed since)."""
@@ -145,13 +160,13 @@ async def _calendar_cancellations(
         rows += [
             base
             | {"created_at": now, "level": 0, "payload": None}
-            | calendar_cancellation(dict(invitation._mapping), event, now)
+            | calendar_cancellation(opened_message(dict(invitation._mapping), opener), event, now)
             for invitation in sent
         ]
     return rows
 
 
-async def _project_parts(conn: Any, case: Case, now: datetime) -> None:
+async def _project_parts(conn: Any, case: Case, now: datetime, sealer: Sealer) -> None:
     """Write the case's referral, goal and follow-up rows (same transaction as the case row).
 
     Referrals and follow-ups are upserted, never deleted: the live case forgets finished ones
@@ -175,8 +190,8 @@ async def _project_parts(conn: Any, case: Case, now: datetime) -> None:
         {
             "case_number": case.number,
             "goal_id": g.id,
-            "description": g.description,
-            "objective": g.objective,
+            "description": sealer.text(g.description, "case_goals.description"),
+            "objective": sealer.text(g.objective, "case_goals.objective"),
             "target_date": g.target_date,
             "status": g.status.value,
         }

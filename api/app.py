@@ -58,6 +58,7 @@ from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, 
 from domain.policy import load_programs
 from domain.views import CaseView, Receipt
 from service import access_log
+from service.erasure import Erasure, erase_client
 from service.export import SubjectAccess, html_chunks, json_chunks
 from service.facade import (
     COMMAND_KEY_PATTERN,
@@ -72,6 +73,7 @@ from service.facade import (
 from service.refusals import HTTP_STATUS, title
 from service.reports import Record, all_reports, load_record, stage_chart_png
 from store.db import engine as make_engine
+from store.keys import ClientErased
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # An export is a self-contained document: no scripts, nothing fetched, never framed.
@@ -165,6 +167,14 @@ class RestoreBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=2000)
+
+
+class EraseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=3, max_length=500, description="why, e.g. the client's request of 2026-11-02 (no names)"
+    )
 
 
 class ProviderAnswer(BaseModel):
@@ -340,6 +350,8 @@ def add_codec_routes(
         numbers = {n for label in labels if (n := await may_decode(actor, label)) is not None}
         try:
             converted = await codec.decode(payloads)
+        except ClientErased:  # nothing to show: the payloads stay as Temporal keeps them
+            converted = payloads
         except Exception as exc:  # wrong key, tampered data or label: say so, never a 500
             return problem(400, "Cannot convert payloads", str(exc) or type(exc).__name__)
         for number in sorted(numbers):
@@ -524,7 +536,7 @@ def create_app(
             raise Problem.refused(
                 Refusal.UNAVAILABLE, "this API has no record store configured", "No record store"
             )
-        record = await load_record(store)
+        record = await load_record(store, ops.data_keys_for_record())
         return record.only({c.number for c in record.cases if may_see(actor, c, ops.programs)})
 
     @app.get("/charts/stages.png", responses={200: {"content": {"image/png": {}}}})
@@ -602,7 +614,14 @@ def create_app(
         if refused := may_export(actor, recorded[0], ops.programs):
             raise Problem.refused(refused.kind, refused.message)
         await log_access(actor, number, "export")  # before reading: the export lists itself
-        export = await SubjectAccess(store).export(number, actor, datetime.now(UTC))
+        try:
+            export = await SubjectAccess(store, ops.data_keys_for_record()).export(
+                number, actor, datetime.now(UTC)
+            )
+        except ClientErased:
+            raise Problem.refused(
+                Refusal.ERASED, f"case {number}'s client data was erased: nothing about them is left"
+            ) from None
         assert export is not None, "the record had the case a moment ago, and cases are never deleted"
         chunks, media = (html_chunks, "text/html") if format == "html" else (json_chunks, "application/json")
         return StreamingResponse(
@@ -622,6 +641,21 @@ def create_app(
         restored = await ops.restore(number, actor, body.reason)
         await log_access(actor, number, "view")  # the answer is the whole case: a read like any other
         return restored
+
+    @app.post(
+        "/cases/{number}/erase",
+        response_model=Erasure,
+        responses={403: {}, 404: {}, 409: {}, 503: {}},
+    )
+    async def erase(number: str, body: EraseBody, actor: Caller) -> Erasure:
+        """Erase the client of a closed case for good (program leads): their data key is
+        destroyed, so nothing about them can be read any more in Temporal's history or the
+        record; the case's facts stay for statistics. Asked again, answers the first erasure."""
+        await in_scope(actor, number)
+        try:
+            return await erase_client(ops, actor, number, body.reason)
+        except CaseError as exc:
+            raise from_case_error(exc) from None
 
     for action, (command_model, body_model) in action_models().items():
         add_action_route(app, action, command_model, body_model, in_scope, caller, ops)

@@ -54,6 +54,7 @@ from domain.models import Actor, Referral, ReferralStatus, Role
 from service.access_log import log_access
 from service.facade import CaseError, CaseOps
 from service.refusals import HTTP_STATUS
+from store.keys import ClientErased
 from store.tables import case_referrals, outbox
 
 PAGE_MAX = 500
@@ -154,6 +155,12 @@ class FhirDoor:
             payload = (
                 await conn.execute(select(outbox.c.payload).where(outbox.c.idempotency_key == key))
             ).scalar_one_or_none()
+        try:  # sealed with the client's key; an erased client's request shares nothing any more
+            payload = (await self.ops.data_keys_for_record().opener(row.case_number)).value(
+                payload, "outbox.payload"
+            )
+        except ClientErased:
+            payload = None
         payload = payload or {}
         return SentRequest(
             reason=payload.get("reason", ""),

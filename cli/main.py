@@ -223,6 +223,39 @@ def setup() -> None:
     out.print(f"search attributes registered on {settings.temporal_address}; record store migrated")
 
 
+@app.command("rotate-master-key")
+def rotate_master_key() -> None:
+    """Re-wrap every client's data key with the first master key (an operator's command). Put the
+    new key first in CASEWORK_PAYLOAD_KEY ("new,old"), run this, then drop the old one: data keys
+    do not change, so nothing in Temporal or the record is re-encrypted."""
+    from config.temporal import key_ring
+    from store.db import engine, migrate
+    from store.keys import Rewrapped
+
+    settings = Settings()
+
+    async def go() -> Rewrapped:
+        eng = engine(settings.database_url)
+        try:
+            await migrate(eng)
+            keys = key_ring(settings, eng)
+            if not keys.encrypting:
+                raise Fail("no master key is configured (CASEWORK_PAYLOAD_KEY or var/payload.key)")
+
+            def progress(done: int, total: int) -> None:
+                out.print(f"re-wrapped {done} of {total}", highlight=False)
+
+            return await keys.rewrap(progress)
+        finally:
+            await eng.dispose()
+
+    result = asyncio.run(go())
+    out.print(f"{result.done} data keys now wrapped by the first master key", highlight=False)
+    if result.stranded:
+        left = ", ".join(f"{n} by {master_id}" for master_id, n in sorted(result.stranded.items()))
+        raise Fail(f"left as they were, wrapped by master keys not given: {left}")
+
+
 @app.command()
 def demo(
     cases: Annotated[int, typer.Option(min=1, max=1000, help="how many cases")] = 12,
@@ -541,6 +574,27 @@ def export_client(
 
     call_api(fetch)
     out.print(f"wrote {files[0]} and {files[1]}", highlight=False)
+
+
+@app.command("erase-client")
+def erase_client(
+    number: CaseArg,
+    reason: Annotated[str, typer.Option(help="why, e.g. the client's request of 2026-11-02 (no names)")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Erase a closed case's client for good (program leads): nothing about them can be read
+    any more, in Temporal's history or the record; the case's facts stay for statistics."""
+    if not yes and not typer.confirm(
+        f"Erase the client of case {number}? This cannot be undone", default=False, err=True
+    ):
+        raise typer.Exit(1)
+    _, data = call_api(lambda api: api.post(f"/cases/{number}/erase", {"reason": reason}))
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    again = " (it had been erased before)" if data["repeated"] else ""
+    out.print(f"case {number}: client data erased by {data['erased_by']}{again}", highlight=False)
 
 
 def case_pages(api: Api, limit: int, **filters: Any) -> list[CaseSummary]:

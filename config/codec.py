@@ -1,10 +1,12 @@
 """Encrypting workflow payloads: client personal data never reaches Temporal in the clear.
 
-With a payload key (32 random bytes, base64: CASEWORK_PAYLOAD_KEY, or the var/payload.key
-`casework dev` makes; config.temporal.payload_key is the rule), every payload the client, the
-worker and the replayer exchange with Temporal is AES-256-GCM encrypted; search
-attributes are not payloads and stay plaintext, which is why they carry no personal
-data.
+With a master key (32 random bytes, base64: CASEWORK_PAYLOAD_KEY, or the var/payload.key
+`casework dev` makes; config.temporal.master_key is the rule), every payload the client, the
+worker and the replayer exchange with Temporal is AES-256-GCM encrypted: a case's payloads with
+its client's data key (store/keys.py: wrapped by the master key, kept in the record, destroyed
+when the client is erased, which leaves the case's history unreadable), any other payload with
+the master key itself. Search attributes are not payloads and stay plaintext, which is why they
+carry no personal data.
 
 Every payload names its case: the SDK gives the codec the workflow a payload belongs to
 (its serialization context), and the codec writes that workflow id (`case-<number>`) into
@@ -19,16 +21,16 @@ unlabelled.
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
-import hashlib
 import os
 from collections.abc import Sequence
 from typing import Self
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     ActivitySerializationContext,
@@ -39,7 +41,10 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 
+from store.keys import KeyRing, LocalMasterKey
+
 ENCODING = b"binary/encrypted"
+CASE_PREFIX = "case-"  # a case's workflow id: case-<number> (workflows/search.py)
 LABEL = "casework-case"  # metadata: the workflow id of the payload's case ("" for none)
 
 
@@ -59,11 +64,14 @@ def _associated_data(label: bytes | None) -> bytes | None:
 
 
 class EncryptionCodec(PayloadCodec, WithSerializationContext):
-    def __init__(self, key: bytes) -> None:
-        if len(key) != 32:
-            raise ValueError("the payload key must be 32 bytes (base64 of 32 random bytes)")
-        self.key_id = hashlib.sha256(key).hexdigest()[:12].encode()  # names the key, never reveals it
-        self._aes = AESGCM(key)
+    """AES-256-GCM over every payload. A case's payloads are sealed with its client's data key
+    (store/keys.py: erasing the client makes them unreadable, in history too); a payload of no
+    case (none today) with the master key itself, as every payload was before data keys."""
+
+    def __init__(self, master: LocalMasterKey, keys: KeyRing | None = None) -> None:
+        self.master, self.keys = master, keys
+        self._master_aes = {kid: AESGCM(raw) for kid, raw in master.raw.items()}
+        self.key_id = master.current_id.encode()  # names the key, never reveals it
         self.workflow_id: str | None = None  # the workflow whose payloads this copy converts
 
     def with_context(self, context: SerializationContext) -> Self:
@@ -74,40 +82,65 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
             bound.workflow_id = context.workflow_id
         return bound
 
+    def _case(self) -> str | None:
+        """The case whose data key seals this copy's payloads (None: the master key does)."""
+        if self.keys is None or not self.workflow_id or not self.workflow_id.startswith(CASE_PREFIX):
+            return None
+        return self.workflow_id.removeprefix(CASE_PREFIX)
+
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self._encrypt(p) for p in payloads]
+        case = self._case()
+        if case is None:
+            return [self._encrypt(p, self.key_id, self._master_aes[self.master.current_id]) for p in payloads]
+        assert self.keys is not None
+        key = await self.keys.data_key(case)
+        return [self._encrypt(p, key.id.encode(), key.aes) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self._decrypt(p) if is_encrypted(p) else p for p in payloads]
+        return [await self._decrypt(p) if is_encrypted(p) else p for p in payloads]
 
-    def _encrypt(self, payload: Payload) -> Payload:
+    def _encrypt(self, payload: Payload, key_id: bytes, aes: AESGCM) -> Payload:
         nonce = os.urandom(12)
         label = (self.workflow_id or "").encode()
-        sealed = self._aes.encrypt(nonce, payload.SerializeToString(), _associated_data(label))
-        metadata = {"encoding": ENCODING, "encryption-key-id": self.key_id, LABEL: label}
+        sealed = aes.encrypt(nonce, payload.SerializeToString(), _associated_data(label))
+        metadata = {"encoding": ENCODING, "encryption-key-id": key_id, LABEL: label}
         return Payload(metadata=metadata, data=nonce + sealed)
 
-    def _decrypt(self, payload: Payload) -> Payload:
-        if payload.metadata.get("encryption-key-id") != self.key_id:
+    async def _key(self, payload: Payload) -> AESGCM:
+        key_id = payload.metadata.get("encryption-key-id", b"").decode(errors="replace")
+        if key_id in self._master_aes:
+            return self._master_aes[key_id]
+        label = label_of(payload) or ""
+        if self.keys is None or not key_id.startswith("dk-") or not label.startswith(CASE_PREFIX):
             raise ValueError("payload was encrypted with another key")
+        key = await self.keys.data_key(label.removeprefix(CASE_PREFIX), create=False)  # ClientErased
+        if key.id != key_id:
+            raise ValueError("payload was encrypted with another key")
+        return key.aes
+
+    async def _decrypt(self, payload: Payload) -> Payload:
         label = payload.metadata.get(LABEL)
         if label and self.workflow_id and label.decode(errors="replace") != self.workflow_id:
             # a payload copied from another case into this workflow's history or input
             raise ValueError(f"payload belongs to {label.decode(errors='replace')}, not {self.workflow_id}")
+        aes = await self._key(payload)
         # raises InvalidTag when the data or its label were changed
-        plain = self._aes.decrypt(payload.data[:12], payload.data[12:], _associated_data(label))
+        plain = aes.decrypt(payload.data[:12], payload.data[12:], _associated_data(label))
         return Payload.FromString(plain)
 
 
-def key_from(text: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except ValueError as exc:
-        raise ValueError("the payload key (CASEWORK_PAYLOAD_KEY or var/payload.key) is not base64") from exc
-
-
-def data_converter(payload_key: str | None) -> DataConverter:
-    """Pydantic models across the boundary, encrypted when a key is configured."""
-    if not payload_key:
+def data_converter(master: LocalMasterKey | None, keys: KeyRing | None = None) -> DataConverter:
+    """Pydantic models across the boundary, encrypted when a master key is configured: with a
+    key ring (the record's data keys), each case's payloads with its client's key."""
+    if master is None:
         return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(key_from(payload_key)))
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(master, keys))
+
+
+def key_ring_of(client: Client, engine: AsyncEngine) -> KeyRing:
+    """The key ring the client's codec seals cases with; with no codec (no master key), one that
+    seals nothing. `engine` is the record the key ring reads when the codec has none."""
+    codec = client.data_converter.payload_codec
+    if isinstance(codec, EncryptionCodec):
+        return codec.keys if codec.keys is not None else KeyRing(engine, codec.master)
+    return KeyRing(engine, None)

@@ -6,10 +6,25 @@ Logs never carry client personal data: log case numbers, stages and actor ids.
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
+
+# An email address, wherever a log line might carry one (an SMTP server's refusal quotes the
+# recipient, a library logs whom it talks to): the last guard of "no client data in logs".
+ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+KEPT = frozenset({"key", "message_id"})  # delivery keys and Message-IDs: ours, not a person's
+
+
+def redact_addresses(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for name, value in event.items():
+        if name not in KEPT and isinstance(value, str) and "@" in value:
+            event[name] = ADDRESS.sub("<address>", value)
+    return event
+
 
 _SHARED: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -17,6 +32,7 @@ _SHARED: list[structlog.types.Processor] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.stdlib.ExtraAdder(),
+    redact_addresses,
 ]
 
 

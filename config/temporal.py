@@ -10,6 +10,7 @@ import functools
 import logging
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -22,6 +23,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config.codec import data_converter
 from config.settings import Settings
+from store.db import engine as make_engine
+from store.keys import KeyRing, LocalMasterKey
 from workflows.identity import ActorKeys
 from workflows.search import ALL_KEYS
 
@@ -76,20 +79,34 @@ def runtime() -> Runtime:
     return Runtime(telemetry=TelemetryConfig(logging=core_logs))
 
 
-async def connect(settings: Settings) -> Client:
-    """A client whose payloads are encrypted with the installation's payload key (if any)."""
-    key = payload_key(settings)
-    if key is None:  # a deployment may choose it, but never without being told
+async def connect(settings: Settings, keys: KeyRing | None = None) -> Client:
+    """A client whose payloads are encrypted: a case's with its client's data key from `keys`
+    (default: a key ring over the record at CASEWORK_DATABASE_URL), others with the master key."""
+    master = master_key(settings)
+    if master is None:  # a deployment may choose it, but never without being told
         logging.getLogger("casework.temporal").warning(
-            "client data goes to Temporal in clear: set CASEWORK_PAYLOAD_KEY "
+            "client data goes to Temporal and the record in clear: set CASEWORK_PAYLOAD_KEY "
             "(casework dev makes var/payload.key on its own)"
         )
+    elif keys is None:
+        keys = key_ring(settings, make_engine(settings.database_url))
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(key),
+        data_converter=data_converter(master, keys),
         runtime=runtime(),
     )
+
+
+def master_key(settings: Settings) -> LocalMasterKey | None:
+    """The deployment's master key (the payload key): wraps every client's data key."""
+    text = payload_key(settings)
+    return LocalMasterKey.from_text(text) if text else None
+
+
+def key_ring(settings: Settings, engine: AsyncEngine) -> KeyRing:
+    """Clients' data keys in the record at `engine`, unwrapped with the master key."""
+    return KeyRing(engine, master_key(settings))
 
 
 def payload_key_file(settings: Settings) -> Path:
@@ -98,8 +115,9 @@ def payload_key_file(settings: Settings) -> Path:
 
 
 def payload_key(settings: Settings) -> str | None:
-    """CASEWORK_PAYLOAD_KEY (from the environment or a secret file), else the key `casework dev`
-    keeps in var/payload.key, else none: payloads in clear (a deployment's choice, not a default)."""
+    """CASEWORK_PAYLOAD_KEY (from the environment or a secret file; comma-separated to rotate: the
+    first wraps, all unwrap), else the key `casework dev` keeps in var/payload.key, else none:
+    client data in clear (a deployment's choice, not a default)."""
     if settings.payload_key is not None:
         return settings.payload_key.get_secret_value()
     path = payload_key_file(settings)

@@ -28,10 +28,9 @@ from pathlib import Path
 import structlog
 
 from api.app import connected_app, serve
-from config.codec import data_converter
 from config.logs import configure_logging
 from config.settings import Settings
-from config.temporal import payload_key, payload_key_file, register_search_attributes
+from config.temporal import master_key, payload_key_file, register_search_attributes
 from devstack.mailsink import start_mail_sink
 from devstack.uiproxy import ui_proxy
 from workflows.search import ALL_KEYS
@@ -134,7 +133,7 @@ def ensure_actor_key(settings: Settings) -> None:
 
 
 def ensure_payload_key(settings: Settings) -> bool:
-    """A local stack encrypts client data in Temporal with a key of its own, made on first run
+    """A local stack encrypts client data with a master key of its own, made on first run
     (owner-only) unless CASEWORK_PAYLOAD_KEY gives one. True when it was made now."""
     if settings.payload_key is not None:
         return False
@@ -145,7 +144,7 @@ def announce_encryption(
     settings: Settings, clear_before: bool, api_url: str, announce: Callable[[str], None]
 ) -> None:
     source = "CASEWORK_PAYLOAD_KEY" if settings.payload_key is not None else str(payload_key_file(settings))
-    announce(f"Client data:  encrypted in Temporal with {source}")
+    announce(f"Client data:  encrypted in Temporal and the record, each client's key wrapped by {source}")
     announce(
         f"              to read it in the Temporal UI, sign in first at {api_url}/signin (e.g. dev-alice)"
     )
@@ -165,7 +164,7 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     ensure_actor_key(settings)
     db_file = settings.var_dir / "temporal.db"
     clear_before = ensure_payload_key(settings) and db_file.exists()  # a var/ from before the key
-    data_converter(payload_key(settings))  # a bad key stops here, not after a minute of retries
+    master_key(settings)  # a bad key stops here, not after a minute of retries
     ui_port = free_port()  # the dev server's own UI; the proxy serves settings.ui_port
     ui_host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"  # the dev server's --ip
     command = dev_server_command(settings, db_file, ui_port)

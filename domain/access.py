@@ -106,3 +106,19 @@ def may_export(actor: Actor, case: Case, programs: dict[str, Program]) -> Reject
             Refusal.FORBIDDEN, "a client's data export is for supervisors and program leads of the case"
         )
     return None
+
+
+def may_erase(actor: Actor, case: Case, programs: dict[str, Program]) -> Rejected | None:
+    """Why `actor` may not erase `case`'s client, or None if they may. Erasure cannot be undone,
+    so it is a program lead's decision, and only once the case is closed: an open case still
+    needs its client's data (withdraw it first if the client asks to be forgotten)."""
+    if not may_see(actor, case, programs):
+        return Rejected(Refusal.NOT_FOUND, f"no case {case.number}")
+    if actor.role is not Role.PROGRAM_LEAD:
+        return Rejected(Refusal.FORBIDDEN, "erasing a client's data is for the program lead of the case")
+    if case.is_open:
+        return Rejected(
+            Refusal.GUARD_FAILED,
+            f"case {case.number} is open ({case.stage}): close or withdraw it before erasing its client",
+        )
+    return None

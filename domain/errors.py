@@ -27,6 +27,7 @@ class Refusal(StrEnum):
     CONFLICT = "conflict"  # it clashes with what exists (a number or intake reference in use)
     CLOSED = "closed"  # the case is archived: its reopen window has passed
     NOT_RUNNING = "not_running"  # the case's workflow stopped; a supervisor can restore it
+    ERASED = "erased"  # the client's data was erased: what was asked for no longer exists
     UNAVAILABLE = "unavailable"  # casework cannot do it now (no worker, no record store): retry
 
 

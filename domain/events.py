@@ -71,8 +71,34 @@ class Restore(Model):
     lost_status: str = Field(description="what had happened to the workflow, e.g. terminated")
 
 
+class EraseClient(Model):
+    """The client's data was erased (crypto-shredded, store/keys.py): the case's facts remain for
+    statistics; nothing the client could be recognised by can be read any more."""
+
+    action: Literal["erase_client"] = "erase_client"
+    actor: Actor
+    reason: str = Field(min_length=3, max_length=500, description="why, e.g. the client's request of <date>")
+
+
+class ErasedChange(Model):
+    """What is left of an event once its client was erased: what was done, by whom (the event's
+    clear columns); what it carried is unreadable."""
+
+    action: Literal["erased"] = "erased"
+    actor: Actor
+    was: str = Field(description="the event's action, e.g. add_note")
+
+
 Change = Annotated[
-    OpenCase | StaffCommand | NoticeIssued | DeliveryRecorded | DeliveryFailing | Archive | Restore,
+    OpenCase
+    | StaffCommand
+    | NoticeIssued
+    | DeliveryRecorded
+    | DeliveryFailing
+    | Archive
+    | Restore
+    | EraseClient
+    | ErasedChange,
     Field(discriminator="action"),
 ]
 
@@ -84,6 +110,8 @@ ALL_CHANGES: tuple[type[Model], ...] = (
     DeliveryFailing,
     Archive,
     Restore,
+    EraseClient,
+    ErasedChange,
 )
 
 # The fields that carry a person's words, by the action that has them.
@@ -103,7 +131,7 @@ class Event(Model):
 
     @property
     def action(self) -> str:
-        return self.change.action
+        return f"{self.change.was} (erased)" if isinstance(self.change, ErasedChange) else self.change.action
 
     @property
     def actor(self) -> Actor:

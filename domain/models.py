@@ -6,6 +6,7 @@ client use the pydantic data converter) and validate input at the edge.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -472,3 +473,25 @@ class Case(Model):
         if self.plan is None:
             return []
         return [g for g in self.plan.goals if g.status is not GoalStatus.MET]
+
+
+ERASED_NAME = "(erased)"
+
+
+def erased_case(facts: Mapping[str, Any]) -> Case:
+    """A case whose client was erased, from the record's clear columns (number, program, stage,
+    manager, supervisor, risk, opened_at, closed_at, outcome): what lists, reports and views
+    may still show. Nothing of the client, the assessment or the plan is left."""
+    return Case(
+        number=facts["number"],
+        program=facts["program"],
+        client=Client(given_name=ERASED_NAME, family_name=ERASED_NAME),
+        manager=facts["manager"],
+        supervisor=facts["supervisor"],
+        risk=facts["risk"],
+        stage=facts["stage"],
+        stage_entered_at=facts["closed_at"] or facts["opened_at"],
+        opened_at=facts["opened_at"],
+        closed_at=facts["closed_at"],
+        outcome=facts["outcome"],
+    )

@@ -17,7 +17,10 @@ from domain.schedule import Due, OverdueItem, next_deadline, next_due, overdue
 # What Temporal says of the case's workflow. Only "running" cases take commands; "archived"
 # is a case whose reopen window passed (the workflow completed); the others mean the workflow
 # was lost while the case may still be open (`casework restore` brings it back).
-WorkflowStatus = Literal["running", "archived", "terminated", "failed", "timed_out", "canceled", "lost"]
+# "erased": the case is closed and its client's data erased: the record keeps its facts only.
+WorkflowStatus = Literal[
+    "running", "archived", "terminated", "failed", "timed_out", "canceled", "lost", "erased"
+]
 
 
 class CaseView(Model):

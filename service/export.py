@@ -26,6 +26,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Column, Select, func, select
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.models import Actor
 from service.facade import NOTED, event_from_row
+from store.keys import KeyRing, Opener, opened_message
 from store.tables import (
     case_events,
     case_follow_ups,
@@ -52,7 +54,6 @@ ANSWER_LINK = re.compile(r"(/answer/)[^\s\"']+")
 LINK_WITHHELD = r"\1(link withheld from this export)"
 
 Row = dict[str, Any]
-EVENT_COLUMNS = ("seq", "at", "stage_before", "stage_after", "change")  # what an Event is made of
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Cut:
     """What the export covers: the record up to these rows, as it was when the export began."""
 
     number: str
+    opener: Opener  # the client's data key: the record's sealed fields open with it
     last_seq: int
     last_message: int
     last_access: int
@@ -84,12 +86,14 @@ class Cut:
 class SubjectAccess:
     """Builds exports from the SQL record."""
 
-    def __init__(self, record: AsyncEngine, page: int = PAGE) -> None:
+    def __init__(self, record: AsyncEngine, keys: KeyRing | None = None, page: int = PAGE) -> None:
         self.record, self.page = record, page
+        self.keys = keys if keys is not None else KeyRing(record, None)
 
     async def export(self, number: str, by: Actor, now: datetime) -> Export | None:
         """The export of case `number`'s client as the record has it now, or None if the record
-        has no such case. Rows are read as the sections are consumed."""
+        has no such case. Rows are read as the sections are consumed. Raises ClientErased if the
+        client was erased: nothing about them is left to export."""
         async with self.record.connect() as conn:
             found = (await conn.execute(select(cases).where(cases.c.number == number))).one_or_none()
             if found is None:
@@ -100,8 +104,10 @@ class SubjectAccess:
             last_access = await conn.scalar(
                 select(func.max(record_access.c.id)).where(record_access.c.case_number == number)
             )
-        cut = Cut(number, found.last_seq, last_message or 0, last_access or 0)
-        return Export(header(found._mapping, by, now), self._sections(cut))
+        opener = await self.keys.opener(number)
+        cut = Cut(number, opener, found.last_seq, last_message or 0, last_access or 0)
+        state = opener.value(found.state, "cases.state")  # ClientErased: nothing to export
+        return Export(header(found._mapping, state, by, now), self._sections(cut))
 
     def _sections(self, cut: Cut) -> tuple[Section, ...]:
         return (
@@ -208,7 +214,7 @@ class SubjectAccess:
 
     async def _events(self, cut: Cut) -> AsyncIterator[Row]:
         async for row in self._pages(self._case_events(cut), case_events.c.seq, start=0):
-            change = dict(row.change)
+            change = dict(cut.opener.value(row.change, "case_events.change"))
             yield {
                 "seq": row.seq,
                 "at": utc(row.at),
@@ -222,18 +228,19 @@ class SubjectAccess:
 
     async def _notes(self, cut: Cut) -> AsyncIterator[Row]:
         async for row in self._pages(self._case_events(cut, *NOTED), case_events.c.seq, start=0):
-            note = event_from_row({k: row._mapping[k] for k in EVENT_COLUMNS}).note()
+            note = event_from_row(row._mapping, cut.opener).note()
             if note is not None:
                 yield {"seq": row.seq, "at": utc(note.at), "by": str(note.author), "text": note.text}
 
     async def _consent(self, cut: Cut) -> AsyncIterator[Row]:
         async for row in self._pages(self._case_events(cut, "record_consent"), case_events.c.seq, start=0):
+            change = cut.opener.value(row.change, "case_events.change")
             yield {
                 "seq": row.seq,
                 "at": utc(row.at),
                 "by": person(row.actor_id, row.actor_role),
-                "share": sorted(row.change.get("share", [])),
-                "note": row.change.get("note", ""),
+                "share": sorted(change.get("share", [])),
+                "note": change.get("note", ""),
             }
 
     async def _referrals(self, cut: Cut) -> AsyncIterator[Row]:
@@ -327,17 +334,19 @@ class SubjectAccess:
             rows = await conn.execute(
                 select(outbox).where(outbox.c.idempotency_key.in_(keys), outbox.c.id <= cut.last_message)
             )
-            return {row.idempotency_key: row for row in rows}
+            return {row.idempotency_key: opened(row, cut.opener) for row in rows}
 
     async def _messages(self, cut: Cut) -> AsyncIterator[Row]:
         query = select(outbox).where(outbox.c.case_number == cut.number, outbox.c.id <= cut.last_message)
-        async for row in self._completed(self._pages(query, outbox.c.id, start=0), self._with_attempts):
+        pages = self._pages(query, outbox.c.id, start=0)
+        async for row in self._completed(pages, lambda page: self._with_attempts(cut.opener, page)):
             yield row
 
-    async def _with_attempts(self, messages: list[Any]) -> list[Row]:
+    async def _with_attempts(self, opener: Opener, sealed: list[Any]) -> list[Row]:
         """Messages with every attempt to deliver each (one read per page of messages)."""
-        if not messages:
+        if not sealed:
             return []
+        messages = [opened(m, opener) for m in sealed]
         async with self.record.connect() as conn:
             rows = await conn.execute(
                 select(delivery_attempts)
@@ -350,11 +359,11 @@ class SubjectAccess:
                     {
                         "attempt": a.attempt,
                         "channel": a.channel,
-                        "address": a.address,
+                        "address": opener.text(a.address, "delivery_attempts.address"),
                         "started_at": utc(a.started_at),
                         "finished_at": utc(a.finished_at),
                         "outcome": a.outcome,
-                        "detail": a.detail,
+                        "detail": opener.text(a.detail, "delivery_attempts.detail"),
                     }
                 )
         return [
@@ -383,9 +392,13 @@ class SubjectAccess:
             yield {"at": utc(row.at), "by": person(row.actor_id, row.actor_role), "what": row.what}
 
 
-def header(row: Any, by: Actor, now: datetime) -> Row:
+def opened(row: Any, opener: Opener) -> SimpleNamespace:
+    """An outbox row with its sealed fields opened, read as the row was (attributes)."""
+    return SimpleNamespace(**opened_message(dict(row._mapping), opener))
+
+
+def header(row: Any, state: dict[str, Any], by: Actor, now: datetime) -> Row:
     """The client and the case as last recorded (the live case: assessment, plan, consent)."""
-    state = row["state"]
     consent = state.get("consent")
     case_fields = (
         "program", "manager", "supervisor", "risk", "stage", "opened_at", "closed_at", "outcome",

@@ -40,6 +40,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from config.codec import key_ring_of
 from config.settings import Settings
 from config.temporal import actor_keys
 from domain.access import Scope, may_open
@@ -47,12 +48,13 @@ from domain.case import apply_open, decide, intake_conflict
 from domain.commands import OpenCase, Refer, StaffCommand
 from domain.directory import Directory
 from domain.errors import Refusal, Rejected
-from domain.events import ALL_CHANGES, Event, Restore
-from domain.models import Actor, Case, Note, Stage
+from domain.events import ALL_CHANGES, ErasedChange, Event, Restore
+from domain.models import Actor, Case, Note, Stage, erased_case
 from domain.policy import Program
 from domain.views import CaseView, Receipt, WorkflowStatus, case_view
 from domain.vocabulary import STOCK
 from service.identity import acting, signing
+from store.keys import ClientErased, KeyRing, Opener
 from store.tables import case_events, cases
 from workflows import search
 from workflows.case import CaseInput, CaseWorkflow
@@ -106,6 +108,8 @@ NOTED = tuple(
 def not_running_message(number: str, status: WorkflowStatus) -> str:
     if status == "archived":
         return f"case {number} is archived: its reopen window has passed"
+    if status == "erased":
+        return f"case {number} is closed and its client's data was erased: only its facts remain"
     what = {"lost": "is gone from Temporal", "timed_out": "timed out"}.get(status, f"was {status}")
     return (
         f"case {number} is not running: its workflow {what}. The record keeps the case; "
@@ -113,10 +117,30 @@ def not_running_message(number: str, status: WorkflowStatus) -> str:
     )
 
 
-def event_from_row(row: Any) -> Event:
-    """An event as the record keeps it (SQLite hands back times without their UTC zone)."""
+# What an Event is read from (its actor and action are in clear: what is left of an erased one).
+EVENT_COLUMNS = (
+    case_events.c.seq,
+    case_events.c.at,
+    case_events.c.stage_before,
+    case_events.c.stage_after,
+    case_events.c.change,
+    case_events.c.action,
+    case_events.c.actor_id,
+    case_events.c.actor_role,
+)
+
+
+def event_from_row(row: Any, opener: Opener) -> Event:
+    """An event as the record keeps it, its change opened with the client's key; an erased
+    client's event says what was done, by whom and when, and no more (SQLite hands back times
+    without their UTC zone)."""
     at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
-    return Event.model_validate(dict(row) | {"at": at})
+    fields = {name: row[name] for name in ("seq", "stage_before", "stage_after")} | {"at": at}
+    try:
+        return Event.model_validate(fields | {"change": opener.value(row["change"], "case_events.change")})
+    except ClientErased:
+        actor = Actor(id=row["actor_id"], role=row["actor_role"])
+        return Event.model_validate(fields | {"change": ErasedChange(actor=actor, was=row["action"])})
 
 
 # What a caller's idempotency key may be (the API's header, the CLI's --key): long enough not
@@ -229,8 +253,13 @@ class CaseOps:
         command_timeout: timedelta = COMMAND_TIMEOUT,
         keys: ActorKeys | None = None,
         clock: Callable[[], Awaitable[datetime]] | None = None,
+        data_keys: KeyRing | None = None,
     ) -> None:
         self.client, self.programs, self.task_queue = signing(client), programs, task_queue
+        # clients' data keys: the record's personal fields are sealed with them (store/keys.py)
+        self.data_keys = data_keys
+        if data_keys is None and record is not None:
+            self.data_keys = key_ring_of(client, record)
         self.keys = keys if keys is not None else actor_keys(Settings())
         # Temporal's time, which signed actors are checked against (a test server's clock skips)
         self.clock = clock or _wall_clock
@@ -325,6 +354,8 @@ class CaseOps:
             ) from None
         except RPCError as exc:
             raise await self._not_running(number) or self._rpc_error(number, exc) from None
+        except ClientErased:  # the command cannot even be sealed: the client's key is gone
+            raise CaseError(Refusal.CLOSED, not_running_message(number, "erased")) from None
 
     async def _acting(self, actor: Actor, number: str) -> AbstractContextManager[None]:
         """Sign who acts on this case for the Temporal call made inside (workflows/identity.py)."""
@@ -337,7 +368,9 @@ class CaseOps:
 
     async def status(self, number: str) -> WorkflowStatus | None:
         """What Temporal says of the case's workflow; "lost" if it has none but the record has
-        the case, None if neither knows it."""
+        the case, None if neither knows it; "erased" once the client's data was erased."""
+        if await self._erased(number):
+            return "erased"
         status = await workflow_status(self.client, search.workflow_id(number))
         if status is None:
             return "lost" if await self.recorded_case(number) is not None else None
@@ -351,7 +384,7 @@ class CaseOps:
         if status == "running":
             return None
         return CaseError(
-            Refusal.CLOSED if status == "archived" else Refusal.NOT_RUNNING,
+            Refusal.CLOSED if status in ("archived", "erased") else Refusal.NOT_RUNNING,
             not_running_message(number, status),
         )
 
@@ -362,6 +395,10 @@ class CaseOps:
         status = await self.status(number)
         if status is None:
             raise CaseError(Refusal.NOT_FOUND, f"no case {number}")
+        if status == "erased":  # the record's facts: nothing of the client can be read
+            found = await self.recorded_view(number)
+            assert found is not None
+            return found.model_copy(update={"status": status})
         try:
             view = await self._view(self._handle(number), number)
         except CaseError as exc:
@@ -373,14 +410,35 @@ class CaseOps:
         return view.model_copy(update={"status": status})
 
     async def recorded_case(self, number: str) -> tuple[Case, int] | None:
-        """The case's live state as last recorded, and the seq of that event."""
+        """The case's live state as last recorded, and the seq of that event. An erased client's
+        case is its facts alone (domain.models.erased_case)."""
         if self.record is None:
             return None
         async with self.record.connect() as conn:
-            row = (
-                await conn.execute(select(cases.c.state, cases.c.last_seq).where(cases.c.number == number))
-            ).one_or_none()
-        return None if row is None else (Case.model_validate(row.state), row.last_seq)
+            row = (await conn.execute(select(cases).where(cases.c.number == number))).one_or_none()
+        if row is None:
+            return None
+        try:
+            opener = await self._keys().opener(number)
+            return Case.model_validate(opener.value(row.state, "cases.state")), row.last_seq
+        except ClientErased:
+            return erased_case(dict(row._mapping)), row.last_seq
+
+    async def _erased(self, number: str) -> bool:
+        if self.record is None:
+            return False
+        async with self.record.connect() as conn:
+            found = await conn.execute(select(cases.c.erased_at).where(cases.c.number == number))
+            row = found.one_or_none()
+        return row is not None and row.erased_at is not None
+
+    def data_keys_for_record(self) -> KeyRing:
+        """The key ring the record's sealed fields open with."""
+        if self.data_keys is None:
+            self.data_keys = KeyRing(self.record_engine(), None)
+        return self.data_keys
+
+    _keys = data_keys_for_record
 
     async def recorded_view(self, number: str) -> CaseView | None:
         """The case as the SQL record has it, once its workflow is gone."""
@@ -393,31 +451,31 @@ class CaseOps:
 
     async def events(self, number: str, after: int = 0, limit: int = 100) -> list[Event]:
         """A page of the case's events from the SQL record, oldest first, with seq > `after`."""
-        async with self._record().connect() as conn:
+        async with self.record_engine().connect() as conn:
             rows = await conn.execute(
-                select(case_events.c.seq, case_events.c.at, case_events.c.stage_before)
-                .add_columns(case_events.c.stage_after, case_events.c.change)
+                select(*EVENT_COLUMNS)
                 .where(case_events.c.case_number == number, case_events.c.seq > after)
                 .order_by(case_events.c.seq)
                 .limit(limit)
             )
-            return [event_from_row(r._mapping) for r in rows]
+        opener = await self._keys().opener(number)
+        return [event_from_row(r._mapping, opener) for r in rows]
 
     async def notes(self, number: str, before: int | None = None, limit: int = 20) -> list[tuple[int, Note]]:
         """The case's notes (what people wrote with its events), newest first, from events with
         seq < `before`: (seq, note) pairs, so the next page starts before the last seq."""
         found: list[tuple[int, Note]] = []
-        async with self._record().connect() as conn:
+        opener = await self._keys().opener(number)
+        async with self.record_engine().connect() as conn:
             while len(found) < limit:
-                query = select(case_events.c.seq, case_events.c.at, case_events.c.stage_before).add_columns(
-                    case_events.c.stage_after, case_events.c.change
+                query = select(*EVENT_COLUMNS).where(
+                    case_events.c.case_number == number, case_events.c.action.in_(NOTED)
                 )
-                query = query.where(case_events.c.case_number == number, case_events.c.action.in_(NOTED))
                 if before is not None:
                     query = query.where(case_events.c.seq < before)
                 rows = list(await conn.execute(query.order_by(case_events.c.seq.desc()).limit(limit)))
                 for row in rows:
-                    note = event_from_row(row._mapping).note()
+                    note = event_from_row(row._mapping, opener).note()
                     if note is not None and len(found) < limit:
                         found.append((row.seq, note))
                 if len(rows) < limit:
@@ -435,8 +493,8 @@ class CaseOps:
             raise CaseError(Refusal.NOT_FOUND, f"no case {number}")
         if status == "running":
             raise CaseError(Refusal.CONFLICT, f"case {number} is running: there is nothing to restore")
-        if status == "archived":
-            raise CaseError(Refusal.CLOSED, f"case {number} is archived: its reopen window has passed")
+        if status in ("archived", "erased"):
+            raise CaseError(Refusal.CLOSED, not_running_message(number, status))
         recorded = await self.recorded_case(number)
         assert recorded is not None, "a case Temporal lost is known from the record"
         case, seq = recorded
@@ -462,7 +520,7 @@ class CaseOps:
             raise CaseError(Refusal.CONFLICT, f"case {number} was started again meanwhile") from None
         return await self._view(handle, number)
 
-    def _record(self) -> AsyncEngine:
+    def record_engine(self) -> AsyncEngine:
         if self.record is None:
             raise CaseError(Refusal.UNAVAILABLE, "no record store is configured (CASEWORK_DATABASE_URL)")
         return self.record

@@ -7,7 +7,7 @@ CLI exit codes, by what the person at the terminal can do about it:
     0  done
     1  anything else (casework could not start, a bulk run with failures, a bug)
     2  bad input: fix the command (validation, bad_request; also click's usage errors)
-    3  not found: check the case or referral named
+    3  not found: check the case or referral named (or it was erased)
     4  not allowed for you: forbidden, unauthenticated
     5  not allowed now: the case's stage, a guard, a conflict, a closed or stopped case
     6  unavailable: nothing was wrong with the command; retry later (with the same --key)
@@ -28,6 +28,7 @@ HTTP_STATUS: dict[Refusal, int] = {
     Refusal.CONFLICT: 409,
     Refusal.CLOSED: 409,
     Refusal.NOT_RUNNING: 409,
+    Refusal.ERASED: 410,
     Refusal.UNAVAILABLE: 503,
 }
 
@@ -44,6 +45,7 @@ EXIT_CODE: dict[Refusal, int] = {
     Refusal.CONFLICT: NOT_NOW,
     Refusal.CLOSED: NOT_NOW,
     Refusal.NOT_RUNNING: NOT_NOW,
+    Refusal.ERASED: NOT_FOUND,
     Refusal.UNAVAILABLE: UNAVAILABLE,
 }
 

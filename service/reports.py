@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.models import Case, ReferralStatus, Stage
+from domain.models import Case, ReferralStatus, Stage, erased_case
 from domain.policy import Program
 from domain.schedule import overdue
+from store.keys import ClientErased, KeyRing, Opener
 from store.tables import case_events, case_referrals, cases
 
 
@@ -77,9 +78,11 @@ class Record:
         )
 
 
-async def load_record(engine: AsyncEngine) -> Record:
+async def load_record(engine: AsyncEngine, keys: KeyRing | None = None) -> Record:
+    """The record as reports need it: each case's state opened with its client's key (an erased
+    client's case is its facts, which is all a report needs of a closed case)."""
     async with engine.connect() as conn:
-        states = (await conn.execute(select(cases.c.state))).scalars().all()
+        rows = (await conn.execute(select(cases))).all()
         moves = (
             await conn.execute(
                 select(
@@ -91,8 +94,9 @@ async def load_record(engine: AsyncEngine) -> Record:
             )
         ).all()
         referrals = (await conn.execute(select(case_referrals))).all()
+    openers = await (keys or KeyRing(engine, None)).openers(r.number for r in rows)
     return Record(
-        cases=[Case.model_validate(s) for s in states],
+        cases=[_case(r._mapping, openers[r.number]) for r in rows],
         referrals=[
             ReferralRow(
                 r.case_number,
@@ -110,6 +114,13 @@ async def load_record(engine: AsyncEngine) -> Record:
             if m.stage_before != m.stage_after
         ],
     )
+
+
+def _case(row: Any, opener: Opener) -> Case:
+    try:
+        return Case.model_validate(opener.value(row["state"], "cases.state"))
+    except ClientErased:
+        return erased_case(dict(row))
 
 
 def _aware(at: datetime) -> datetime:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -31,8 +32,9 @@ cases = Table(
     Column("closed_at", DateTime(timezone=True)),
     Column("outcome", String(20)),
     Column("last_seq", Integer, nullable=False),
-    Column("state", JSON, nullable=False),  # the whole Case, personal data included
+    Column("state", JSON, nullable=False),  # the whole Case, sealed with the client's key (store/keys.py)
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("erased_at", DateTime(timezone=True)),  # the client's data was erased (crypto-shredded)
     Index("ix_cases_stage", "stage"),
     Index("ix_cases_manager", "manager"),
     Index("ix_cases_program_stage", "program", "stage"),
@@ -49,7 +51,7 @@ case_events = Table(
     Column("actor_role", String(20), nullable=False),
     Column("stage_before", String(20)),
     Column("stage_after", String(20), nullable=False),
-    Column("change", JSON, nullable=False),
+    Column("change", JSON, nullable=False),  # sealed: what was done may say who to
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Index("ix_case_events_at", "at"),
 )
@@ -63,10 +65,10 @@ outbox = Table(
     Column("event_seq", Integer, nullable=False),
     Column("kind", String(30), nullable=False),  # reminder | escalation | referral_request
     Column("level", Integer, nullable=False, default=0),
-    Column("recipient", String(100), nullable=False),
+    Column("recipient", Text, nullable=False),  # sealed when it is the client's address
     Column("recipient_role", String(20), nullable=False),
     Column("subject", String(300), nullable=False),
-    Column("body", Text, nullable=False),
+    Column("body", Text, nullable=False),  # sealed, as are payload, attachment and last_error
     Column("status", String(20), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -86,7 +88,7 @@ delivery_attempts = Table(
     Column("idempotency_key", String(300), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("channel", String(20), nullable=False),
-    Column("address", String(500), nullable=False),
+    Column("address", Text, nullable=False),  # sealed, as is detail
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("outcome", String(20), nullable=False),  # sending | delivered | retrying | failed | interrupted
@@ -130,8 +132,8 @@ case_goals = Table(
     metadata,
     Column("case_number", String(40), primary_key=True),
     Column("goal_id", String(32), primary_key=True),
-    Column("description", String(500), nullable=False),
-    Column("objective", String(500), nullable=False),
+    Column("description", Text, nullable=False),  # sealed
+    Column("objective", Text, nullable=False),  # sealed
     Column("target_date", Date, nullable=False),
     Column("status", String(10), nullable=False),
 )
@@ -145,4 +147,17 @@ case_follow_ups = Table(
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("status", String(20), nullable=False),
     Column("done_at", DateTime(timezone=True)),
+)
+
+# Each client's data key, wrapped by the deployment's master key (store/keys.py). `wrapped` is
+# emptied when the client is erased: what was sealed with the key can no longer be read.
+client_keys = Table(
+    "client_keys",
+    metadata,
+    Column("case_number", String(40), primary_key=True),
+    Column("key_id", String(40), nullable=False),
+    Column("master_id", String(40), nullable=False),
+    Column("wrapped", LargeBinary),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("erased_at", DateTime(timezone=True)),
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from domain.views import CaseView
 from service.facade import CaseOps, workflow_status
 from store.db import async_url, engine, migrate
 from store.tables import case_events
+from tests.keys import key_ring, secure_client
 from tests.processes import TEST_ACTOR_KEY
 from tests.receivers import MailSink
 from tests.scenario import PROGRAMS
@@ -79,6 +81,43 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(config.stash[_EXIT])
+
+
+# --- a hang shows where it is ----------------------------------------------------------
+# faulthandler (pyproject: faulthandler_timeout) prints the threads of a test still running
+# after 5 minutes, but an async test waits in the event loop, where threads show nothing. This
+# watchdog, on the suite's loop, prints every task's stack once a test has run for 4 minutes.
+
+HANG_AFTER = 240.0
+_running: list[tuple[float, str]] = []  # (since, test id) of the test being run, if any
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    _running.append((time.monotonic(), item.nodeid))
+    try:
+        return (yield)
+    finally:
+        _running.clear()
+
+
+async def _watch_for_hangs() -> None:
+    told = None
+    while True:
+        await asyncio.sleep(10)
+        if not _running or _running[0][1] == told or time.monotonic() - _running[0][0] < HANG_AFTER:
+            continue
+        told = _running[0][1]
+        print(f"\n--- {told} has run {HANG_AFTER:.0f} s: every task's stack ---", file=sys.stderr)
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def hang_watchdog() -> AsyncIterator[None]:
+    watch = asyncio.create_task(_watch_for_hangs())
+    yield
+    watch.cancel()
 
 
 # --- receivers of deliveries ---------------------------------------------------------
@@ -186,12 +225,15 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 async def recorded_events(store: AsyncEngine, number: str) -> list[dict[str, Any]]:
-    """A case's events as the SQL record has them, in order."""
+    """A case's events as the SQL record has them, in order, each change opened with the
+    client's key (the suite's master key unwraps it)."""
     async with store.connect() as conn:
         result = await conn.execute(
             select(case_events).where(case_events.c.case_number == number).order_by(case_events.c.seq)
         )
-        return [dict(r._mapping) for r in result]
+        rows = [dict(r._mapping) for r in result]
+    opener = await key_ring(store).opener(number)
+    return [r | {"change": opener.value(r["change"], "case_events.change")} for r in rows]
 
 
 class TrackingOps(CaseOps):
@@ -239,8 +281,9 @@ async def case_worker(
     recorded, so that the shared dev server's worker load does not grow test by test.
     """
     task_queue = f"cases-{uuid.uuid4().hex[:8]}"
-    ops = TrackingOps(env.client, PROGRAMS, task_queue, record=store, clock=env.get_current_time)
-    async with build_worker(env.client, store, task_queue, Settings(), directory):
+    client = secure_client(env.client, store)  # sealed with clients' data keys, as by default
+    ops = TrackingOps(client, PROGRAMS, task_queue, record=store, clock=env.get_current_time)
+    async with build_worker(client, store, task_queue, Settings(), directory):
         try:
             yield ops
         finally:

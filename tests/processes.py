@@ -35,8 +35,13 @@ def environment(**settings: str) -> dict[str, str]:
     return env
 
 
-def casework(*args: str, env: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CASEWORK, *args], env=dict(env), capture_output=True, text=True, timeout=timeout)
+def casework(
+    *args: str, env: Mapping[str, str], timeout: float = 60, input: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run `casework ARGS` to the end; `input` is what the person types."""
+    return subprocess.run(
+        [CASEWORK, *args], env=dict(env), capture_output=True, text=True, timeout=timeout, input=input
+    )
 
 
 @contextmanager

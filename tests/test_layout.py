@@ -16,7 +16,8 @@ MAY_IMPORT = {
     "store": {"domain"},
     "workflows": {"domain", "activities"},  # activities: their typed contracts only
     "activities": {"domain", "store"},
-    "config": {"domain", "workflows"},  # workflows: search attributes and the actor check's key type
+    # workflows: search attributes and the actor check's key type; store: clients' data keys
+    "config": {"domain", "workflows", "store"},
     "worker": {"domain", "workflows", "activities", "store", "config"},
     "service": {"domain", "workflows", "store", "config"},
     "api": {"domain", "activities", "store", "config", "service"},  # activities: the callback's signing

@@ -92,7 +92,7 @@ def test_signed_in_as_bob_alices_case_is_not_decoded(
 def test_casework_dev_says_which_key_and_where_to_sign_in(stack: dict[str, str]) -> None:
     said = Path(stack["LOG"]).read_text()
     key = Path(stack["CASEWORK_VAR_DIR"]) / "payload.key"
-    assert f"Client data:  encrypted in Temporal with {key}" in said
+    assert f"Client data:  encrypted in Temporal and the record, each client's key wrapped by {key}" in said
     assert f"sign in first at {stack['API']}/signin" in said
 
 

@@ -30,18 +30,20 @@ from temporalio.worker import Replayer
 from api.app import create_app
 from api.auth import load_keys
 from api.sessions import COOKIE, SessionTokens
-from config.codec import ENCODING, LABEL, EncryptionCodec, data_converter, key_from
+from config.codec import ENCODING, LABEL, EncryptionCodec, data_converter
 from config.settings import Settings
 from domain import commands as c
 from service.facade import CaseError, CaseOps
+from store.keys import KeyRing, LocalMasterKey
 from store.tables import record_access
 from tests.integration.test_callback import DIRECTORY, serving
+from tests.keys import MASTER, MASTER_TEXT
 from tests.scenario import ALICE, BOB, PROGRAMS, opening
 from worker import build_worker, workflow_runner
 from workflows.case import CaseWorkflow
 from workflows.search import workflow_id
 
-KEY = base64.b64encode(os.urandom(32)).decode()
+KEY = MASTER_TEXT
 SECRET = b"a-token-secret-for-the-codec-tests"
 UI = "http://127.0.0.1:8233"
 ALICE_KEY, BOB_KEY, SAM_KEY = (
@@ -74,7 +76,7 @@ class Stack:
 @asynccontextmanager
 async def codec_stack(time_env: WorkflowEnvironment, record_store: AsyncEngine) -> AsyncIterator[Stack]:
     """A worker with the payload key, two cases, and the API (with the dev keys) serving the codec."""
-    converter = data_converter(KEY)
+    converter = data_converter(MASTER, KeyRing(record_store, MASTER))
     secure = Client(
         time_env.client.service_client, namespace=time_env.client.namespace, data_converter=converter
     )
@@ -113,7 +115,7 @@ def decoded_data(response: httpx.Response) -> bytes:
 async def test_client_data_is_encrypted_in_temporal_and_each_payload_names_its_case(
     time_env: WorkflowEnvironment, record_store: AsyncEngine
 ) -> None:
-    converter = data_converter(KEY)
+    converter = data_converter(MASTER, KeyRing(record_store, MASTER))
     secure = Client(
         time_env.client.service_client, namespace=time_env.client.namespace, data_converter=converter
     )
@@ -253,7 +255,7 @@ async def test_payloads_from_before_labels_still_decode_for_the_worker() -> None
     key = os.urandom(32)
     plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"family_name": "Okafor"}')
     nonce = os.urandom(12)
-    codec = EncryptionCodec(key)
+    codec = EncryptionCodec(LocalMasterKey([key]))
     old = Payload(  # the format before labels: no label, no associated data
         metadata={"encoding": ENCODING, "encryption-key-id": codec.key_id},
         data=nonce + AESGCM(key).encrypt(nonce, plain.SerializeToString(), None),
@@ -282,5 +284,5 @@ def metadata_values(history_json: str, key: str) -> set[str]:
 
 async def test_a_wrong_length_key_is_refused() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
-        data_converter(base64.b64encode(b"short").decode())
-    assert len(key_from(KEY)) == 32
+        LocalMasterKey.from_text(base64.b64encode(b"short").decode())
+    assert LocalMasterKey.from_text(KEY).current_id == MASTER.current_id

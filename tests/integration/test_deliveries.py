@@ -297,9 +297,9 @@ async def mail_about(sink: MailSink, number: str) -> list[EmailMessage]:
     return mail
 
 
-async def current_details(env: WorkflowEnvironment, number: str) -> str:
-    """What the Temporal UI shows as the case workflow's current details."""
-    handle = env.client.get_workflow_handle(workflow_id(number))
+async def current_details(ops: CaseOps, number: str) -> str:
+    """What the Temporal UI shows as the case workflow's current details (a payload, sealed)."""
+    handle = ops.client.get_workflow_handle(workflow_id(number))
     metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     return str(metadata.current_details)
 
@@ -318,7 +318,7 @@ async def test_a_webhook_provider_that_is_down_shows_as_failing_early_and_the_ma
         assert (failing.key, failing.to) == (key, "harbour")
         assert failing.attempts >= 2 and "503" in failing.last_error
         assert view.case.referrals[-1].status is ReferralStatus.PENDING
-        assert "delivery to harbour failing since" in await current_details(time_env, number)
+        assert "delivery to harbour failing since" in await current_details(ops, number)
 
         # more attempts fail: the count grows, the case manager is still told only once
         view = await view_when(
@@ -336,7 +336,7 @@ async def test_a_webhook_provider_that_is_down_shows_as_failing_early_and_the_ma
         assert status is ReferralStatus.SENT
         view = await ops.view(number)
         assert view.failing_deliveries == []
-        assert "failing" not in await current_details(time_env, number)
+        assert "failing" not in await current_details(ops, number)
         outcomes = await attempts(record_store, key)
         assert outcomes[-1] == "delivered" and outcomes[:-1] == ["retrying"] * (len(outcomes) - 1)
         assert len(outcomes) == len(webhook.calls) > 2 * failing.attempts

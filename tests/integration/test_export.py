@@ -39,11 +39,15 @@ PEOPLE_KEYS = KEYS | {digest("key-tess"): Actor(id="tess", role=Role.SUPERVISOR)
 NAME_AND_CONTACT = frozenset({SharedField.NAME, SharedField.CONTACT})
 
 
-async def a_case_with_everything(ops: TrackingOps, store: AsyncEngine) -> tuple[str, str]:
+async def a_case_with_everything(
+    ops: TrackingOps, store: AsyncEngine, family_name: str = "Okafor"
+) -> tuple[str, str]:
     """Alice's case for Maria (sam supervises): a note, consent to share name and contact, a
     referral sharing them, a home visit Maria is invited to; every message delivered."""
     email = f"maria.{uuid.uuid4().hex[:8]}@client.example.org"
-    maria = client().model_copy(update={"email": email, "address": "12 Harbour Row"})
+    maria = client().model_copy(
+        update={"email": email, "address": "12 Harbour Row", "family_name": family_name}
+    )
     number = (await ops.open_case(opening().model_copy(update={"client": maria}))).case.number
     await ops.act(number, c.Accept(actor=ALICE, note="met at the drop-in"))
     await ops.act(number, c.RecordConsent(actor=ALICE, share=NAME_AND_CONTACT, note="signed release"))
@@ -159,7 +163,9 @@ async def test_a_supervisor_exports_everything_held_about_the_client(
     ]
 
     # two rows a read give the same export: pages bound what is held at once, nothing else
-    export = await SubjectAccess(record_store, page=2).export(number, SAM, datetime.now(UTC))
+    export = await SubjectAccess(record_store, ops.data_keys_for_record(), page=2).export(
+        number, SAM, datetime.now(UTC)
+    )
     assert export is not None
     paged = json.loads("".join([chunk async for chunk in json_chunks(export)]))
     for section in ("events", "notes", "consent_history", "referrals", "follow_ups", "messages"):

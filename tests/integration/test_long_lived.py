@@ -126,7 +126,7 @@ async def test_an_archived_case_is_not_restored(
     async with case_worker(dev_env, sqlite_store) as ops:
         number = (await ops.open_case(opening("fast"))).case.number
         await ops.act(number, c.Decline(actor=ALICE, reason="not eligible"))
-        handle = dev_env.client.get_workflow_handle(workflow_id(number))
+        handle = ops.client.get_workflow_handle(workflow_id(number))
         await asyncio.wait_for(handle.result(), timeout=60)  # the 20 s reopen window passes
         assert (await ops.view(number)).status == "archived"
         with pytest.raises(CaseError, match="archived: its reopen window has passed"):

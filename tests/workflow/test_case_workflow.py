@@ -58,7 +58,7 @@ async def test_a_case_goes_from_intake_to_closed_then_is_archived(
         assert view.case.stage is Stage.CLOSED and view.case.outcome is Outcome.GOALS_MET
         assert view.next_action is not None and view.next_action.kind == "archive"
 
-        handle = time_env.client.get_workflow_handle(workflow_id(number), result_type=CaseResult)
+        handle = ops.client.get_workflow_handle(workflow_id(number), result_type=CaseResult)
         await time_env.sleep(PROGRAM_REOPEN_WINDOW + DAY)
         result = await handle.result()
         assert result.outcome is Outcome.GOALS_MET
@@ -131,7 +131,7 @@ async def test_a_month_of_monitoring_reminds_then_escalates_up_the_ladder(
         [item] = view.overdue
         assert (item.what, item.level, item.notified) == ("follow-up contact", 2, Role.PROGRAM_LEAD)
         assert [f.status.value for f in view.case.follow_ups] == ["done", "due"]
-        described = await time_env.client.get_workflow_handle(workflow_id(number)).describe()
+        described = await ops.client.get_workflow_handle(workflow_id(number)).describe()
         assert described.typed_search_attributes.get(CASE_OVERDUE) is True
 
         async with record_store.connect() as conn:
@@ -225,7 +225,7 @@ async def test_a_refused_action_explains_why_and_leaves_no_trace(
         # the case is unchanged, and Temporal's history has no trace of the refused updates
         assert await ops.history(number) == before
         assert (await ops.view(number)).case.stage is Stage.PLANNING
-        history = await time_env.client.get_workflow_handle(workflow_id(number)).fetch_history()
+        history = await ops.client.get_workflow_handle(workflow_id(number)).fetch_history()
         accepted = [
             e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")
         ]
@@ -278,7 +278,7 @@ async def test_search_attributes_follow_the_case(
         number = (await ops.open_case(opening("general"))).case.number
         await ops.act(number, c.Accept(actor=ALICE))
         await ops.act(number, c.Transfer(actor=SAM, to_manager="bob", reason="alice on leave"))
-        described = await time_env.client.get_workflow_handle(workflow_id(number)).describe()
+        described = await ops.client.get_workflow_handle(workflow_id(number)).describe()
         attrs = described.typed_search_attributes
         assert attrs.get(CASE_STAGE) == "assessment" and attrs.get(CASE_MANAGER) == "bob"
         summary = await described.static_summary()

@@ -155,7 +155,7 @@ async def test_a_five_year_case_keeps_its_history_and_state_bounded(
         number = (await ops.open_case(opening("weekly"))).case.number
         for change in TO_MONITORING:
             await ops.act(number, change)
-        handle: WorkflowHandle[object, CaseResult] = time_env.client.get_workflow_handle(
+        handle: WorkflowHandle[object, CaseResult] = ops.client.get_workflow_handle(
             workflow_id(number), result_type=CaseResult
         )
         case = Quietly(time_env, ops, number)
