@@ -6,8 +6,9 @@ PostgreSQL, against the dev server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import WorkflowSerializationContext
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from api.app import create_app
-from config.codec import EncryptionCodec
+from config.codec import EncryptionCodec, is_encrypted, label_of
 from domain import commands as c
 from service.erasure import erase_client
 from service.reports import load_record, opened_closed_per_week
@@ -35,8 +35,6 @@ from tests.integration.test_export import PEOPLE_KEYS, a_case_with_everything
 from tests.keys import MASTER, key_ring
 from tests.processes import casework, environment
 from tests.scenario import ALICE, LEAD, opening
-from worker import workflow_runner
-from workflows.case import CaseWorkflow
 from workflows.search import workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -114,7 +112,6 @@ async def test_a_program_lead_erases_a_closed_case_client_for_good(
     ops, base = api
     name = marker()
     number, email = await a_case_with_everything(ops, record_store, family_name=name)
-    history = await ops.client.get_workflow_handle(workflow_id(number)).fetch_history()
 
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
 
@@ -129,6 +126,8 @@ async def test_a_program_lead_erases_a_closed_case_client_for_good(
 
         await ops.act(number, c.Withdraw(actor=ALICE, reason="the client asked to leave the program"))
         await recorded(ops, number)
+        # the case's current run as Temporal keeps it, saved before the erasure
+        history = await ops.client.get_workflow_handle(workflow_id(number)).fetch_history()
         not_a_lead = await call("sam", "POST", erase, reason="the client's request of 2026-11-02")
         assert not_a_lead.status_code == 403
         bad = await call("lead", "POST", erase, reason="x")
@@ -168,19 +167,32 @@ async def test_a_program_lead_erases_a_closed_case_client_for_good(
     assert case.client.family_name == "(erased)" and case.manager == "alice"
     assert sum(row[1] for row in opened_closed_per_week(record).rows) >= 1  # reports still count it
 
-    # Temporal: the workflow ended; its history, saved before, no longer opens with the master key
+    # Temporal: the workflow ended; its history, saved before, no longer opens with the master key:
+    # not one of its payloads decodes, which is what a replay must do first. (The SDK's Replayer
+    # is not used: a run saved just after a continue-as-new, before its first workflow task was
+    # taken, gives the replayer nothing to activate, and it waits for ever; seen in this suite.)
     codec = EncryptionCodec(MASTER, key_ring(record_store)).with_context(
         WorkflowSerializationContext(namespace="default", workflow_id=workflow_id(number))
     )
-    started = history.events[0].workflow_execution_started_event_attributes.input.payloads
-    with pytest.raises(ClientErased):
-        await codec.decode(list(started))
+    sealed = [p for p in payloads_in(json.loads(history.to_json())) if is_encrypted(p)]
+    assert len(sealed) >= 3 and {label_of(p) for p in sealed} == {workflow_id(number)}
+    for payload in sealed:
+        with pytest.raises(ClientErased):
+            await codec.decode([payload])
     assert name.encode() not in history.to_json().encode()
-    converter = ops.client.data_converter
-    with pytest.raises(RuntimeError, match="was erased"):
-        await Replayer(
-            workflows=[CaseWorkflow], data_converter=converter, workflow_runner=workflow_runner()
-        ).replay_workflow(history)
+
+
+def payloads_in(node: Any) -> Iterator[Payload]:
+    """Every payload anywhere in a history (inputs, results, headers, details...), from its JSON."""
+    if isinstance(node, dict):
+        if "metadata" in node and "data" in node:
+            yield ParseDict(node, Payload())
+            return
+        for value in node.values():
+            yield from payloads_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from payloads_in(value)
 
 
 async def test_casework_erase_client_asks_first_and_says_what_it_did(
