@@ -127,7 +127,7 @@ def _action(e: Event) -> str:
     if isinstance(ch, NoticeIssued):
         level = f" L{ch.level}" if ch.kind == "escalation" else ""
         return f"{ch.kind}{level} ({ch.obligation}) → {ch.recipient}"
-    return ch.action
+    return e.action  # an erased client's event: "add_note (erased)"
 
 
 def list_table(rows: Sequence[CaseSummary]) -> Table:

@@ -158,7 +158,8 @@ class Need(Model):
             score = value["score"]
             if isinstance(score, str) and score.isdigit():
                 score = int(score)
-            if score in SEVERITY_OF_SCORE:  # otherwise the field's own check names the problem
+            # otherwise (not a number, out of range) the field's own check names the problem
+            if isinstance(score, int) and not isinstance(score, bool) and score in SEVERITY_OF_SCORE:
                 value = {**value, "severity": SEVERITY_OF_SCORE[score]}
         return value
 

@@ -66,6 +66,13 @@ def test_needs_are_scored_on_the_ssm_scale_and_old_severities_still_read() -> No
         Need.model_validate({"domain": "housing", "score": 5, "severity": 3})
 
 
+@pytest.mark.parametrize("score", [{"nested": {}}, [1], "high", True, 2.5])
+def test_a_score_that_is_not_a_number_is_refused_as_bad_input_not_a_crash(score: object) -> None:
+    """The API's fuzzing sent a JSON object as a score: a validation error, never a server error."""
+    with pytest.raises(ValueError, match="score"):
+        Need.model_validate({"domain": "housing", "score": score})
+
+
 def test_a_deployment_may_add_a_service_type_and_its_providers(tmp_path: Path) -> None:
     (tmp_path / "vocabulary.toml").write_text(
         '[[service_type]]\nslug = "pet_fostering"\nlabel = "Pet fostering"\naliases = ["pets"]\n'

@@ -218,6 +218,9 @@ async def test_casework_erase_client_asks_first_and_says_what_it_did(
     shown = await asyncio.to_thread(casework, "show", number, env=as_lead)
     assert shown.returncode == 0, shown.stderr
     assert "(erased)" in shown.stdout
+    history = await asyncio.to_thread(casework, "history", number, env=as_lead)
+    assert history.returncode == 0, history.stderr
+    assert "open (erased)" in history.stdout and "erase_client" in history.stdout
 
 
 async def test_a_payload_of_an_erased_client_reaches_the_ui_still_sealed(
