@@ -57,7 +57,10 @@ def case(console: Console, view: CaseView, events: Sequence[Event], notes: Seque
         rows.append(("Outcome", f"{c.outcome.value} {c.close_reason}".strip()))
     rows += [("Failing", f"{f.kind}: {f.describe()}") for f in view.failing_deliveries]
     if view.status != "running":  # say plainly when Temporal no longer runs the case
-        hint = "reopen window passed" if view.status == "archived" else f"casework restore {c.number}"
+        hint = {
+            "archived": "reopen window passed",
+            "erased": "the client's data was erased: only the case's facts remain",
+        }.get(view.status, f"casework restore {c.number}")
         rows.insert(3, ("Workflow", f"{view.status} ({hint})"))
     for label, value in rows:
         facts.add_row(label, value)

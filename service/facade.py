@@ -395,10 +395,12 @@ class CaseOps:
         status = await self.status(number)
         if status is None:
             raise CaseError(Refusal.NOT_FOUND, f"no case {number}")
-        if status == "erased":  # the record's facts: nothing of the client can be read
+        if status == "erased":  # the record's facts: nothing of the client can be read, or done
             found = await self.recorded_view(number)
             assert found is not None
-            return found.model_copy(update={"status": status})
+            nothing_more: dict[str, Any] = {"allowed_actions": [], "next_action": None}
+            nothing_more |= {"next_deadline": None, "overdue": []}
+            return found.model_copy(update={"status": status} | nothing_more)
         try:
             view = await self._view(self._handle(number), number)
         except CaseError as exc:

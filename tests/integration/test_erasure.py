@@ -149,6 +149,7 @@ async def test_a_program_lead_erases_a_closed_case_client_for_good(
     shown = view.json()
     assert shown["status"] == "erased" and shown["case"]["client"]["family_name"] == "(erased)"
     assert shown["case"]["stage"] == "closed" and shown["case"]["outcome"] == "withdrawn"
+    assert shown["allowed_actions"] == [] and shown["next_action"] is None  # nothing more to do
     actions = [e["change"]["action"] for e in events.json()["items"]]
     assert actions[0] == "erased" and actions[-1] == "erase_client"
     assert events.json()["items"][0]["change"]["was"] == "open"
@@ -217,7 +218,8 @@ async def test_casework_erase_client_asks_first_and_says_what_it_did(
 
     shown = await asyncio.to_thread(casework, "show", number, env=as_lead)
     assert shown.returncode == 0, shown.stderr
-    assert "(erased)" in shown.stdout
+    assert "(erased)" in shown.stdout and "only the case's facts remain" in shown.stdout
+    assert "casework restore" not in shown.stdout
     history = await asyncio.to_thread(casework, "history", number, env=as_lead)
     assert history.returncode == 0, history.stderr
     assert "open (erased)" in history.stdout and "erase_client" in history.stdout
