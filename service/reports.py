@@ -108,6 +108,13 @@ class Reports:
                 return await self.opened_closed_per_week()
         raise KeyError(name)
 
+    def _of_caseload(self, query: Select[Any], number: Any) -> Select[Any]:
+        """The query limited to the caller's caseload: joined to `cases` and filtered by the
+        scope, unless the caller may see everything (then the join would only cost time)."""
+        if self.scope.everything:
+            return query
+        return query.join(cases, cases.c.number == number).where(within(self.scope))
+
     async def _rows(self, query: Select[Any]) -> list[Any]:
         async with self.engine.connect() as conn:
             return list((await conn.execute(query)).all())
@@ -184,14 +191,14 @@ class Reports:
         """How long cases stayed in each stage they left (or are still in, counted to now)."""
         s = case_stage_spells
         still_there = (self.now.timestamp() - s.c.entered_epoch) / 86400.0
-        counted = or_(
-            s.c.days.is_not(None),
-            and_(s.c.left_at.is_(None), OPEN, s.c.stage != Stage.CLOSED.value),
-        )
-        spells = (
-            select(s.c.stage.label("stage"), func.coalesce(s.c.days, still_there).label("value"))
-            .join(cases, cases.c.number == s.c.case_number)
-            .where(counted, within(self.scope))
+        # every spell the case left, and the one it is in if that is not `closed` (a case's
+        # last spell is in `closed` exactly when the case is closed)
+        counted = or_(s.c.days.is_not(None), s.c.stage != Stage.CLOSED.value)
+        spells = self._of_caseload(
+            select(s.c.stage.label("stage"), func.coalesce(s.c.days, still_there).label("value")).where(
+                counted
+            ),
+            s.c.case_number,
         )
         async with self.engine.connect() as conn:
             found = await quantiles(conn, spells, ("stage",), (50, 90))
@@ -220,22 +227,33 @@ class Reports:
         )
 
     async def stages_over_time(self, ends: Sequence[datetime]) -> dict[str, list[int]]:
-        """For each week's end, how many cases were in each stage then (from their spells)."""
+        """For each week's end, how many cases were in each stage then (from their spells).
+
+        In one pass over the spells, not one per week: a case is in a stage at a moment if its
+        spell began by then and had not ended, so the count at each end is the spells begun by
+        it less those ended by it, summed week by week from how many began and ended in each."""
         s = case_stage_spells
-        series: dict[str, list[int]] = {stage.value: [] for stage in Stage}
-        async with self.engine.connect() as conn:
-            for end in ends:
-                query = (
-                    select(s.c.stage, func.count())
-                    .join(cases, cases.c.number == s.c.case_number)
-                    .where(s.c.entered_at <= end, or_(s.c.left_at.is_(None), s.c.left_at > end))
-                    .where(within(self.scope))
-                    .group_by(s.c.stage)
-                )
-                counts: dict[str, int] = {stage: n for stage, n in await conn.execute(query)}
-                for stage, values in series.items():
-                    values.append(int(counts.get(stage, 0)))
+        began = await self._by_week_and_stage(s.c.entered_at, ends)
+        ended = await self._by_week_and_stage(s.c.left_at, ends)
+        series: dict[str, list[int]] = {}
+        for stage in Stage:
+            running = 0
+            series[stage.value] = []
+            for week in range(len(ends)):
+                running += began.get((stage.value, week), 0) - ended.get((stage.value, week), 0)
+                series[stage.value].append(running)
         return series
+
+    async def _by_week_and_stage(self, moment: Any, ends: Sequence[datetime]) -> dict[tuple[str, int], int]:
+        """How many spells have `moment` (their start or end) in each week: the first week
+        whose end it is not after (week 0 takes everything before)."""
+        s = case_stage_spells
+        week = case(*[(moment <= end, i) for i, end in enumerate(ends)], else_=None)
+        query = self._of_caseload(
+            select(s.c.stage, week, func.count()).where(moment <= ends[-1]).group_by(s.c.stage, week),
+            s.c.case_number,
+        )
+        return {(stage, i): n for stage, i, n in await self._rows(query)}
 
     async def stage_chart_png(self, weeks: int = 12) -> bytes:
         ends = week_ends(self.now, weeks)
