@@ -290,6 +290,7 @@ async def _project_obligations(conn: Any, case: Case, program: Program) -> None:
             "case_number": case.number,
             "obligation_key": s.obligation.key,
             "what": s.obligation.what,
+            "manager": case.manager,
             "due_at": s.due,
             "level": s.level,
             "notified": s.notified.value if s.notified else None,

@@ -143,7 +143,7 @@ def synthetic_case(i: int, rng: random.Random) -> dict[str, list[dict[str, Any]]
             for n in (1, 2, 3)
         ],
         "case_stage_spells": spells(number, moves),
-        "case_obligations": [] if closed_at else obligations(number, last_moved, rng),
+        "case_obligations": [] if closed_at else obligations(number, manager, last_moved, rng),
     }
 
 
@@ -181,7 +181,7 @@ def spells(number: str, moves: list[tuple[datetime, Stage]]) -> list[dict[str, A
     return rows
 
 
-def obligations(number: str, since: datetime, rng: random.Random) -> list[dict[str, Any]]:
+def obligations(number: str, manager: str, since: datetime, rng: random.Random) -> list[dict[str, Any]]:
     rows = []
     for n in range(rng.randint(1, 3)):
         level = rng.choice((None, None, 0, 1))
@@ -190,6 +190,7 @@ def obligations(number: str, since: datetime, rng: random.Random) -> list[dict[s
                 "case_number": number,
                 "obligation_key": f"stage_deadline:work {n}@{since.isoformat()}",
                 "what": f"work {n}",
+                "manager": manager,
                 "due_at": since + timedelta(days=rng.uniform(1, 60)),
                 "level": level,
                 "notified": {None: None, 0: "supervisor", 1: "program_lead"}[level],

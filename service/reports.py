@@ -132,11 +132,11 @@ class Reports:
     async def overdue(self) -> Report:
         """Each obligation past its due time, by the escalation rung it has reached."""
         o = case_obligations
-        query = (
-            select(cases.c.manager, o.c.level, o.c.notified, func.count())
-            .join(cases, cases.c.number == o.c.case_number)
-            .where(o.c.due_at <= self.now, OPEN, within(self.scope))
-            .group_by(cases.c.manager, o.c.level, o.c.notified)
+        query = self._of_caseload(
+            select(o.c.manager, o.c.level, o.c.notified, func.count())
+            .where(o.c.due_at <= self.now)
+            .group_by(o.c.manager, o.c.level, o.c.notified),
+            o.c.case_number,
         )
         rows = sorted(
             (manager, "not yet escalated" if level is None else f"level {level} ({notified})", n)

@@ -134,6 +134,8 @@ case_referrals = Table(
     Column("hours_to_answer", Float),  # answered_at - requested_at, for the referral outcomes report
     Index("ix_case_referrals_provider", "provider", "service"),
     Index("ix_case_referrals_provider_updated", "provider", "updated_at"),
+    # in the order the median's window reads them
+    Index("ix_case_referrals_waits", "provider", "service", "hours_to_answer"),
 )
 
 case_goals = Table(
@@ -200,8 +202,11 @@ case_obligations = Table(
     Column("case_number", String(40), primary_key=True),
     Column("obligation_key", String(300), primary_key=True),
     Column("what", String(100), nullable=False),
+    # the case's manager when recorded (rewritten with every recording, a transfer included),
+    # so the report counts by manager without a join to cases
+    Column("manager", String(64), nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("level", Integer),  # None: not yet escalated
     Column("notified", String(20)),  # the role the highest issued rung notified
-    Index("ix_case_obligations_due", "due_at"),
+    Index("ix_case_obligations_due", "due_at", "manager"),
 )

@@ -40,6 +40,7 @@ def upgrade() -> None:
     op.create_index("ix_cases_opened_week", "cases", ["opened_week"])
     op.create_index("ix_cases_closed_week", "cases", ["closed_week"])
     op.add_column("case_referrals", sa.Column("hours_to_answer", sa.Float))
+    op.create_index("ix_case_referrals_waits", "case_referrals", ["provider", "service", "hours_to_answer"])
     op.create_table(
         "case_stage_spells",
         sa.Column("case_number", sa.String(40), primary_key=True),
@@ -57,11 +58,12 @@ def upgrade() -> None:
         sa.Column("case_number", sa.String(40), primary_key=True),
         sa.Column("obligation_key", sa.String(300), primary_key=True),
         sa.Column("what", sa.String(100), nullable=False),
+        sa.Column("manager", sa.String(64), nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("level", sa.Integer),
         sa.Column("notified", sa.String(20)),
     )
-    op.create_index("ix_case_obligations_due", "case_obligations", ["due_at"])
+    op.create_index("ix_case_obligations_due", "case_obligations", ["due_at", "manager"])
     _backfill_weeks()
     _backfill_hours_and_spells()
 
@@ -134,6 +136,7 @@ def _backfill_weeks() -> None:
 def downgrade() -> None:
     op.drop_table("case_obligations")
     op.drop_table("case_stage_spells")
+    op.drop_index("ix_case_referrals_waits", "case_referrals")
     with op.batch_alter_table("case_referrals") as batch:
         batch.drop_column("hours_to_answer")
     for index in (
