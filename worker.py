@@ -24,6 +24,7 @@ from config.links import answer_link_secrets, public_url
 from config.settings import Settings
 from config.temporal import actor_keys, connect, key_ring
 from domain.directory import Directory, load_directory
+from domain.policy import Program, ProgramError, load_programs
 from store.db import engine as make_engine
 from store.db import migrate
 from store.keys import KeyRing
@@ -78,7 +79,11 @@ def build_worker(
     directory = directory if directory is not None else load_directory(settings.directory_dir)
     keys = keys if keys is not None else key_ring_of(client, engine)
     recorder = CaseRecorder(
-        engine, callback_url=settings.callback_url, links=answer_links(settings), keys=keys
+        engine,
+        callback_url=settings.callback_url,
+        links=answer_links(settings),
+        keys=keys,
+        programs=programs_if_any(settings),
     )
     deliverer = Deliverer(engine, directory, smtp_config(settings), keys)
     return Worker(
@@ -89,6 +94,15 @@ def build_worker(
         workflow_runner=workflow_runner(),
         interceptors=[ActorCheck(actor_keys(settings))],
     )
+
+
+def programs_if_any(settings: Settings) -> dict[str, Program]:
+    """The installation's programs, for recording batches sent without theirs (workflows
+    started before batches carried it); none if the folder has none."""
+    try:
+        return load_programs(settings.programs_dir)
+    except ProgramError:
+        return {}
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from domain.events import Event
 from domain.models import Case, FailingDelivery, Model
+from domain.policy import Program
 
 
 class MessageRef(Model):
@@ -32,3 +33,6 @@ class RecordBatch(Model):
     case: Case  # the case as it is now (for the projection)
     case_seq: int  # the seq of the last event applied to `case`; the projection only moves forward
     events: list[Event]
+    # The program the workflow judges the case's deadlines by (for the record's obligations).
+    # None in batches scheduled before it was sent: the recorder then uses its own copy.
+    program: Program | None = None

@@ -9,6 +9,7 @@ of it) writes nothing twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +23,21 @@ from activities.contracts import MessageRef, RecordBatch, RecordResult
 from activities.failpoints import failpoint
 from activities.messages import calendar_cancellation, invitation_keys, messages_for, shown_recipient
 from domain.events import Event
-from domain.models import Case
+from domain.models import Case, week_of
+from domain.policy import Program
+from domain.schedule import standings
 from store.db import insert_ignoring_duplicates, upsert
 from store.keys import KeyRing, Opener, Sealer, opened_message, sealed_message
-from store.tables import case_events, case_follow_ups, case_goals, case_referrals, cases, outbox
+from store.tables import (
+    case_events,
+    case_follow_ups,
+    case_goals,
+    case_obligations,
+    case_referrals,
+    case_stage_spells,
+    cases,
+    outbox,
+)
 
 log = structlog.get_logger("casework.records")
 
@@ -54,9 +66,12 @@ class CaseRecorder:
         callback_url: str = "",
         links: AnswerLinks | None = None,
         keys: KeyRing | None = None,
+        programs: Mapping[str, Program] | None = None,
     ) -> None:
+        """`programs`: the worker's own, for batches that do not carry the workflow's program."""
         self.engine, self.callback_url, self.links = engine, callback_url, links
         self.keys = keys if keys is not None else KeyRing(engine, None)
+        self.programs = programs or {}
 
     @activity.defn(name="record_case_events")
     async def record(self, batch: RecordBatch) -> RecordResult:
@@ -80,8 +95,11 @@ class CaseRecorder:
                 conn, outbox, [sealed_message(m, sealer) for m in cancels], ["idempotency_key"]
             )
             messages += cancels
+            if any(_moves(e) for e in batch.events):
+                await _project_spells(conn, case.number)
             if batch.events and batch.events[-1].seq == batch.case_seq:  # the batch reaches the case
-                await self._project(conn, case, batch.case_seq, now, sealer)
+                program = batch.program or self.programs.get(case.program)
+                await self._project(conn, case, batch.case_seq, now, sealer, program)
         failpoint("record-committed")  # crash tests: committed, but Temporal never hears of it
         log.info(
             "recorded case events",
@@ -103,7 +121,9 @@ class CaseRecorder:
         )
 
     @staticmethod
-    async def _project(conn: Any, case: Case, seq: int, now: datetime, sealer: Sealer) -> None:
+    async def _project(
+        conn: Any, case: Case, seq: int, now: datetime, sealer: Sealer, program: Program | None
+    ) -> None:
         row = {
             "program": case.program,
             "stage": case.stage.value,
@@ -116,6 +136,8 @@ class CaseRecorder:
             "last_seq": seq,
             "state": sealer.value(case.model_dump(mode="json"), "cases.state"),
             "updated_at": now,
+            "opened_week": week_of(case.opened_at),
+            "closed_week": week_of(case.closed_at) if case.closed_at else None,
         }
         inserted = await insert_ignoring_duplicates(conn, cases, [row | {"number": case.number}], ["number"])
         if not inserted:  # only move forward: an older retried batch must not overwrite a newer state
@@ -125,6 +147,10 @@ class CaseRecorder:
             if not result.rowcount:
                 return
         await _project_parts(conn, case, now, sealer)
+        if program is not None:
+            await _project_obligations(conn, case, program)
+        else:  # an unknown program: the overdue report cannot judge this case (see the log)
+            log.warning("no program to judge the case's deadlines by", case=case.number, program=case.program)
 
 
 async def _status_since(conn: Any, case: Case, now: datetime) -> dict[str, datetime]:
@@ -183,6 +209,9 @@ async def _project_parts(conn: Any, case: Case, now: datetime, sealer: Sealer) -
             "requested_at": r.requested_at,
             "answered_at": r.answered_at,
             "updated_at": since[r.id],
+            "hours_to_answer": (
+                (r.answered_at - r.requested_at).total_seconds() / 3600 if r.answered_at else None
+            ),
         }
         for r in case.referrals
     ]
@@ -212,3 +241,66 @@ async def _project_parts(conn: Any, case: Case, now: datetime, sealer: Sealer) -
         await conn.execute(insert(case_goals), goals)
     await upsert(conn, case_referrals, referrals, ["case_number", "referral_id"])
     await upsert(conn, case_follow_ups, follow_ups, ["case_number", "follow_up_id"])
+
+
+def _moves(event: Event) -> bool:
+    """Whether the event put the case in a stage (the opening, or a change of stage)."""
+    return event.stage_before is None or event.stage_before != event.stage_after
+
+
+async def _project_spells(conn: Any, number: str) -> None:
+    """Rewrite the case's stays in each stage from its recorded moves (few rows per case, and a
+    retried or late batch lands in the right place: the spells follow the events' order)."""
+    moves = (
+        await conn.execute(
+            select(case_events.c.seq, case_events.c.at, case_events.c.stage_after)
+            .where(
+                case_events.c.case_number == number,
+                (case_events.c.stage_before.is_(None))
+                | (case_events.c.stage_before != case_events.c.stage_after),
+            )
+            .order_by(case_events.c.seq)
+        )
+    ).all()
+    spells = []
+    for i, move in enumerate(moves):
+        entered = _aware(move.at)
+        left = _aware(moves[i + 1].at) if i + 1 < len(moves) else None
+        spells.append(
+            {
+                "case_number": number,
+                "seq": move.seq,
+                "stage": move.stage_after,
+                "entered_at": entered,
+                "left_at": left,
+                "entered_epoch": entered.timestamp(),
+                "days": (left - entered).total_seconds() / 86400 if left else None,
+            }
+        )
+    await conn.execute(delete(case_stage_spells).where(case_stage_spells.c.case_number == number))
+    if spells:
+        await conn.execute(insert(case_stage_spells), spells)
+
+
+async def _project_obligations(conn: Any, case: Case, program: Program) -> None:
+    """What the case owes now and the escalation issued for each (none once it is closed)."""
+    await conn.execute(delete(case_obligations).where(case_obligations.c.case_number == case.number))
+    rows = [
+        {
+            "case_number": case.number,
+            "obligation_key": s.obligation.key,
+            "what": s.obligation.what,
+            "manager": case.manager,
+            "due_at": s.due,
+            "level": s.level,
+            "notified": s.notified.value if s.notified else None,
+        }
+        for s in standings(case, program)
+    ]
+    if rows:
+        await conn.execute(insert(case_obligations), rows)
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; they were written in UTC."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -34,6 +34,12 @@ class Stage(StrEnum):
 OPEN_STAGES: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.CLOSED)
 
 
+def week_of(at: datetime) -> str:
+    """The ISO week of a moment, as reports name it: 2026-W02."""
+    year, week, _ = at.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
 class Role(StrEnum):
     CASE_MANAGER = "case_manager"
     SUPERVISOR = "supervisor"

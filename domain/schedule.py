@@ -170,17 +170,40 @@ class OverdueItem(Model):
     notified: Role | None
 
 
-def overdue(case: Case, program: Program, now: datetime) -> list[OverdueItem]:
+class Standing(Model):
+    """An obligation with a deadline, and the highest escalation rung issued for it so far."""
+
+    obligation: Obligation
+    due: datetime
+    level: int | None  # None if none yet
+    notified: Role | None
+
+
+def standings(case: Case, program: Program) -> list[Standing]:
+    """Every obligation the case owes against a running clock (what the record keeps for the
+    overdue report: which of them are overdue depends only on the time it is asked at)."""
     sent = set(case.notices_sent)
-    items: list[OverdueItem] = []
+    found: list[Standing] = []
     for o in obligations(case, program):
-        if o.due is None or o.due > now:
+        if o.due is None:
             continue
-        issued = [n for n in notices(o, program, now) if n.kind == "escalation" and n.key in sent]
+        # which escalations exist does not depend on the time asked (only the reminder does)
+        issued = [n for n in notices(o, program, o.due) if n.kind == "escalation" and n.key in sent]
         top = issued[-1] if issued else None
-        items.append(
-            OverdueItem(
-                what=o.what, due=o.due, level=top.level if top else None, notified=top.notify if top else None
+        found.append(
+            Standing(
+                obligation=o,
+                due=o.due,
+                level=top.level if top else None,
+                notified=top.notify if top else None,
             )
         )
-    return items
+    return found
+
+
+def overdue(case: Case, program: Program, now: datetime) -> list[OverdueItem]:
+    return [
+        OverdueItem(what=s.obligation.what, due=s.due, level=s.level, notified=s.notified)
+        for s in standings(case, program)
+        if s.due <= now
+    ]

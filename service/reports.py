@@ -1,29 +1,52 @@
 """Caseload reporting from the SQL record (it outlives Temporal's history retention).
 
-Each report is a pure function of the recorded cases and events, returning a Table
-(columns + rows) that prints as a rich table, exports as CSV, or serves as JSON.
+Each report is one or two aggregate queries the database answers from clear, indexed
+projection columns (store/tables.py: cases, case_referrals, case_stage_spells,
+case_obligations, kept by activities/records.py): no case's sealed state is opened and no
+query returns a row per case, so a report costs the same memory at 100 cases and at
+100,000. Every query is limited to the caller's caseload (`domain.access.Scope`, applied by
+`within`). What comes back is a Report (columns + rows) that prints as a rich table, exports
+as CSV, or serves as JSON; rounding is done here, in Python, so both databases round alike.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import itertools
-import statistics
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.models import Case, ReferralStatus, Stage, erased_case
-from domain.policy import Program
-from domain.schedule import overdue
-from store.keys import ClientErased, KeyRing, Opener
-from store.tables import case_events, case_referrals, cases
+from domain.access import Scope
+from domain.models import ReferralStatus, Stage, week_of
+from store.tables import case_obligations, case_referrals, case_stage_spells, cases
+
+__all__ = [
+    "Report",
+    "Reports",
+    "percentile",
+    "stage_chart",
+    "stage_chart_png",
+    "week_ends",
+    "week_of",
+    "within",
+]
+
+REPORTS = ("caseload", "overdue", "referrals", "stages", "weekly")
 
 
 @dataclass(frozen=True)
@@ -43,170 +66,246 @@ class Report:
         return {"title": self.title, "columns": list(self.columns), "rows": [list(r) for r in self.rows]}
 
 
-@dataclass(frozen=True)
-class StageChange:
-    case: str
-    at: datetime
-    stage: Stage  # the stage entered
+def within(scope: Scope) -> ColumnElement[bool]:
+    """The scope's rule (domain/access.py: every field that is set must match) as a condition
+    on `cases`, so the database counts only the caller's caseload."""
+    if scope.everything:
+        return true()
+    conditions: list[ColumnElement[bool]] = []
+    if scope.manager is not None:
+        conditions.append(cases.c.manager == scope.manager)
+    if scope.supervisor is not None:
+        conditions.append(cases.c.supervisor == scope.supervisor)
+    if scope.programs is not None:
+        conditions.append(cases.c.program.in_(scope.programs) if scope.programs else false())
+    return and_(true(), *conditions)
 
 
-@dataclass(frozen=True)
-class ReferralRow:
-    """A referral as the record keeps it: every one ever made (a case's live state keeps only
-    the open ones and the newest finished ones)."""
-
-    case: str
-    provider: str
-    service: str
-    status: ReferralStatus
-    requested_at: datetime
-    answered_at: datetime | None
-
-
-@dataclass
-class Record:
-    cases: list[Case]
-    moves: list[StageChange]
-    referrals: list[ReferralRow]
-
-    def only(self, numbers: set[str]) -> Record:
-        """The record of these cases alone (a caller's scope)."""
-        return Record(
-            cases=[c for c in self.cases if c.number in numbers],
-            moves=[m for m in self.moves if m.case in numbers],
-            referrals=[r for r in self.referrals if r.case in numbers],
-        )
-
-
-async def load_record(engine: AsyncEngine, keys: KeyRing | None = None) -> Record:
-    """The record as reports need it: each case's state opened with its client's key (an erased
-    client's case is its facts, which is all a report needs of a closed case)."""
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(cases))).all()
-        moves = (
-            await conn.execute(
-                select(
-                    case_events.c.case_number,
-                    case_events.c.at,
-                    case_events.c.stage_after,
-                    case_events.c.stage_before,
-                ).order_by(case_events.c.case_number, case_events.c.seq)
-            )
-        ).all()
-        referrals = (await conn.execute(select(case_referrals))).all()
-    openers = await (keys or KeyRing(engine, None)).openers(r.number for r in rows)
-    return Record(
-        cases=[_case(r._mapping, openers[r.number]) for r in rows],
-        referrals=[
-            ReferralRow(
-                r.case_number,
-                r.provider,
-                r.service,
-                ReferralStatus(r.status),
-                _aware(r.requested_at),
-                _aware(r.answered_at) if r.answered_at else None,
-            )
-            for r in referrals
-        ],
-        moves=[
-            StageChange(m.case_number, _aware(m.at), Stage(m.stage_after))
-            for m in moves
-            if m.stage_before != m.stage_after
-        ],
-    )
-
-
-def _case(row: Any, opener: Opener) -> Case:
-    try:
-        return Case.model_validate(opener.value(row["state"], "cases.state"))
-    except ClientErased:
-        return erased_case(dict(row))
-
-
-def _aware(at: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; they were written in UTC."""
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def caseload(record: Record) -> Report:
-    counts = Counter((c.manager, c.stage.value) for c in record.cases if c.is_open)
-    rows = sorted((manager, stage, n) for (manager, stage), n in counts.items())
-    return Report("Open caseload by manager and stage", ("manager", "stage", "cases"), rows)
-
-
-def overdue_by_level(record: Record, programs: dict[str, Program], now: datetime) -> Report:
-    counts: Counter[tuple[str, str]] = Counter()
-    for case in record.cases:
-        program = programs.get(case.program)
-        if program is None:
-            continue
-        for item in overdue(case, program, now):
-            level = "not yet escalated" if item.level is None else f"level {item.level} ({item.notified})"
-            counts[(case.manager, level)] += 1
-    rows = sorted((manager, level, n) for (manager, level), n in counts.items())
-    return Report("Overdue items by manager and escalation level", ("manager", "level", "items"), rows)
-
-
+OPEN = cases.c.stage != Stage.CLOSED.value
 ACCEPTED = {ReferralStatus.ACCEPTED, ReferralStatus.COMPLETED, ReferralStatus.NO_SHOW}
 
 
-def referral_outcomes(record: Record) -> Report:
-    by: dict[tuple[str, str], list[ReferralRow]] = defaultdict(list)
-    for r in record.referrals:
-        by[(r.provider, r.service)].append(r)
-    rows = []
-    for (provider, service), referrals in sorted(by.items()):
-        accepted = sum(r.status in ACCEPTED for r in referrals)
-        declined = sum(r.status is ReferralStatus.DECLINED for r in referrals)
-        waits = [
-            (r.answered_at - r.requested_at).total_seconds() / 3600
-            for r in referrals
-            if r.answered_at is not None
-        ]
-        rate = round(accepted / (accepted + declined), 3) if accepted + declined else None
-        rows.append(
-            (
-                provider,
-                service,
-                len(referrals),
-                accepted,
-                declined,
-                rate,
-                round(statistics.median(waits), 1) if waits else None,
-            )
+class Reports:
+    """The reports over one caller's caseload at one moment."""
+
+    def __init__(self, engine: AsyncEngine, scope: Scope, now: datetime) -> None:
+        self.engine, self.scope, self.now = engine, scope, now
+
+    async def all(self) -> dict[str, Report]:
+        return {name: await self.named(name) for name in REPORTS}
+
+    async def named(self, name: str) -> Report:
+        match name:
+            case "caseload":
+                return await self.caseload()
+            case "overdue":
+                return await self.overdue()
+            case "referrals":
+                return await self.referral_outcomes()
+            case "stages":
+                return await self.time_in_stage()
+            case "weekly":
+                return await self.opened_closed_per_week()
+        raise KeyError(name)
+
+    def _of_caseload(self, query: Select[Any], number: Any) -> Select[Any]:
+        """The query limited to the caller's caseload: joined to `cases` and filtered by the
+        scope, unless the caller may see everything (then the join would only cost time)."""
+        if self.scope.everything:
+            return query
+        return query.join(cases, cases.c.number == number).where(within(self.scope))
+
+    async def _rows(self, query: Select[Any]) -> list[Any]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def caseload(self) -> Report:
+        query = (
+            select(cases.c.manager, cases.c.stage, func.count())
+            .where(OPEN, within(self.scope))
+            .group_by(cases.c.manager, cases.c.stage)
+            .order_by(cases.c.manager, cases.c.stage)
         )
-    return Report(
-        "Referral outcomes by provider and service",
-        (
-            "provider",
-            "service",
-            "referrals",
-            "accepted",
-            "declined",
-            "acceptance_rate",
-            "median_hours_to_answer",
-        ),
-        rows,
-    )
+        rows = [(m, s, n) for m, s, n in await self._rows(query)]
+        return Report("Open caseload by manager and stage", ("manager", "stage", "cases"), rows)
+
+    async def overdue(self) -> Report:
+        """Each obligation past its due time, by the escalation rung it has reached."""
+        o = case_obligations
+        query = self._of_caseload(
+            select(o.c.manager, o.c.level, o.c.notified, func.count())
+            .where(o.c.due_at <= self.now)
+            .group_by(o.c.manager, o.c.level, o.c.notified),
+            o.c.case_number,
+        )
+        rows = sorted(
+            (manager, "not yet escalated" if level is None else f"level {level} ({notified})", n)
+            for manager, level, notified, n in await self._rows(query)
+        )
+        return Report("Overdue items by manager and escalation level", ("manager", "level", "items"), rows)
+
+    async def referral_outcomes(self) -> Report:
+        r = case_referrals
+        accepted = func.sum(case((r.c.status.in_([s.value for s in ACCEPTED]), 1), else_=0))
+        declined = func.sum(case((r.c.status == ReferralStatus.DECLINED.value, 1), else_=0))
+        counts = (
+            select(r.c.provider, r.c.service, func.count(), accepted, declined)
+            .join(cases, cases.c.number == r.c.case_number)
+            .where(within(self.scope))
+            .group_by(r.c.provider, r.c.service)
+        )
+        waits = (
+            select(
+                r.c.provider.label("provider"),
+                r.c.service.label("service"),
+                r.c.hours_to_answer.label("value"),
+            )
+            .join(cases, cases.c.number == r.c.case_number)
+            .where(within(self.scope), r.c.hours_to_answer.is_not(None))
+        )
+        async with self.engine.connect() as conn:
+            by = {
+                (p, s): (n, int(a or 0), int(d or 0)) for p, s, n, a, d in (await conn.execute(counts)).all()
+            }
+            medians = await quantiles(conn, waits, ("provider", "service"), (50,))
+        rows = []
+        for (provider, service), (n, yes, no) in sorted(by.items()):
+            rate = round(yes / (yes + no), 3) if yes + no else None
+            median = medians.get((provider, service))
+            rows.append((provider, service, n, yes, no, rate, round(median[1][0], 1) if median else None))
+        return Report(
+            "Referral outcomes by provider and service",
+            (
+                "provider",
+                "service",
+                "referrals",
+                "accepted",
+                "declined",
+                "acceptance_rate",
+                "median_hours_to_answer",
+            ),
+            rows,
+        )
+
+    async def time_in_stage(self) -> Report:
+        """How long cases stayed in each stage they left (or are still in, counted to now)."""
+        s = case_stage_spells
+        still_there = (self.now.timestamp() - s.c.entered_epoch) / 86400.0
+        # every spell the case left, and the one it is in if that is not `closed` (a case's
+        # last spell is in `closed` exactly when the case is closed)
+        counted = or_(s.c.days.is_not(None), s.c.stage != Stage.CLOSED.value)
+        spells = self._of_caseload(
+            select(s.c.stage.label("stage"), func.coalesce(s.c.days, still_there).label("value")).where(
+                counted
+            ),
+            s.c.case_number,
+        )
+        async with self.engine.connect() as conn:
+            found = await quantiles(conn, spells, ("stage",), (50, 90))
+        rows = [
+            (stage, n, round(median, 2), round(p90, 2))
+            for (stage,), (n, (median, p90)) in sorted(found.items())
+        ]
+        return Report("Days in each stage", ("stage", "spells", "median_days", "p90_days"), rows)
+
+    async def opened_closed_per_week(self) -> Report:
+        opened = (
+            select(cases.c.opened_week, func.count()).where(within(self.scope)).group_by(cases.c.opened_week)
+        )
+        closed = (
+            select(cases.c.closed_week, func.count())
+            .where(cases.c.closed_week.is_not(None), within(self.scope))
+            .group_by(cases.c.closed_week)
+        )
+        opened_in = dict(await self._rows(opened))
+        closed_in = dict(await self._rows(closed))
+        weeks = sorted(set(opened_in) | set(closed_in))
+        return Report(
+            "Cases opened and closed per week",
+            ("week", "opened", "closed"),
+            [(w, opened_in.get(w, 0), closed_in.get(w, 0)) for w in weeks],
+        )
+
+    async def stages_over_time(self, ends: Sequence[datetime]) -> dict[str, list[int]]:
+        """For each week's end, how many cases were in each stage then (from their spells).
+
+        In one pass over the spells, not one per week: a case is in a stage at a moment if its
+        spell began by then and had not ended, so the count at each end is the spells begun by
+        it less those ended by it, summed week by week from how many began and ended in each."""
+        s = case_stage_spells
+        began = await self._by_week_and_stage(s.c.entered_at, ends)
+        ended = await self._by_week_and_stage(s.c.left_at, ends)
+        series: dict[str, list[int]] = {}
+        for stage in Stage:
+            running = 0
+            series[stage.value] = []
+            for week in range(len(ends)):
+                running += began.get((stage.value, week), 0) - ended.get((stage.value, week), 0)
+                series[stage.value].append(running)
+        return series
+
+    async def _by_week_and_stage(self, moment: Any, ends: Sequence[datetime]) -> dict[tuple[str, int], int]:
+        """How many spells have `moment` (their start or end) in each week: the first week
+        whose end it is not after (week 0 takes everything before)."""
+        s = case_stage_spells
+        week = case(*[(moment <= end, i) for i, end in enumerate(ends)], else_=None)
+        query = self._of_caseload(
+            select(s.c.stage, week, func.count()).where(moment <= ends[-1]).group_by(s.c.stage, week),
+            s.c.case_number,
+        )
+        return {(stage, i): n for stage, i, n in await self._rows(query)}
+
+    async def stage_chart_png(self, weeks: int = 12) -> bytes:
+        ends = week_ends(self.now, weeks)
+        return stage_chart_png(await self.stages_over_time(ends), ends)
 
 
-def time_in_stage(record: Record, now: datetime) -> Report:
-    """How long cases stayed in each stage they left (or are still in, counted to now)."""
-    spans: dict[str, list[float]] = defaultdict(list)
-    by_case: dict[str, list[StageChange]] = defaultdict(list)
-    for move in record.moves:
-        by_case[move.case].append(move)
-    open_cases = {c.number for c in record.cases if c.is_open}
-    for number, moves in by_case.items():
-        for here, following in itertools.pairwise(moves):
-            spans[here.stage.value].append((following.at - here.at).total_seconds() / 86400)
-        if moves and number in open_cases and moves[-1].stage is not Stage.CLOSED:
-            spans[moves[-1].stage.value].append((now - moves[-1].at).total_seconds() / 86400)
-    rows = [
-        (stage, len(days), round(statistics.median(days), 2), round(percentile(days, 90), 2))
-        for stage, days in sorted(spans.items())
-    ]
-    return Report("Days in each stage", ("stage", "spells", "median_days", "p90_days"), rows)
+async def quantiles(
+    conn: AsyncConnection, values: Select[Any], keys: tuple[str, ...], ps: tuple[int, ...]
+) -> dict[tuple[Any, ...], tuple[int, list[float]]]:
+    """Per group of `keys`, the number of values and their ps-th percentiles (`percentile`'s
+    linear interpolation). `values` selects the key columns and a `value` column.
+
+    The database numbers each group's values in order (a window function) and hands back the
+    two values around each percentile's rank; they are interpolated here. Not PostgreSQL's
+    percentile_cont: it takes the rank as 0.9 * (n - 1) where `percentile` takes (n - 1) * 90
+    / 100, and the last bit of difference turns an exact half (127.375 days) into 127.38 on one
+    database and 127.37 on the other. Same SQL on both, same arithmetic as `percentile`."""
+    source = values.subquery()
+    groups = [source.c[k] for k in keys]
+    ranked = select(
+        *groups,
+        source.c.value,
+        (func.row_number().over(partition_by=groups, order_by=source.c.value) - 1).label("i"),
+        func.count().over(partition_by=groups).label("n"),
+    ).subquery()
+    picks = []
+    for p in ps:
+        low = (ranked.c.n - 1) * p // 100  # the rank's whole part, as int() takes it in `percentile`
+        high = case((low + 1 < ranked.c.n, low + 1), else_=low)
+        picks += [
+            func.max(case((ranked.c.i == low, ranked.c.value))),
+            func.max(case((ranked.c.i == high, ranked.c.value))),
+        ]
+    by = [ranked.c[k] for k in keys]
+    query = select(*by, func.max(ranked.c.n), *picks).group_by(*by)
+    found = {}
+    for row in await conn.execute(query):
+        n = row[len(keys)]
+        around = row[len(keys) + 1 :]
+        found[tuple(row[: len(keys)])] = (
+            n,
+            [between(around[2 * i], around[2 * i + 1], n, p) for i, p in enumerate(ps)],
+        )
+    return found
+
+
+def between(low_value: float, high_value: float, n: int, p: float) -> float:
+    """The p-th percentile of n values, from the two values around its rank."""
+    if p == 50:  # the median as statistics.median takes it: the mean of the middle two
+        return low_value if n % 2 else (low_value + high_value) / 2
+    rank = (n - 1) * p / 100
+    return low_value + (high_value - low_value) * (rank - int(rank))
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -220,55 +319,24 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def week_of(at: datetime) -> str:
-    year, week, _ = at.isocalendar()
-    return f"{year}-W{week:02d}"
+def week_ends(now: datetime, weeks: int = 12) -> list[datetime]:
+    return [now - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
 
 
-def opened_closed_per_week(record: Record) -> Report:
-    opened = Counter(week_of(c.opened_at) for c in record.cases)
-    closed = Counter(week_of(c.closed_at) for c in record.cases if c.closed_at is not None)
-    weeks = sorted(set(opened) | set(closed))
-    return Report(
-        "Cases opened and closed per week",
-        ("week", "opened", "closed"),
-        [(w, opened[w], closed[w]) for w in weeks],
-    )
-
-
-def stages_over_time(record: Record, weeks: Iterable[datetime]) -> dict[str, list[int]]:
-    """For each week's end, how many cases were in each stage then (from the stage moves)."""
-    by_case: dict[str, list[StageChange]] = defaultdict(list)
-    for move in record.moves:
-        by_case[move.case].append(move)
-    series: dict[str, list[int]] = {s.value: [] for s in Stage}
-    for end in weeks:
-        counts = Counter(
-            last.stage.value
-            for moves in by_case.values()
-            if (last := next((m for m in reversed(moves) if m.at <= end), None)) is not None
-        )
-        for stage in series:
-            series[stage].append(counts[stage])
-    return series
-
-
-def stage_chart_png(record: Record, now: datetime, weeks: int = 12) -> bytes:
+def stage_chart_png(series: dict[str, list[int]], ends: Sequence[datetime]) -> bytes:
     """A PNG of cases by stage over the last weeks, for a supervisor's weekly review."""
     image = io.BytesIO()
-    stage_chart(record, now, image, weeks)
+    stage_chart(series, ends, image)
     return image.getvalue()
 
 
-def stage_chart(record: Record, now: datetime, path: str | io.BytesIO, weeks: int = 12) -> None:
-    """Draw the chart of `stage_chart_png` into a file."""
+def stage_chart(series: dict[str, list[int]], ends: Sequence[datetime], path: str | io.BytesIO) -> None:
+    """Draw the stages-over-time series (`Reports.stages_over_time`) into a file."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ends = [now - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
-    series = stages_over_time(record, ends)
     fig, ax = plt.subplots(figsize=(10, 5))
     shown = [s for s in Stage if s is not Stage.CLOSED]
     days: Any = [e.date() for e in ends]  # matplotlib plots dates; its stubs say numbers
@@ -280,13 +348,3 @@ def stage_chart(record: Record, now: datetime, path: str | io.BytesIO, weeks: in
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
-
-
-def all_reports(record: Record, programs: dict[str, Program], now: datetime) -> dict[str, Report]:
-    return {
-        "caseload": caseload(record),
-        "overdue": overdue_by_level(record, programs, now),
-        "referrals": referral_outcomes(record),
-        "stages": time_in_stage(record, now),
-        "weekly": opened_closed_per_week(record),
-    }

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -35,9 +36,16 @@ cases = Table(
     Column("state", JSON, nullable=False),  # the whole Case, sealed with the client's key (store/keys.py)
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("erased_at", DateTime(timezone=True)),  # the client's data was erased (crypto-shredded)
+    # ISO weeks ("2026-W02") of opening and closing, for the weekly report (SQLite has no ISO week)
+    Column("opened_week", String(8)),
+    Column("closed_week", String(8)),
     Index("ix_cases_stage", "stage"),
     Index("ix_cases_manager", "manager"),
     Index("ix_cases_program_stage", "program", "stage"),
+    Index("ix_cases_stage_manager", "stage", "manager"),
+    Index("ix_cases_supervisor", "supervisor"),
+    Index("ix_cases_opened_week", "opened_week"),
+    Index("ix_cases_closed_week", "closed_week"),
 )
 
 case_events = Table(
@@ -123,8 +131,11 @@ case_referrals = Table(
     # When the record first saw the referral in its current status: what a provider polling
     # the FHIR API for changes (_lastUpdated) asks about. Set by activities/records.py.
     Column("updated_at", DateTime(timezone=True)),
+    Column("hours_to_answer", Float),  # answered_at - requested_at, for the referral outcomes report
     Index("ix_case_referrals_provider", "provider", "service"),
     Index("ix_case_referrals_provider_updated", "provider", "updated_at"),
+    # in the order the median's window reads them
+    Index("ix_case_referrals_waits", "provider", "service", "hours_to_answer"),
 )
 
 case_goals = Table(
@@ -160,4 +171,42 @@ client_keys = Table(
     Column("wrapped", LargeBinary),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("erased_at", DateTime(timezone=True)),
+)
+
+
+# --- projections for the reports (service/reports.py), written with the case by activities/records.py
+
+# Each stay of a case in a stage, from the events that moved it (one row per move, keyed by its
+# event). `days` is set once the case moves on; an open case's last spell counts up to now.
+# `entered_epoch` (seconds since 1970) lets both databases subtract times the same way.
+case_stage_spells = Table(
+    "case_stage_spells",
+    metadata,
+    Column("case_number", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("stage", String(20), nullable=False),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+    Column("left_at", DateTime(timezone=True)),
+    Column("entered_epoch", Float, nullable=False),
+    Column("days", Float),
+    Index("ix_case_stage_spells_stage", "stage", "days"),
+    Index("ix_case_stage_spells_entered", "entered_at", "left_at"),
+)
+
+# What an open case owes and by when (domain.schedule.obligations), with the highest escalation
+# rung already issued: rewritten at every recording of the case, empty once it closes. The
+# overdue report counts the rows whose due time has passed.
+case_obligations = Table(
+    "case_obligations",
+    metadata,
+    Column("case_number", String(40), primary_key=True),
+    Column("obligation_key", String(300), primary_key=True),
+    Column("what", String(100), nullable=False),
+    # the case's manager when recorded (rewritten with every recording, a transfer included),
+    # so the report counts by manager without a join to cases
+    Column("manager", String(64), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("level", Integer),  # None: not yet escalated
+    Column("notified", String(20)),  # the role the highest issued rung notified
+    Index("ix_case_obligations_due", "due_at", "manager"),
 )

@@ -241,7 +241,7 @@ class CaseWorkflow:
             batch = self._next_batch()
             result = await workflow.execute_activity(
                 "record_case_events",
-                RecordBatch(case=self.case, case_seq=self.seq, events=batch),
+                RecordBatch(case=self.case, case_seq=self.seq, events=batch, program=self.program),
                 result_type=RecordResult,
                 start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=RECORD_RETRY,
