@@ -33,6 +33,7 @@ from store.keys import ERASED, ClientErased
 from store.tables import case_events, case_goals, cases, client_keys, delivery_attempts, outbox
 from tests.conftest import TrackingOps, case_worker, recorded
 from tests.integration.test_callback import DIRECTORY, serving
+from tests.integration.test_devserver import eventually
 from tests.integration.test_export import PEOPLE_KEYS, a_case_with_everything
 from tests.keys import MASTER, key_ring
 from tests.processes import casework, environment
@@ -77,6 +78,17 @@ async def everything_held(store: AsyncEngine, number: str) -> str:
         )
         rows += [*messages, *attempts.all()]
     return "\n".join(repr(tuple(r)) for r in rows)
+
+
+async def settled(store: AsyncEngine, number: str) -> None:
+    """Wait until every message of the case has been delivered (the cancellations included)."""
+
+    async def nothing_pending() -> bool:
+        async with store.connect() as conn:
+            statuses = await conn.execute(select(outbox.c.status).where(outbox.c.case_number == number))
+            return "pending" not in set(statuses.scalars())
+
+    await eventually(nothing_pending, within=60)
 
 
 def files_of(store: AsyncEngine) -> list[Path]:
@@ -128,6 +140,7 @@ async def test_a_program_lead_erases_a_closed_case_client_for_good(
 
         await ops.act(number, c.Withdraw(actor=ALICE, reason="the client asked to leave the program"))
         await recorded(ops, number)
+        await settled(record_store, number)  # else the erasure may answer 503 "still settling"
         # the case's current run as Temporal keeps it, saved before the erasure
         history = await ops.client.get_workflow_handle(workflow_id(number)).fetch_history()
         not_a_lead = await call("sam", "POST", erase, reason="the client's request of 2026-11-02")
