@@ -40,7 +40,6 @@ PASSTHROUGH: Sequence[str] = (
     "workflows.identity",
     "pydantic",
     "pydantic_core",
-    "transitions",
     "annotated_types",
     "email_validator",
 )
