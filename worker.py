@@ -38,6 +38,7 @@ PASSTHROUGH: Sequence[str] = (
     "domain",
     "activities.contracts",
     "workflows.identity",
+    "workflows.contracts",
     "pydantic",
     "pydantic_core",
     "annotated_types",

@@ -24,21 +24,21 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import Field, ValidationError
+    from pydantic import ValidationError
 
     from activities.contracts import DeliveryOutcome, MessageRef, RecordBatch, RecordResult
     from activities.messages import FAILING_NOTICE
     from domain import bounds
     from domain.case import apply, decide, notice_for, open_case
-    from domain.commands import STAFF_COMMAND, OpenCase, StaffCommand
+    from domain.commands import STAFF_COMMAND, StaffCommand
     from domain.errors import Refusal, Rejected, explain
-    from domain.events import Archive, Change, DeliveryFailing, DeliveryRecorded, Event, Restore
+    from domain.events import Archive, Change, DeliveryFailing, DeliveryRecorded, Event
     from domain.lifecycle import allowed_actions
-    from domain.models import SYSTEM, Case, FailingDelivery, Model, Outcome
-    from domain.policy import Program
+    from domain.models import SYSTEM, Case, FailingDelivery
     from domain.schedule import Due, next_deadline, next_due
     from domain.views import CaseView, Receipt, case_view, details_markdown, receipt
     from workflows import search
+    from workflows.contracts import CaseInput, CaseResult, CommandKey
 
 # A batch is one small transaction; a worker that dies mid-write is retried after this.
 RECORD_TIMEOUT = timedelta(seconds=10)
@@ -85,43 +85,12 @@ BOUNDED_HISTORY = "bounded-history"
 EVERY_DEADLINE_HONOURS_HOLDS = "every-deadline-honours-holds"
 
 
-class CommandKey(Model):
-    """A staff command applied by this case, remembered by its idempotency key."""
-
-    key: str
-    seq: int
-    action: str
-    summary: str
-
-
-class CaseInput(Model):
-    """Start input, and the state carried across continue-as-new (bounded: domain/bounds.py)."""
-
-    program: Program
-    opening: OpenCase | None = None
-    case: Case | None = None
-    seq: int = 0  # the seq of the case's last event
-    pending: list[Event] = Field(default_factory=list)  # applied, not yet recorded in SQL
-    recent: list[CommandKey] = Field(default_factory=list)  # newest last
-    undelivered: list[MessageRef] = Field(default_factory=list)  # messages still being delivered
-    restore: Restore | None = None  # start again from the SQL record (casework restore)
-    # Carried by runs from before bounded state: every event, the last `unrecorded` unrecorded.
-    events: list[Event] = Field(default_factory=list)
-    unrecorded: int = 0
-
-
 def parse_command(raw: dict[str, Any]) -> StaffCommand:
     try:
         return STAFF_COMMAND.validate_python(raw)
     except ValidationError as exc:
         problems = explain(exc.errors(), whole="command")
         raise Rejected(Refusal.VALIDATION, f"invalid command: {problems}") from None
-
-
-class CaseResult(Model):
-    number: str
-    outcome: Outcome | None
-    events: int
 
 
 def attributes(case: Case, view: CaseView) -> list[SearchAttributeUpdate[Any]]:

@@ -1,0 +1,196 @@
+"""A benchmark's worker, in a process of its own (so its RSS is its own, and it does not share
+a core's event loop with the load generator).
+
+    python -m bench.worker --address HOST:PORT --store URL --queue Q [--bare] [--trace FILE]
+
+Prints "ready" once polling. SIGUSR1 prints the process's RSS (and with --trace writes the
+largest allocation sites, by tracemalloc, to FILE); SIGTERM stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import linecache
+import os
+import signal
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from bench.bare import BareCase, bare_record
+from store.db import engine
+from worker import build_worker, workflow_runner
+
+TRACE_FRAMES = 8
+TRACE_TOP = 40
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User and system CPU time a process has used, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_named(name: str) -> int | None:
+    """The pid of this process's child whose command is `name` (the dev server)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                command, rest = stat.split("(", 1)[1].rsplit(")", 1)
+                if command == name and int(rest.split()[1]) == os.getpid():
+                    return int(entry.name)
+    return None
+
+
+def rss_kb(pid: int | str = "self") -> int:
+    """Resident set size of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc status")
+
+
+class Tracer:
+    """Allocation sites that grew since the first report (the first is taken after warm-up)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.baseline: tracemalloc.Snapshot | None = None
+
+    def report(self) -> None:
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, linecache.__file__)]
+        )
+        if self.baseline is None:
+            self.baseline = snapshot
+            return
+        grown = snapshot.compare_to(self.baseline, "lineno")
+        lines = [f"traced growth: {sum(s.size_diff for s in grown) / 1e6:.1f} MB", "--- by line"]
+        lines += [str(s) for s in grown[:TRACE_TOP]]
+        lines.append("--- by traceback")
+        for stat in snapshot.compare_to(self.baseline, "traceback")[:15]:
+            lines.append(f"{stat.size_diff / 1e6:.2f} MB in {stat.count_diff} blocks")
+            lines += [f"    {frame}" for frame in stat.traceback.format()]
+        self.path.write_text("\n".join(lines) + "\n")
+
+
+async def serve(args: argparse.Namespace) -> None:
+    client = await Client.connect(args.address, data_converter=pydantic_data_converter)
+    if args.bare:
+        worker = Worker(
+            client,
+            task_queue=args.queue,
+            workflows=[BareCase],
+            activities=[bare_record],
+            workflow_runner=workflow_runner(),
+        )
+    else:
+        worker = build_worker(client, engine(args.store), args.queue)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    tracer = Tracer(args.trace) if args.trace else None
+    loop.add_signal_handler(signal.SIGUSR1, lambda: report(tracer))
+    async with worker:
+        print("ready", flush=True)
+        await stop.wait()
+
+
+class GcClock:
+    """Time the process spent in garbage collection, by generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self.started = 0.0
+        gc.callbacks.append(self.on_gc)
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self.started
+            self.counts[info["generation"]] += 1
+
+    def take(self) -> str:
+        """Collections and seconds per generation since the last take."""
+        said = " ".join(f"gen{g}:{self.counts[g]}/{self.seconds[g]:.2f}s" for g in range(3))
+        self.seconds, self.counts = [0.0, 0.0, 0.0], [0, 0, 0]
+        return said
+
+
+GC_CLOCK = GcClock()
+
+
+def report(tracer: Tracer | None) -> None:
+    if tracer is not None:
+        tracer.report()
+    collections = GC_CLOCK.take()
+    gc.collect()
+    print(f"rss_kb {rss_kb()} objects {len(gc.get_objects())} gc {collections}", flush=True)
+
+
+class WorkerProcess:
+    """The load generator's handle on a worker started with `python -m bench.worker`."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, *args: str) -> WorkerProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.worker", *args, stdout=asyncio.subprocess.PIPE
+        )
+        started = cls(process)
+        await started._line("ready")
+        return started
+
+    async def rss_kb(self) -> int:
+        """The worker's RSS after a full garbage collection (asked by SIGUSR1)."""
+        return int((await self.stats()).split()[1])
+
+    async def stats(self) -> str:
+        """RSS, objects tracked by the collector, collections and their time since last asked."""
+        self.process.send_signal(signal.SIGUSR1)
+        return (await self._line("rss_kb")).strip()
+
+    async def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        await self.process.wait()
+
+    async def _line(self, starting: str) -> str:
+        assert self.process.stdout is not None
+        while True:
+            line = (await self.process.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError(f"the worker exited before saying {starting!r}")
+            if line.startswith(starting):
+                return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--store", default="")
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--bare", action="store_true", help="run the bare-Temporal twin instead")
+    parser.add_argument("--trace", type=Path, help="trace allocations; SIGUSR1 writes them here")
+    args = parser.parse_args()
+    if args.trace is not None:
+        tracemalloc.start(TRACE_FRAMES)
+    asyncio.run(serve(args))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
