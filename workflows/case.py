@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeUpdate, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
@@ -83,6 +83,10 @@ BOUNDED_HISTORY = "bounded-history"
 # Runs that see this marker pause every deadline during holds (referral answers and appointments
 # too); runs from before it kept those two clocks running, and replay so.
 EVERY_DEADLINE_HONOURS_HOLDS = "every-deadline-honours-holds"
+# Runs that see this marker upsert only the search attributes whose value changed (a note, a
+# follow-up recorded: none); runs from before it upserted all seven at every change, and replay
+# so. Each upsert is a history event and a visibility write on the server.
+UPSERT_ONLY_CHANGES = "upsert-only-changes"
 
 
 def parse_command(raw: dict[str, Any]) -> StaffCommand:
@@ -107,6 +111,13 @@ def attributes(case: Case, view: CaseView) -> list[SearchAttributeUpdate[Any]]:
     else:  # nothing due (on hold, closed): no stale date in lists
         pairs.append(search.CASE_NEXT_DUE.value_unset())
     return pairs
+
+
+def changed(
+    updates: list[SearchAttributeUpdate[Any]], current: TypedSearchAttributes
+) -> list[SearchAttributeUpdate[Any]]:
+    """The updates that would change what the workflow's search attributes say now."""
+    return [u for u in updates if current.get(u.key) != u.value]
 
 
 @workflow.defn(name="CaseWorkflow")
@@ -434,7 +445,11 @@ class CaseWorkflow:
 
     def _publish(self) -> None:
         view = self._view()
-        workflow.upsert_search_attributes(attributes(self.case, view))
+        updates = attributes(self.case, view)
+        if workflow.patched(UPSERT_ONLY_CHANGES):  # decided once per run; then remembered
+            updates = changed(updates, workflow.info().typed_search_attributes)
+        if updates:
+            workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details_markdown(view))
 
 
