@@ -39,6 +39,7 @@ PASSTHROUGH: Sequence[str] = (
     "activities.contracts",
     "workflows.identity",
     "workflows.contracts",
+    "workflows.search",
     "pydantic",
     "pydantic_core",
     "annotated_types",

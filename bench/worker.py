@@ -19,6 +19,8 @@ import signal
 import sys
 import time
 import tracemalloc
+import types
+from collections import Counter
 from pathlib import Path
 
 from temporalio.client import Client
@@ -60,7 +62,7 @@ def rss_kb(pid: int | str = "self") -> int:
 
 
 class Tracer:
-    """Allocation sites that grew since the first report (the first is taken after warm-up)."""
+    """Allocation sites that grew since the report before (the first report only takes a baseline)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -71,17 +73,31 @@ class Tracer:
         snapshot = tracemalloc.take_snapshot().filter_traces(
             [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, linecache.__file__)]
         )
-        if self.baseline is None:
-            self.baseline = snapshot
+        baseline, self.baseline = self.baseline, snapshot
+        if baseline is None:
             return
-        grown = snapshot.compare_to(self.baseline, "lineno")
+        grown = snapshot.compare_to(baseline, "lineno")
         lines = [f"traced growth: {sum(s.size_diff for s in grown) / 1e6:.1f} MB", "--- by line"]
         lines += [str(s) for s in grown[:TRACE_TOP]]
+        lines.append("--- by the innermost file outside Python's import machinery")
+        lines += _by_own_file(snapshot, baseline)
         lines.append("--- by traceback")
-        for stat in snapshot.compare_to(self.baseline, "traceback")[:15]:
+        for stat in snapshot.compare_to(baseline, "traceback")[:15]:
             lines.append(f"{stat.size_diff / 1e6:.2f} MB in {stat.count_diff} blocks")
             lines += [f"    {frame}" for frame in stat.traceback.format()]
-        self.path.write_text("\n".join(lines) + "\n")
+        with self.path.open("a") as out:
+            out.write("\n".join(lines) + "\n\n")
+
+
+def _by_own_file(snapshot: tracemalloc.Snapshot, baseline: tracemalloc.Snapshot) -> list[str]:
+    """Growth by the innermost frame that is not importlib's own (so a module's execution is
+    charged to the module)."""
+    sizes: dict[str, int] = {}
+    for stat in snapshot.compare_to(baseline, "traceback"):
+        own = next((f.filename for f in stat.traceback if not f.filename.startswith("<frozen")), "?")
+        sizes[own] = sizes.get(own, 0) + stat.size_diff
+    top = sorted(sizes.items(), key=lambda item: -item[1])[:TRACE_TOP]
+    return [f"{size / 1e6:8.2f} MB  {name}" for name, size in top]
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -137,7 +153,13 @@ def report(tracer: Tracer | None) -> None:
         tracer.report()
     collections = GC_CLOCK.take()
     gc.collect()
-    print(f"rss_kb {rss_kb()} objects {len(gc.get_objects())} gc {collections}", flush=True)
+    print(f"rss_kb {rss_kb()} objects {len(gc.get_objects())} gc {collections} {module_copies()}", flush=True)
+
+
+def module_copies() -> str:
+    """Modules loaded more than once (the sandbox loads a workflow's own modules for every run)."""
+    names = Counter(m.__name__ for m in gc.get_objects() if isinstance(m, types.ModuleType))
+    return "modules " + ",".join(f"{name}x{n}" for name, n in names.most_common(8) if n > 1)
 
 
 class WorkerProcess:
@@ -187,7 +209,7 @@ def main() -> None:
     parser.add_argument("--trace", type=Path, help="trace allocations; SIGUSR1 writes them here")
     args = parser.parse_args()
     if args.trace is not None:
-        tracemalloc.start(TRACE_FRAMES)
+        tracemalloc.start(int(os.environ.get("TRACE_FRAMES", TRACE_FRAMES)))
     asyncio.run(serve(args))
     sys.stdout.flush()
 
