@@ -89,6 +89,7 @@ def build_worker(
         activities=[recorder.record, deliverer.deliver],
         workflow_runner=workflow_runner(),
         interceptors=[ActorCheck(actor_keys(settings))],
+        max_cached_workflows=settings.cached_cases,
     )
 
 
