@@ -3,10 +3,12 @@
     .venv/bin/python -m bench.idle --cases 10000
 
 Opens `--cases` cases (each stays in intake, waiting for its first deadline days away) on one
-worker with the default sticky cache, the worker in a process of its own. Reports the worker's
-RSS (after a full garbage collection) at start and every `--every` cases, and the rate cases
-were opened at in each block. `--bare` runs the bare-Temporal twin (bench/bare.py) instead;
-`--trace FILE` has the worker trace allocations and write the largest sites to FILE at the end.
+worker with casework's default cache (CASEWORK_CACHED_CASES), the worker in a process of its
+own. Reports the worker's RSS (after a full garbage collection) at start and every `--every`
+cases, the rate cases were opened at in each block, and how many were opened but not seen
+within 10 s (*late*). `--bare` runs the bare-Temporal twin (bench/bare.py) instead; `--trace
+FILE` has the worker trace allocations and append what grew since the reading before to FILE at
+each reading (slow).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pathlib import Path
 from bench.bare import BareCase
 from bench.devserver import start_dev_server
 from bench.worker import WorkerProcess
-from service.facade import CaseOps
+from domain.errors import Refusal
+from service.facade import CaseError, CaseOps
 from store.db import engine, migrate
 from tests.scenario import PROGRAMS, opening
 
@@ -33,8 +36,11 @@ QUEUE = "bench-idle"
 SETTLE_S = 3.0  # for the last cases' recording to finish before the final reading
 
 
-async def open_block(ops: CaseOps, count: int, concurrency: int, bare: bool) -> None:
+async def open_block(ops: CaseOps, count: int, concurrency: int, bare: bool) -> int:
+    """Open `count` cases; return how many were started but not seen within the command timeout
+    (the worker busy: the case is open all the same, Temporal keeps its first task)."""
     gate = asyncio.Semaphore(concurrency)
+    late = 0
 
     async def one() -> None:
         async with gate:
@@ -47,9 +53,16 @@ async def open_block(ops: CaseOps, count: int, concurrency: int, bare: bool) -> 
                     task_queue=QUEUE,
                 )
             else:
-                await ops.open_case(command)
+                try:
+                    await ops.open_case(command)
+                except CaseError as slow:
+                    if slow.kind is not Refusal.UNAVAILABLE:
+                        raise
+                    nonlocal late
+                    late += 1
 
     await asyncio.gather(*(one() for _ in range(count)))
+    return late
 
 
 async def main(
@@ -69,13 +82,13 @@ async def main(
             await open_block(ops, 1, 1, bare)  # warm up: the first case loads what every case uses
             start = await worker.rss_kb()
             print(f"{'bare' if bare else 'casework'}: worker RSS after 1 case {start / 1024:.0f} MB")
-            print("| open cases | worker RSS | since start, per case | cases/s in block |")
-            print("|---|---|---|---|")
+            print("| open cases | worker RSS | since start, per case | cases/s in block | late |")
+            print("|---|---|---|---|---|")
             done = 0
             while done < cases:
                 block = min(every, cases - done)
                 began = time.perf_counter()
-                await open_block(ops, block, concurrency, bare)
+                late = await open_block(ops, block, concurrency, bare)
                 rate = block / (time.perf_counter() - began)
                 done += block
                 if done == cases:
@@ -83,7 +96,8 @@ async def main(
                 stats = await worker.stats()
                 rss = int(stats.split()[1])
                 per_case = (rss - start) / done
-                print(f"| {done:,} | {rss / 1024:.0f} MB | {per_case:.0f} KB | {rate:.1f} |", flush=True)
+                row = f"| {done:,} | {rss / 1024:.0f} MB | {per_case:.0f} KB | {rate:.1f} | {late} |"
+                print(row, flush=True)
                 if verbose:
                     print(f"    worker: {stats}", flush=True)
         finally:
