@@ -163,10 +163,16 @@ def module_copies() -> str:
 
 
 class WorkerProcess:
-    """The load generator's handle on a worker started with `python -m bench.worker`."""
+    """The load generator's handle on a worker started with `python -m bench.worker`.
+
+    The worker's stdout is read all the time, not only when a reading is asked for: the SDK's
+    core logs there too, and a pipe nobody reads fills (64 KB) and blocks the worker's writes,
+    stalling the whole worker (it did, mid-benchmark, holding SQLite's write lock)."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
+        self.answers: asyncio.Queue[str] = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read())
 
     @classmethod
     async def start(cls, *args: str) -> WorkerProcess:
@@ -174,7 +180,7 @@ class WorkerProcess:
             sys.executable, "-m", "bench.worker", *args, stdout=asyncio.subprocess.PIPE
         )
         started = cls(process)
-        await started._line("ready")
+        await started._answer("ready")
         return started
 
     async def rss_kb(self) -> int:
@@ -184,20 +190,29 @@ class WorkerProcess:
     async def stats(self) -> str:
         """RSS, objects tracked by the collector, collections and their time since last asked."""
         self.process.send_signal(signal.SIGUSR1)
-        return (await self._line("rss_kb")).strip()
+        return (await self._answer("rss_kb")).strip()
 
     async def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         await self.process.wait()
+        await self.reader
 
-    async def _line(self, starting: str) -> str:
+    async def _read(self) -> None:
+        """Our answers go to the queue; anything else the worker prints goes to our stderr."""
         assert self.process.stdout is not None
-        while True:
-            line = (await self.process.stdout.readline()).decode()
-            if not line:
-                raise RuntimeError(f"the worker exited before saying {starting!r}")
-            if line.startswith(starting):
-                return line
+        async for raw in self.process.stdout:
+            line = raw.decode(errors="replace")
+            if line.startswith(("ready", "rss_kb")):
+                await self.answers.put(line)
+            else:
+                sys.stderr.write(line)
+        await self.answers.put("")  # the worker exited
+
+    async def _answer(self, starting: str) -> str:
+        line = await self.answers.get()
+        if not line.startswith(starting):
+            raise RuntimeError(f"the worker said {line!r} where {starting!r} was expected")
+        return line
 
 
 def main() -> None:
