@@ -39,9 +39,10 @@ PASSTHROUGH: Sequence[str] = (
     "domain",
     "activities.contracts",
     "workflows.identity",
+    "workflows.contracts",
+    "workflows.search",
     "pydantic",
     "pydantic_core",
-    "transitions",
     "annotated_types",
     "email_validator",
 )
@@ -93,6 +94,7 @@ def build_worker(
         activities=[recorder.record, deliverer.deliver],
         workflow_runner=workflow_runner(),
         interceptors=[ActorCheck(actor_keys(settings))],
+        max_cached_workflows=settings.cached_cases,
     )
 
 

@@ -1,11 +1,14 @@
-"""Benchmark: cases opened and driven through the lifecycle on a local dev server.
+"""Benchmark: cases opened and driven through the lifecycle, casework against bare Temporal.
 
     .venv/bin/python -m bench.lifecycle --cases 200 --concurrency 20
 
-Each case: open (start workflow) + 6 updates (accept, assess, submit plan, approve,
-start monitoring, add note), each update recorded to SQL by an activity. Reports
-cases/s, updates/s and update latency percentiles. The dev server runs with its SQLite
-file in WAL mode, as `casework dev` does.
+Each case: open (start the workflow, then query its view) + 6 updates (accept, assess, submit
+plan, approve, start monitoring, add note), each recorded by an activity (casework: to SQLite).
+The bare-Temporal twin (bench/bare.py) gets the same calls with the same payloads. Each worker
+runs in a process of its own; this process is the load generator. Three rounds, the order
+alternating (casework, bare / bare, casework / casework, bare); every case stays open, so each
+round runs with the open cases of the rounds before it. Reports cases/s, updates/s and update
+latency per round and system, and casework's ratio to bare.
 """
 
 from __future__ import annotations
@@ -18,59 +21,149 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.client import Client
+
+from bench.bare import BareCase
 from bench.devserver import start_dev_server
+from bench.worker import WorkerProcess, child_named, cpu_seconds
 from domain import commands as c
 from service.facade import CaseOps
 from store.db import engine, migrate
 from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, opening
-from worker import build_worker
 
-# The benchmark signs its own commands (workflows/identity.py) with a key of its own.
+# The benchmark signs its own commands (workflows/identity.py); the worker inherits the key.
 os.environ.setdefault("CASEWORK_ACTOR_KEY", secrets.token_urlsafe(32))
 
 STEPS = (*TO_MONITORING, c.AddNote(actor=ALICE, text="benchmark note"))
+ORDERS = (("casework", "bare"), ("bare", "casework"), ("casework", "bare"))
+CaseRun = Callable[[list[float]], Awaitable[None]]
 
 
-async def one_case(ops: CaseOps, latencies: list[float]) -> None:
-    number = (await ops.open_case(opening("general", number=f"B-{uuid.uuid4().hex[:10]}"))).case.number
-    for step in STEPS:
-        started = time.perf_counter()
-        await ops.act(number, step)
-        latencies.append(time.perf_counter() - started)
+@dataclass
+class Result:
+    cases: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.cases / self.seconds
 
 
-async def main(cases: int, concurrency: int) -> None:
+def casework_case(ops: CaseOps) -> CaseRun:
+    async def run(latencies: list[float]) -> None:
+        number = (await ops.open_case(opening("general", number=f"B-{uuid.uuid4().hex[:10]}"))).case.number
+        for step in STEPS:
+            started = time.perf_counter()
+            await ops.act(number, step)
+            latencies.append(time.perf_counter() - started)
+
+    return run
+
+
+def bare_case(client: Client) -> CaseRun:
+    async def run(latencies: list[float]) -> None:
+        command = opening("general", number=f"B-{uuid.uuid4().hex[:10]}")
+        handle = await client.start_workflow(
+            BareCase.run, command.model_dump(mode="json"), id=f"bare-{command.number}", task_queue="bare"
+        )
+        await handle.query(BareCase.view)
+        for step in STEPS:
+            started = time.perf_counter()
+            await handle.execute_update(BareCase.act, step.model_dump(mode="json"), id=uuid.uuid4().hex)
+            latencies.append(time.perf_counter() - started)
+
+    return run
+
+
+async def drive(case: CaseRun, cases: int, concurrency: int) -> Result:
+    latencies: list[float] = []
+    gate = asyncio.Semaphore(concurrency)
+
+    async def gated() -> None:
+        async with gate:
+            await case(latencies)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(gated() for _ in range(cases)))
+    return Result(cases, time.perf_counter() - started, latencies)
+
+
+def line(round_: int, system: str, result: Result, rss_kb: int) -> str:
+    q = statistics.quantiles(result.latencies, n=100)
+    return (
+        f"| {round_} | {system} | {result.rate:.1f} | {len(result.latencies) / result.seconds:.0f} "
+        f"| {q[49] * 1000:.0f} ms | {q[94] * 1000:.0f} ms | {rss_kb / 1024:.0f} MB |"
+    )
+
+
+async def main(cases: int, concurrency: int, verbose: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = await start_dev_server(tmp)
-        store = engine(f"sqlite+aiosqlite:///{Path(tmp) / 'record.db'}")
+        url = f"sqlite+aiosqlite:///{Path(tmp) / 'record.db'}"
+        store = engine(url)
         await migrate(store)
-        ops = CaseOps(env.client, PROGRAMS, "bench")
-        latencies: list[float] = []
-        gate = asyncio.Semaphore(concurrency)
-
-        async def gated() -> None:
-            async with gate:
-                await one_case(ops, latencies)
-
-        async with build_worker(env.client, store, "bench"):
-            await one_case(ops, [])  # warm up
-            started = time.perf_counter()
-            await asyncio.gather(*(gated() for _ in range(cases)))
-            elapsed = time.perf_counter() - started
         await store.dispose()
-        await env.shutdown()
-    q = statistics.quantiles(latencies, n=100)
-    print(f"{cases} cases x {len(STEPS)} updates, concurrency {concurrency}: {elapsed:.1f} s")
-    print(f"  {cases / elapsed:.1f} cases/s, {len(latencies) / elapsed:.1f} updates/s")
-    p50, p95, worst = q[49] * 1000, q[94] * 1000, max(latencies) * 1000
-    print(f"  update latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {worst:.0f} ms")
+        address = env.client.service_client.config.target_host
+        workers = {
+            "casework": await WorkerProcess.start("--address", address, "--store", url, "--queue", "bench"),
+            "bare": await WorkerProcess.start("--address", address, "--queue", "bare", "--bare"),
+        }
+        runs = {
+            "casework": casework_case(CaseOps(env.client, PROGRAMS, "bench")),
+            "bare": bare_case(env.client),
+        }
+        server = child_named("temporal")
+        try:
+            for system in runs:  # warm up: the first case loads what every case uses
+                await drive(runs[system], 1, 1)
+            print(f"{cases} cases x {len(STEPS)} updates a round, concurrency {concurrency}")
+            print("| round | system | cases/s | updates/s | update p50 | update p95 | worker RSS |")
+            print("|---|---|---|---|---|---|---|")
+            rates: dict[str, list[float]] = {"casework": [], "bare": []}
+            for round_, order in enumerate(ORDERS, start=1):
+                for system in order:
+                    clocks = cpu_clocks(workers[system].process.pid, server)
+                    await workers[system].stats()  # starts the worker's collection counts afresh
+                    result = await drive(runs[system], cases, concurrency)
+                    rates[system].append(result.rate)
+                    stats = await workers[system].stats()
+                    print(line(round_, system, result, int(stats.split()[1])), flush=True)
+                    if verbose:
+                        spent = cpu_clocks(workers[system].process.pid, server)
+                        per_case = " ".join(
+                            f"{who} {(spent[who] - clocks[who]) * 1000 / cases:.0f}" for who in clocks
+                        )
+                        print(f"    CPU ms per case: {per_case}; worker: {stats}", flush=True)
+            summarize(rates)
+        finally:
+            for worker in workers.values():
+                await worker.stop()
+            await env.shutdown()
+
+
+def cpu_clocks(worker: int, server: int | None) -> dict[str, float]:
+    clocks = {"worker": cpu_seconds(worker), "load": cpu_seconds()}
+    if server is not None:
+        clocks["server"] = cpu_seconds(server)
+    return clocks
+
+
+def summarize(rates: dict[str, list[float]]) -> None:
+    ours, theirs = rates["casework"], rates["bare"]
+    ratios = ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs, strict=True))
+    print(f"casework / bare by round: {ratios}; over all rounds {sum(ours) / sum(theirs):.2f}")
+    print(f"round 3 / round 1: casework {ours[-1] / ours[0]:.2f}, bare {theirs[-1] / theirs[0]:.2f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--cases", type=int, default=200, help="cases per round and system")
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("-v", "--verbose", action="store_true", help="CPU per case, the worker's collections")
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.concurrency))
+    asyncio.run(main(args.cases, args.concurrency, args.verbose))

@@ -50,8 +50,6 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # transitions logs each trigger; workflows replay, so it would repeat endlessly.
-    logging.getLogger("transitions").setLevel(logging.WARNING)
     # The dev stack's mail sink (aiosmtpd) logs each connection, sender and recipient at INFO:
     # recipients are people's addresses, clients' included. Only its problems are logged.
     logging.getLogger("mail.log").setLevel(logging.WARNING)

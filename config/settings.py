@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # Seconds a staff command waits for a worker before the caller is told (and given the key to
     # retry with: the command is kept, and applies once however often it is retried).
     command_timeout: float = 10.0
+    # Cases a worker keeps in memory between their workflow tasks (Temporal's sticky cache). A
+    # case not kept is rebuilt from its history when it next wakes (a replay: milliseconds for
+    # a run's bounded history). Memory per kept case: docs/architecture.md, "A worker's memory".
+    cached_cases: int = 500
     # Encrypts workflow payloads (client data) at rest in Temporal: base64 of 32 random bytes,
     # e.g. python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'
     payload_key: SecretStr | None = None

@@ -274,15 +274,16 @@ async def recorded(ops: CaseOps, number: str) -> CaseView:
 
 @asynccontextmanager
 async def case_worker(
-    env: WorkflowEnvironment, store: AsyncEngine, directory: Directory | None = None
+    env: WorkflowEnvironment, store: AsyncEngine, directory: Directory | None = None, sealed: bool = True
 ) -> AsyncIterator[TrackingOps]:
-    """A worker on a task queue of its own, and the ops facade that sends cases to it.
+    """A worker on a task queue of its own, and the ops facade that sends cases to it (`sealed`:
+    payloads encrypted with clients' data keys, as by default; else in clear).
 
     Cases a test leaves running are terminated afterwards, once their events are
     recorded, so that the shared dev server's worker load does not grow test by test.
     """
     task_queue = f"cases-{uuid.uuid4().hex[:8]}"
-    client = secure_client(env.client, store)  # sealed with clients' data keys, as by default
+    client = secure_client(env.client, store) if sealed else env.client
     ops = TrackingOps(client, PROGRAMS, task_queue, record=store, clock=env.get_current_time)
     async with build_worker(client, store, task_queue, Settings(), directory):
         try:

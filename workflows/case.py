@@ -20,25 +20,25 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeUpdate, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import Field, ValidationError
+    from pydantic import ValidationError
 
     from activities.contracts import DeliveryOutcome, MessageRef, RecordBatch, RecordResult
     from activities.messages import FAILING_NOTICE
     from domain import bounds
     from domain.case import apply, decide, notice_for, open_case
-    from domain.commands import STAFF_COMMAND, OpenCase, StaffCommand
+    from domain.commands import STAFF_COMMAND, StaffCommand
     from domain.errors import Refusal, Rejected, explain
-    from domain.events import Archive, Change, DeliveryFailing, DeliveryRecorded, Event, Restore
+    from domain.events import Archive, Change, DeliveryFailing, DeliveryRecorded, Event
     from domain.lifecycle import allowed_actions
-    from domain.models import SYSTEM, Case, FailingDelivery, Model, Outcome
-    from domain.policy import Program
+    from domain.models import SYSTEM, Case, FailingDelivery
     from domain.schedule import Due, next_deadline, next_due
     from domain.views import CaseView, Receipt, case_view, details_markdown, receipt
     from workflows import search
+    from workflows.contracts import CaseInput, CaseResult, CommandKey
 
 # A batch is one small transaction; a worker that dies mid-write is retried after this.
 RECORD_TIMEOUT = timedelta(seconds=10)
@@ -83,31 +83,10 @@ BOUNDED_HISTORY = "bounded-history"
 # Runs that see this marker pause every deadline during holds (referral answers and appointments
 # too); runs from before it kept those two clocks running, and replay so.
 EVERY_DEADLINE_HONOURS_HOLDS = "every-deadline-honours-holds"
-
-
-class CommandKey(Model):
-    """A staff command applied by this case, remembered by its idempotency key."""
-
-    key: str
-    seq: int
-    action: str
-    summary: str
-
-
-class CaseInput(Model):
-    """Start input, and the state carried across continue-as-new (bounded: domain/bounds.py)."""
-
-    program: Program
-    opening: OpenCase | None = None
-    case: Case | None = None
-    seq: int = 0  # the seq of the case's last event
-    pending: list[Event] = Field(default_factory=list)  # applied, not yet recorded in SQL
-    recent: list[CommandKey] = Field(default_factory=list)  # newest last
-    undelivered: list[MessageRef] = Field(default_factory=list)  # messages still being delivered
-    restore: Restore | None = None  # start again from the SQL record (casework restore)
-    # Carried by runs from before bounded state: every event, the last `unrecorded` unrecorded.
-    events: list[Event] = Field(default_factory=list)
-    unrecorded: int = 0
+# Runs that see this marker upsert only the search attributes whose value changed (a note, a
+# follow-up recorded: none); runs from before it upserted all seven at every change, and replay
+# so. Each upsert is a history event and a visibility write on the server.
+UPSERT_ONLY_CHANGES = "upsert-only-changes"
 
 
 def parse_command(raw: dict[str, Any]) -> StaffCommand:
@@ -116,12 +95,6 @@ def parse_command(raw: dict[str, Any]) -> StaffCommand:
     except ValidationError as exc:
         problems = explain(exc.errors(), whole="command")
         raise Rejected(Refusal.VALIDATION, f"invalid command: {problems}") from None
-
-
-class CaseResult(Model):
-    number: str
-    outcome: Outcome | None
-    events: int
 
 
 def attributes(case: Case, view: CaseView) -> list[SearchAttributeUpdate[Any]]:
@@ -138,6 +111,13 @@ def attributes(case: Case, view: CaseView) -> list[SearchAttributeUpdate[Any]]:
     else:  # nothing due (on hold, closed): no stale date in lists
         pairs.append(search.CASE_NEXT_DUE.value_unset())
     return pairs
+
+
+def changed(
+    updates: list[SearchAttributeUpdate[Any]], current: TypedSearchAttributes
+) -> list[SearchAttributeUpdate[Any]]:
+    """The updates that would change what the workflow's search attributes say now."""
+    return [u for u in updates if current.get(u.key) != u.value]
 
 
 @workflow.defn(name="CaseWorkflow")
@@ -465,7 +445,11 @@ class CaseWorkflow:
 
     def _publish(self) -> None:
         view = self._view()
-        workflow.upsert_search_attributes(attributes(self.case, view))
+        updates = attributes(self.case, view)
+        if workflow.patched(UPSERT_ONLY_CHANGES):  # decided once per run; then remembered
+            updates = changed(updates, workflow.info().typed_search_attributes)
+        if updates:
+            workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details_markdown(view))
 
 
