@@ -34,6 +34,7 @@ from activities.channels import (
 from activities.contracts import DeliveryOutcome
 from activities.failpoints import failpoint
 from domain.directory import Directory, EmailChannel
+from store.db import writing
 from store.keys import ClientErased, KeyRing, Sealer, opened_message
 from store.tables import delivery_attempts, outbox
 
@@ -136,7 +137,7 @@ class Deliverer:
 
     async def _start(self, key: str, attempt: int, channel: str, address: str, sealer: Sealer) -> int:
         address = sealer.text(address, "delivery_attempts.address") or ""
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await _mark_interrupted(conn, key)
             result = await conn.execute(
                 insert(delivery_attempts).values(
@@ -158,7 +159,7 @@ class Deliverer:
         error = None if outcome == "delivered" else sealer.text(detail[:2000], "outbox.last_error")
         detail = sealer.text(detail[:2000], "delivery_attempts.detail") or ""
         status = {"delivered": "delivered", "failed": "failed", "retrying": "pending"}[outcome]
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             if attempt_id is None:  # refused before sending (no route): no attempt row of its own
                 await _mark_interrupted(conn, key)
             else:

@@ -26,7 +26,7 @@ from domain.events import Event
 from domain.models import Case, week_of
 from domain.policy import Program
 from domain.schedule import standings
-from store.db import insert_ignoring_duplicates, upsert
+from store.db import insert_ignoring_duplicates, upsert, writing
 from store.keys import KeyRing, Opener, Sealer, opened_message, sealed_message
 from store.tables import (
     case_events,
@@ -84,7 +84,7 @@ class CaseRecorder:
         messages = [
             m for e in batch.events for m in messages_for(case, e, now, self.callback_url, self.links)
         ]
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             new = await insert_ignoring_duplicates(conn, case_events, events, ["case_number", "seq"])
             await insert_ignoring_duplicates(
                 conn, outbox, [sealed_message(m, sealer) for m in messages], ["idempotency_key"]

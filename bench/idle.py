@@ -6,7 +6,8 @@ Opens `--cases` cases (each stays in intake, waiting for its first deadline days
 worker with casework's default cache (CASEWORK_CACHED_CASES), the worker in a process of its
 own. Reports the worker's RSS (after a full garbage collection) at start and every `--every`
 cases, the rate cases were opened at in each block, and how many were opened but not seen
-within 10 s (*late*). `--bare` runs the bare-Temporal twin (bench/bare.py) instead; `--trace
+within 10 s (*late*). casework runs sealed, as installed by default (bench/sealing.py), `--clear`
+without; `--bare` runs the bare-Temporal twin (bench/bare.py) instead; `--trace
 FILE` has the worker trace allocations and append what grew since the reading before to FILE at
 each reading (slow).
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from bench.bare import BareCase
 from bench.devserver import start_dev_server
+from bench.sealing import sealed
 from bench.worker import WorkerProcess
 from domain.errors import Refusal
 from service.facade import CaseError, CaseOps
@@ -66,7 +68,7 @@ async def open_block(ops: CaseOps, count: int, concurrency: int, bare: bool) -> 
 
 
 async def main(
-    cases: int, every: int, concurrency: int, bare: bool, trace: Path | None, verbose: bool
+    cases: int, every: int, concurrency: int, bare: bool, trace: Path | None, verbose: bool, clear: bool
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = await start_dev_server(tmp)
@@ -76,8 +78,9 @@ async def main(
         await store.dispose()
         address = env.client.service_client.config.target_host
         args = ["--address", address, "--store", url, "--queue", QUEUE, *(["--bare"] if bare else [])]
+        args += ["--clear"] if clear else []
         worker = await WorkerProcess.start(*args, *(["--trace", str(trace)] if trace else []))
-        ops = CaseOps(env.client, PROGRAMS, QUEUE)
+        ops = CaseOps(env.client if clear or bare else sealed(env.client, url), PROGRAMS, QUEUE)
         try:
             await open_block(ops, 1, 1, bare)  # warm up: the first case loads what every case uses
             start = await worker.rss_kb()
@@ -111,7 +114,10 @@ if __name__ == "__main__":
     parser.add_argument("--every", type=int, default=1_000)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--bare", action="store_true")
+    parser.add_argument("--clear", action="store_true", help="casework without sealing client data")
     parser.add_argument("--trace", type=Path)
     parser.add_argument("-v", "--verbose", action="store_true", help="the worker's objects and collections")
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.every, args.concurrency, args.bare, args.trace, args.verbose))
+    asyncio.run(
+        main(args.cases, args.every, args.concurrency, args.bare, args.trace, args.verbose, args.clear)
+    )

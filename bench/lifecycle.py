@@ -4,7 +4,10 @@
 
 Each case: open (start the workflow, then query its view) + 6 updates (accept, assess, submit
 plan, approve, start monitoring, add note), each recorded by an activity (casework: to SQLite).
-The bare-Temporal twin (bench/bare.py) gets the same calls with the same payloads. Each worker
+The bare-Temporal twin (bench/bare.py) gets the same calls with the same payloads. casework runs
+sealed, as installed by default (bench/sealing.py); `--clear` measures it without. The record is
+a SQLite file (as `casework dev` keeps it), or with `--database postgresql` a new database on the
+`--postgres` server (as a deployment keeps it). Each worker
 runs in a process of its own; this process is the load generator. Three rounds, the order
 alternating (casework, bare / bare, casework / casework, bare); every case stays open, so each
 round runs with the open cases of the rounds before it. Reports cases/s, updates/s and update
@@ -29,6 +32,8 @@ from temporalio.client import Client
 
 from bench.bare import BareCase
 from bench.devserver import start_dev_server
+from bench.record import with_database
+from bench.sealing import sealed
 from bench.worker import WorkerProcess, child_named, cpu_seconds
 from domain import commands as c
 from service.facade import CaseOps
@@ -101,27 +106,34 @@ def line(round_: int, system: str, result: Result, rss_kb: int) -> str:
     )
 
 
-async def main(cases: int, concurrency: int, verbose: bool) -> None:
+async def main(
+    cases: int, concurrency: int, verbose: bool, clear: bool, database: str, postgres: str
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = await start_dev_server(tmp)
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'record.db'}"
+        url, drop = await with_database(database, postgres, Path(tmp))
         store = engine(url)
         await migrate(store)
         await store.dispose()
         address = env.client.service_client.config.target_host
         workers = {
-            "casework": await WorkerProcess.start("--address", address, "--store", url, "--queue", "bench"),
+            "casework": await WorkerProcess.start(
+                "--address", address, "--store", url, "--queue", "bench", *(["--clear"] if clear else [])
+            ),
             "bare": await WorkerProcess.start("--address", address, "--queue", "bare", "--bare"),
         }
+        ours = env.client if clear else sealed(env.client, url)
         runs = {
-            "casework": casework_case(CaseOps(env.client, PROGRAMS, "bench")),
+            "casework": casework_case(CaseOps(ours, PROGRAMS, "bench")),
             "bare": bare_case(env.client),
         }
         server = child_named("temporal")
         try:
             for system in runs:  # warm up: the first case loads what every case uses
                 await drive(runs[system], 1, 1)
-            print(f"{cases} cases x {len(STEPS)} updates a round, concurrency {concurrency}")
+            sealing = "in clear" if clear else "sealed"
+            print(f"{cases} cases x {len(STEPS)} updates, concurrency {concurrency}", end="; ")
+            print(f"casework {sealing}, its record on {database}")
             print("| round | system | cases/s | updates/s | update p50 | update p95 | worker RSS |")
             print("|---|---|---|---|---|---|---|")
             rates: dict[str, list[float]] = {"casework": [], "bare": []}
@@ -144,6 +156,7 @@ async def main(cases: int, concurrency: int, verbose: bool) -> None:
             for worker in workers.values():
                 await worker.stop()
             await env.shutdown()
+            await drop()
 
 
 def cpu_clocks(worker: int, server: int | None) -> dict[str, float]:
@@ -165,5 +178,8 @@ if __name__ == "__main__":
     parser.add_argument("--cases", type=int, default=200, help="cases per round and system")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("-v", "--verbose", action="store_true", help="CPU per case, the worker's collections")
+    parser.add_argument("--clear", action="store_true", help="casework without sealing client data")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite", help="the record's")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.concurrency, args.verbose))
+    asyncio.run(main(args.cases, args.concurrency, args.verbose, args.clear, args.database, args.postgres))

@@ -24,20 +24,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.record import with_database
 from domain.access import Scope
 from domain.models import Stage, week_of
 from service.reports import Reports, stage_chart_png, week_ends
-from store.db import async_url, engine, migrate
+from store.db import engine, migrate
 from store.tables import (
     case_events,
     case_follow_ups,
@@ -306,27 +305,6 @@ async def report_once(url: str) -> None:
     ends = week_ends(NOW)
     stage_chart_png(await reports.stages_over_time(ends), ends)
     await store.dispose()
-
-
-async def with_database(kind: str, postgres: str, tmp: Path) -> tuple[str, Callable[[], Awaitable[None]]]:
-    """A fresh database of `kind`, and how to drop it."""
-    if kind == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp / 'record.db'}", _nothing
-    admin = create_async_engine(async_url(postgres), isolation_level="AUTOCOMMIT")
-    name = f"casework_bench_{uuid.uuid4().hex[:8]}"
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    async def drop() -> None:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-    return make_url(async_url(postgres)).set(database=name).render_as_string(hide_password=False), drop
-
-
-async def _nothing() -> None:
-    return None
 
 
 async def main(count: int, databases: list[str], postgres: str, runs: int) -> None:

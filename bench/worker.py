@@ -1,9 +1,10 @@
 """A benchmark's worker, in a process of its own (so its RSS is its own, and it does not share
 a core's event loop with the load generator).
 
-    python -m bench.worker --address HOST:PORT --store URL --queue Q [--bare] [--trace FILE]
+    python -m bench.worker --address HOST:PORT --store URL --queue Q [--bare] [--clear] [--trace FILE]
 
-Prints "ready" once polling. SIGUSR1 prints the process's RSS (and with --trace writes the
+casework's worker seals client data with the master key in CASEWORK_PAYLOAD_KEY (bench/sealing.py)
+unless --clear. Prints "ready" once polling. SIGUSR1 prints the process's RSS (and with --trace writes the
 largest allocation sites, by tracemalloc, to FILE); SIGTERM stops it.
 """
 
@@ -28,6 +29,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from bench.bare import BareCase, bare_record
+from bench.sealing import sealed
 from store.db import engine
 from worker import build_worker, workflow_runner
 
@@ -111,6 +113,8 @@ async def serve(args: argparse.Namespace) -> None:
             workflow_runner=workflow_runner(),
         )
     else:
+        if not args.clear:
+            client = sealed(client, args.store)
         worker = build_worker(client, engine(args.store), args.queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -222,6 +226,7 @@ def main() -> None:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--bare", action="store_true", help="run the bare-Temporal twin instead")
     parser.add_argument("--trace", type=Path, help="trace allocations; SIGUSR1 writes them here")
+    parser.add_argument("--clear", action="store_true", help="casework without sealing client data")
     args = parser.parse_args()
     if args.trace is not None:
         tracemalloc.start(int(os.environ.get("TRACE_FRAMES", TRACE_FRAMES)))

@@ -8,11 +8,12 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.models import Actor
+from store.db import writing
 from store.tables import record_access
 
 
 async def log_access(store: AsyncEngine, actor: Actor, number: str, what: str) -> None:
-    async with store.begin() as conn:
+    async with writing(store) as conn:
         await conn.execute(
             insert(record_access).values(
                 at=datetime.now(UTC),

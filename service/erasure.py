@@ -28,6 +28,7 @@ from domain.errors import Refusal
 from domain.events import EraseClient
 from domain.models import Actor, Model, Stage
 from service.facade import CaseError, CaseOps, workflow_status
+from store.db import writing
 from store.keys import ERASED
 from store.tables import case_events, case_goals, cases, delivery_attempts, outbox
 from workflows import search
@@ -59,7 +60,7 @@ async def erase_client(ops: CaseOps, actor: Actor, number: str, reason: str) -> 
         raise CaseError.rejected(refused)
     await _end_workflow(ops, number)
     now = datetime.now(UTC)
-    async with record.begin() as conn:
+    async with writing(record) as conn:
         last_seq = await conn.scalar(select(cases.c.last_seq).where(cases.c.number == number))
         seq = int(last_seq or seq) + 1
         await ops.data_keys_for_record().destroy(conn, number, now)

@@ -22,6 +22,7 @@ nothing sealed with them needs touching.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -38,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from store.db import insert_ignoring_duplicates
+from store.db import insert_ignoring_duplicates, writing
 from store.tables import client_keys
 
 SEALED = "casework-sealed/1:"  # a sealed value: SEALED + data key id + ":" + base64(nonce + ciphertext)
@@ -205,6 +206,8 @@ class KeyRing:
     ) -> None:
         self.engine, self.master, self.ttl, self.size = engine, master, ttl, size
         self._cache: OrderedDict[str, tuple[float, DataKey | None]] = OrderedDict()
+        self._to_make: set[str] = set()
+        self._makers: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     @property
     def encrypting(self) -> bool:
@@ -257,19 +260,33 @@ class KeyRing:
         return found
 
     async def _create(self, case: str) -> DataKey | object | None:
+        """Make the case's data key. Keys asked for meanwhile are made together, in one write:
+        on SQLite every write waits its turn for the file (and for the worker's recording in
+        another process), so twenty cases opened at once would otherwise queue twenty times."""
+        self._to_make.add(case)
+        async with self._maker():
+            if case in self._to_make:  # not yet made by the writer before us
+                batch, self._to_make = sorted(self._to_make), set()
+                rows = [await self._new_key(c) for c in batch]
+                async with writing(self.engine) as conn:
+                    await insert_ignoring_duplicates(conn, client_keys, rows, ["case_number"])
+        return await self._load(case)  # another process may have made it first: theirs stands
+
+    def _maker(self) -> asyncio.Lock:
+        """This process's one key writer (a lock per event loop: tests run several)."""
+        return self._makers.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+
+    async def _new_key(self, case: str) -> dict[str, Any]:
         assert self.master is not None
         raw = AESGCM.generate_key(bit_length=256)
         master_id, wrapped = await self.master.wrap(raw, case.encode())
-        row = {
+        return {
             "case_number": case,
             "key_id": "dk-" + os.urandom(6).hex(),
             "master_id": master_id,
             "wrapped": wrapped,
             "created_at": datetime.now(UTC),
         }
-        async with self.engine.begin() as conn:
-            await insert_ignoring_duplicates(conn, client_keys, [row], ["case_number"])
-        return await self._load(case)  # another process may have made it first: theirs stands
 
     async def sealer(self, case: str) -> Sealer:
         return Sealer(case, await self.data_key(case) if self.encrypting else None)
@@ -332,7 +349,7 @@ class KeyRing:
             )
         result = Rewrapped()
         for start in range(0, len(stale), 200):
-            async with self.engine.begin() as conn:
+            async with writing(self.engine) as conn:
                 rows = await conn.execute(
                     select(client_keys).where(client_keys.c.case_number.in_(stale[start : start + 200]))
                 )

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store.db import engine, migrate
@@ -54,6 +54,28 @@ async def test_two_processes_making_the_same_clients_key_agree_on_one(record_sto
     assert a.id == b.id
     sealed = (await first.sealer(number)).text("a note", "outbox.body")
     assert (await second.opener(number)).text(sealed, "outbox.body") == "a note"
+
+
+async def test_cases_opened_together_have_their_keys_made_in_few_writes(record_store: AsyncEngine) -> None:
+    """Twenty cases opened at once: each gets its own key, and the keys asked for while one write
+    waits are made by the next (on SQLite each write queues for the file)."""
+    keys = KeyRing(record_store, LocalMasterKey([new_master()]))
+    numbers = [case_number() for _ in range(20)]
+    writes: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO CLIENT_KEYS"):
+            writes.append(statement)
+
+    event.listen(record_store.sync_engine, "before_cursor_execute", count)
+    try:
+        made = await asyncio.gather(*(keys.data_key(n) for n in numbers))
+    finally:
+        event.remove(record_store.sync_engine, "before_cursor_execute", count)
+    assert [k.case for k in made] == numbers and len({k.id for k in made}) == 20
+    assert 1 <= len(writes) < 20
+    fresh = KeyRing(record_store, keys.master)  # another process reads the very same keys
+    assert [(await fresh.data_key(n, create=False)).id for n in numbers] == [k.id for k in made]
 
 
 async def test_rotating_the_master_key_rewraps_every_data_key_and_nothing_else(
