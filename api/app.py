@@ -71,7 +71,7 @@ from service.facade import (
     new_command_key,
 )
 from service.refusals import HTTP_STATUS, title
-from service.reports import Reports, stage_chart_png, week_ends
+from service.reports import Reports, Snapshots, stage_chart_png
 from store.db import engine as make_engine
 from store.keys import ClientErased
 
@@ -378,11 +378,14 @@ def create_app(
     ui_origins: Sequence[str] = (),
     session_ttl: timedelta = timedelta(hours=8),
     answer_links: AnswerLinks | None = None,
+    report_max_age: timedelta = timedelta(minutes=5),
 ) -> FastAPI:
     """The API. With a payload `codec`, also the Temporal UI's decoder (POST /codec/decode,
     for people signed in at /signin or sending their key) on CORS for `ui_origins`. With
-    `answer_links`, the answer page of the links in referral emails (GET/POST /answer/{token})."""
+    `answer_links`, the answer page of the links in referral emails (GET/POST /answer/{token}).
+    Reports over a caseload's history are kept per scope for `report_max_age` (service/reports.py)."""
     secret = token_secret or os.urandom(32)
+    snapshots = Snapshots(report_max_age)
     pages = PageTokens(secret)
     app = FastAPI(
         title="casework",
@@ -540,14 +543,12 @@ def create_app(
         scope = scope_of(actor, ops.programs)
         if scope is None:  # may_read_reports lets no such actor through; kept for the type
             raise Problem.refused(Refusal.FORBIDDEN, f"a {actor.role.value} may see no case")
-        return Reports(store, scope, datetime.now(UTC))
+        return Reports(store, scope, datetime.now(UTC), snapshots)
 
     @app.get("/charts/stages.png", responses={200: {"content": {"image/png": {}}}})
     async def stages_chart(actor: Caller) -> Response:
         """Open cases by stage, week by week, over the cases the caller may see (a PNG)."""
-        reports = reports_for(actor)
-        ends = week_ends(reports.now)
-        series = await reports.stages_over_time(ends)
+        series, ends = await reports_for(actor).stage_series()
         return Response(await asyncio.to_thread(stage_chart_png, series, ends), media_type="image/png")
 
     @app.get("/reports/{name}", responses={200: {"content": {"text/csv": {}}}})

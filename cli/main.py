@@ -22,7 +22,7 @@ import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from types import NoneType, UnionType
@@ -655,7 +655,9 @@ def report(
         reports = {}
         for name in REPORTS:
             data = api.get(f"/reports/{name}")
-            reports[name] = Report(data["title"], tuple(data["columns"]), [tuple(r) for r in data["rows"]])
+            as_of = datetime.fromisoformat(data["as_of"]) if data.get("as_of") else None
+            rows = [tuple(r) for r in data["rows"]]
+            reports[name] = Report(data["title"], tuple(data["columns"]), rows, as_of)
         csvs = {name: api.get_bytes(f"/reports/{name}", format="csv") for name in REPORTS} if csv_dir else {}
         return reports, csvs, api.get_bytes("/charts/stages.png") if chart else None
 

@@ -213,7 +213,8 @@ def _terms_table(title: str, terms: Terms, offered: dict[str, list[str]] | None 
 
 
 def report_table(report: Report) -> Table:
-    table = Table(title=report.title, expand=False)
+    caption = f"as of {report.as_of:%Y-%m-%d %H:%M} UTC" if report.as_of else None
+    table = Table(title=report.title, caption=caption, expand=False)
     for col in report.columns:
         table.add_column(col.replace("_", " "))
     for row in report.rows:

@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,10 @@ async def test_reports_are_for_supervisors_and_cover_their_team(api: Api) -> Non
                 break
             await asyncio.sleep(0.05)
     assert load.json()["columns"] == ["manager", "stage", "cases"]
+    assert datetime.fromisoformat(load.json()["as_of"]) > datetime.now(UTC) - timedelta(minutes=1)
+    # the history reports are kept a while: asked twice, the same figures of the same moment
+    kept = [(await api.call("sam", "GET", "/reports/stages")).json() for _ in range(2)]
+    assert kept[0] == kept[1] and kept[0]["as_of"]
     csv = await api.call("sam", "GET", "/reports/weekly", params={"format": "csv"})
     assert csv.headers["content-type"].startswith("text/csv") and csv.text.startswith("week,opened,closed")
     problem_of(await api.call("sam", "GET", "/reports/nonsense"), 422)

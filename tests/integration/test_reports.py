@@ -22,7 +22,7 @@ from activities.records import CaseRecorder
 from domain import commands as c
 from domain.access import Scope
 from domain.models import Actor, Role, Stage
-from service.reports import Reports, percentile, stage_chart, week_ends, week_of
+from service.reports import Reports, Snapshots, percentile, stage_chart, week_ends, week_of
 from store.db import MIGRATIONS, engine, migrate
 from tests.conftest import PG_URL, fresh_postgres_database
 from tests.scenario import HAPPY_PATH, PROGRAMS, SAM, T0, Story, quiet_referral
@@ -155,6 +155,43 @@ async def test_referral_outcomes_count_every_referral_a_long_case_ever_made(empt
     assert len(story.case.referrals) < made  # the live case kept only the newest
     [row] = (await Reports(empty_store, EVERYTHING, story.now).referral_outcomes()).rows
     assert row[:5] == ("shelter-north", "housing", made + 1, 0, made)  # + the happy path's own
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_history_reports_are_kept_five_minutes_and_say_when_they_were_computed(
+    empty_store: AsyncEngine,
+) -> None:
+    """A referral declined meanwhile shows in the referral outcomes once the kept figures are five
+    minutes old; the caseload, about today, is never kept."""
+    snapshots = Snapshots(timedelta(minutes=5))
+    story = Story("general").to(Stage.MONITORING)
+    recorder = CaseRecorder(empty_store, programs=PROGRAMS)
+    await recorder.record(RecordBatch(case=story.case, case_seq=len(story.events), events=story.events))
+    then = story.now
+
+    def reports(at: timedelta, scope: Scope = EVERYTHING, kept: Snapshots | None = snapshots) -> Reports:
+        return Reports(empty_store, scope, then + at, kept)
+
+    first = await reports(timedelta(0)).referral_outcomes()
+    assert first.as_of == then
+    recorded = len(story.events)
+    referral = story.do(quiet_referral())
+    answer = c.AnswerReferral(actor=SHELTER, referral_id=f"R{referral.seq}", answer="declined", reason="full")
+    story.do(answer)
+    await recorder.record(
+        RecordBatch(case=story.case, case_seq=len(story.events), events=story.events[recorded:])
+    )
+
+    four, six = timedelta(minutes=4), timedelta(minutes=6)
+    fresh = await reports(four, kept=None).referral_outcomes()
+    assert fresh.rows != first.rows  # the new referral counts at once, computed afresh
+    assert await reports(four).referral_outcomes() == first  # kept: the same figures, the same moment
+    later = await reports(six).referral_outcomes()
+    assert later.rows == fresh.rows and later.as_of == then + six
+    mine = await reports(four, Scope(manager=story.case.manager)).referral_outcomes()
+    assert mine.rows == fresh.rows and mine.as_of == then + four  # another scope: its own figures
+    assert (await reports(four).caseload()).as_of == then + four
+    assert (await reports(four).stage_series())[1][-1] == then + four
 
 
 def _to_revision(connection: Connection, revision: str, up: bool) -> None:
