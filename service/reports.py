@@ -218,20 +218,19 @@ class Reports:
         r = case_referrals
         accepted = func.sum(case((r.c.status.in_([s.value for s in ACCEPTED]), 1), else_=0))
         declined = func.sum(case((r.c.status == ReferralStatus.DECLINED.value, 1), else_=0))
-        counts = (
-            select(r.c.provider, r.c.service, func.count(), accepted, declined)
-            .join(cases, cases.c.number == r.c.case_number)
-            .where(within(self.scope))
-            .group_by(r.c.provider, r.c.service)
+        counts = self._of_caseload(
+            select(r.c.provider, r.c.service, func.count(), accepted, declined).group_by(
+                r.c.provider, r.c.service
+            ),
+            r.c.case_number,
         )
-        waits = (
+        waits = self._of_caseload(
             select(
                 r.c.provider.label("provider"),
                 r.c.service.label("service"),
                 r.c.hours_to_answer.label("value"),
-            )
-            .join(cases, cases.c.number == r.c.case_number)
-            .where(within(self.scope), r.c.hours_to_answer.is_not(None))
+            ).where(r.c.hours_to_answer.is_not(None)),
+            r.c.case_number,
         )
         async with self.engine.connect() as conn:
             by = {

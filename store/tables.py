@@ -209,4 +209,5 @@ case_obligations = Table(
     Column("level", Integer),  # None: not yet escalated
     Column("notified", String(20)),  # the role the highest issued rung notified
     Index("ix_case_obligations_due", "due_at", "manager"),
+    Index("ix_case_obligations_overdue", "manager", "level", "notified", "due_at"),
 )
