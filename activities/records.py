@@ -25,14 +25,13 @@ from activities.messages import calendar_cancellation, invitation_keys, messages
 from domain.events import Event
 from domain.models import Case, week_of
 from domain.policy import Program
-from domain.schedule import standings
 from store.db import insert_ignoring_duplicates, upsert, writing
 from store.keys import KeyRing, Opener, Sealer, opened_message, sealed_message
+from store.projection import write_obligations
 from store.tables import (
     case_events,
     case_follow_ups,
     case_goals,
-    case_obligations,
     case_referrals,
     case_stage_spells,
     cases,
@@ -148,7 +147,7 @@ class CaseRecorder:
                 return
         await _project_parts(conn, case, now, sealer)
         if program is not None:
-            await _project_obligations(conn, case, program)
+            await write_obligations(conn, case, program)
         else:  # an unknown program: the overdue report cannot judge this case (see the log)
             log.warning("no program to judge the case's deadlines by", case=case.number, program=case.program)
 
@@ -280,25 +279,6 @@ async def _project_spells(conn: Any, number: str) -> None:
     await conn.execute(delete(case_stage_spells).where(case_stage_spells.c.case_number == number))
     if spells:
         await conn.execute(insert(case_stage_spells), spells)
-
-
-async def _project_obligations(conn: Any, case: Case, program: Program) -> None:
-    """What the case owes now and the escalation issued for each (none once it is closed)."""
-    await conn.execute(delete(case_obligations).where(case_obligations.c.case_number == case.number))
-    rows = [
-        {
-            "case_number": case.number,
-            "obligation_key": s.obligation.key,
-            "what": s.obligation.what,
-            "manager": case.manager,
-            "due_at": s.due,
-            "level": s.level,
-            "notified": s.notified.value if s.notified else None,
-        }
-        for s in standings(case, program)
-    ]
-    if rows:
-        await conn.execute(insert(case_obligations), rows)
 
 
 def _aware(at: datetime) -> datetime:

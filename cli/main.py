@@ -256,6 +256,43 @@ def rotate_master_key() -> None:
         raise Fail(f"left as they were, wrapped by master keys not given: {left}")
 
 
+@app.command("backfill-obligations")
+def backfill_obligations_command() -> None:
+    """Give open cases recorded before the overdue report existed their obligation rows, from
+    each case's recorded state and its program (an operator's command, once after upgrading).
+    Safe to run again: it looks only at open cases that have none."""
+    from config.temporal import key_ring
+    from domain.policy import load_programs
+    from service.backfill import Backfilled, backfill_obligations
+    from store.db import engine, migrate
+
+    settings = Settings()
+
+    async def go() -> Backfilled:
+        eng = engine(settings.database_url)
+        try:
+            await migrate(eng)
+            programs = load_programs(settings.programs_dir)
+
+            def progress(seen: int) -> None:
+                out.print(f"looked at {seen} open cases without obligation rows", highlight=False)
+
+            return await backfill_obligations(eng, key_ring(settings, eng), programs, progress)
+        finally:
+            await eng.dispose()
+
+    result = asyncio.run(go())
+    out.print(
+        f"{result.projected} cases given their obligation rows ({result.owing} owe something now)",
+        highlight=False,
+    )
+    for reason, numbers in sorted(result.skipped.items()):
+        shown = ", ".join(numbers[:10]) + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
+        out.print(f"left {len(numbers)}: {reason}: {shown}", highlight=False)
+    if result.skipped:
+        raise Fail("some open cases were left without obligation rows (see above)")
+
+
 @app.command()
 def demo(
     cases: Annotated[int, typer.Option(min=1, max=1000, help="how many cases")] = 12,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import statistics
@@ -14,6 +15,7 @@ import pytest
 import pytest_asyncio
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,9 +24,14 @@ from activities.records import CaseRecorder
 from domain import commands as c
 from domain.access import Scope
 from domain.models import Actor, Role, Stage
+from service.backfill import backfill_obligations
 from service.reports import Reports, Snapshots, percentile, stage_chart, week_ends, week_of
 from store.db import MIGRATIONS, engine, migrate
+from store.keys import KeyRing
+from store.tables import case_obligations
 from tests.conftest import PG_URL, fresh_postgres_database
+from tests.keys import MASTER_TEXT, key_ring
+from tests.processes import casework, environment
 from tests.scenario import HAPPY_PATH, PROGRAMS, SAM, T0, Story, quiet_referral
 
 SHELTER = Actor(id="shelter-north", role=Role.PROVIDER)
@@ -222,10 +229,42 @@ async def test_a_record_from_before_the_projection_gets_its_reports_by_migration
 
     for name in ("caseload", "weekly"):
         assert after[name].rows == before[name].rows
-    assert after["overdue"].rows == []  # until each open case is recorded again
+    assert after["overdue"].rows == []  # until each open case is recorded again, or the backfill
+    done = await backfill_obligations(empty_store, KeyRing(empty_store, None), PROGRAMS)
+    assert done.projected == sum(s.case.is_open for s in stories) and not done.skipped
+    assert (await Reports(empty_store, EVERYTHING, now).overdue()).rows == before["overdue"].rows
+    again = await backfill_obligations(empty_store, KeyRing(empty_store, None), PROGRAMS)
+    assert again.projected == sum(s.case.is_open for s in stories) - done.owing  # those owing nothing
     # times subtracted by the database: equal to the millisecond, so to the rounding's last digit
     for then, now_row in zip(before["referrals"].rows, after["referrals"].rows, strict=True):
         assert now_row[:6] == then[:6] and abs(now_row[6] - then[6]) <= 0.1
     for then, now_row in zip(before["stages"].rows, after["stages"].rows, strict=True):
         assert now_row[:2] == then[:2]
         assert abs(now_row[2] - then[2]) <= 0.01 and abs(now_row[3] - then[3]) <= 0.01
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_casework_backfill_obligations_opens_sealed_cases_and_names_those_it_cannot(
+    sqlite_url: str,
+) -> None:
+    """The operator's command after an upgrade: sealed open cases get their rows; a case of a
+    program this installation does not have is named, and the command fails so it is seen."""
+    store = engine(sqlite_url)
+    await migrate(store)
+    recorder = CaseRecorder(store, programs=PROGRAMS, keys=key_ring(store))
+    stories = [Story("general").to(Stage.MONITORING) for _ in range(3)] + [Story("weekly")]
+    for story in stories:
+        await recorder.record(RecordBatch(case=story.case, case_seq=len(story.events), events=story.events))
+    async with store.begin() as conn:  # as a record from before the projection
+        await conn.execute(delete(case_obligations))
+    env = environment(database_url=sqlite_url, payload_key=MASTER_TEXT)
+    ran = await asyncio.to_thread(casework, "backfill-obligations", env=env)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "3 cases given their obligation rows (3 owe something now)" in ran.stdout
+    assert f"left 1: its program 'weekly' is not among this installation's: {stories[3].case.number}" in (
+        ran.stdout
+    )
+    async with store.connect() as conn:
+        owing = set((await conn.execute(select(case_obligations.c.case_number))).scalars())
+    assert owing == {s.case.number for s in stories[:3]}
+    await store.dispose()

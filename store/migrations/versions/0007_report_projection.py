@@ -10,8 +10,8 @@ Backfilled here from the rows already written: the weeks, the hours, and the spe
 `case_events`; times from before are subtracted by the database, to the millisecond).
 **Not backfilled: `case_obligations`.** They come from each case's live state (sealed with its
 client's key) and its program, which a migration has neither of; each open case gets its rows
-at its next recording (any event: a note, a reminder, an escalation), and until then the
-overdue report does not count it.
+at its next recording (any event: a note, a reminder, an escalation) or from the operator's
+`casework backfill-obligations`, and until then the overdue report does not count it.
 
 Revision ID: 0007_report_projection
 Revises: 0006_keys
