@@ -202,9 +202,14 @@ class KeyRing:
     sealed and sealed values cannot be read."""
 
     def __init__(
-        self, engine: AsyncEngine, master: MasterKey | None, ttl: float = 60.0, size: int = 20_000
+        self,
+        engine: AsyncEngine,
+        master: MasterKey | None,
+        ttl: float = 60.0,
+        size: int = 20_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.engine, self.master, self.ttl, self.size = engine, master, ttl, size
+        self.engine, self.master, self.ttl, self.size, self.clock = engine, master, ttl, size, clock
         self._cache: OrderedDict[str, tuple[float, DataKey | None]] = OrderedDict()
         self._to_make: set[str] = set()
         self._makers: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
@@ -215,16 +220,26 @@ class KeyRing:
 
     def _cached(self, case: str) -> DataKey | object | None:
         hit = self._cache.get(case)
-        if hit is None or time.monotonic() - hit[0] > self.ttl:
+        if hit is None or self.clock() - hit[0] > self.ttl:
             return _ABSENT
         self._cache.move_to_end(case)
         return hit[1]
 
     def _remember(self, case: str, key: DataKey | None) -> None:
-        self._cache[case] = (time.monotonic(), key)
+        now = self.clock()
+        self._cache[case] = (now, key)
         self._cache.move_to_end(case)
-        while len(self._cache) > self.size:
+        # Keys past their time go as well as the least recently used beyond `size`: a worker
+        # that opened 10,000 cases kept every key (~3.5 KB each) until then, 35 MB it never read.
+        while self._cache and (
+            len(self._cache) > self.size or now - next(iter(self._cache.values()))[0] > self.ttl
+        ):
             self._cache.popitem(last=False)
+
+    @property
+    def held(self) -> int:
+        """How many clients' keys this process holds unwrapped (or knows to be erased)."""
+        return len(self._cache)
 
     def forget(self, case: str) -> None:
         self._cache.pop(case, None)

@@ -78,6 +78,20 @@ async def test_cases_opened_together_have_their_keys_made_in_few_writes(record_s
     assert [(await fresh.data_key(n, create=False)).id for n in numbers] == [k.id for k in made]
 
 
+async def test_a_process_lets_go_of_keys_it_has_not_needed_for_their_time(record_store: AsyncEngine) -> None:
+    """A worker opens thousands of cases a day: it holds only the keys it used lately."""
+    now = [0.0]
+    keys = KeyRing(record_store, LocalMasterKey([new_master()]), ttl=60, clock=lambda: now[0])
+    for _ in range(30):
+        await keys.data_key(case_number())
+    assert keys.held == 30
+    now[0] += 61
+    latest = case_number()
+    await keys.data_key(latest)
+    assert keys.held == 1
+    assert (await keys.data_key(latest)).case == latest  # and what it holds it still uses
+
+
 async def test_rotating_the_master_key_rewraps_every_data_key_and_nothing_else(
     record_store: AsyncEngine,
 ) -> None:
