@@ -25,7 +25,7 @@ from activities.messages import calendar_cancellation, invitation_keys, messages
 from domain.events import Event
 from domain.models import Case, week_of
 from domain.policy import Program
-from domain.schedule import standings
+from domain.schedule import Standing, standings
 from store.db import insert_ignoring_duplicates, upsert, writing
 from store.keys import KeyRing, Opener, Sealer, opened_message, sealed_message
 from store.tables import (
@@ -139,6 +139,9 @@ class CaseRecorder:
             "opened_week": week_of(case.opened_at),
             "closed_week": week_of(case.closed_at) if case.closed_at else None,
         }
+        owed = standings(case, program) if program is not None else None
+        if owed is not None:  # the list's sort key, from the same standings as the obligation rows
+            row["next_due"] = min((s.due for s in owed), default=None)
         inserted = await insert_ignoring_duplicates(conn, cases, [row | {"number": case.number}], ["number"])
         if not inserted:  # only move forward: an older retried batch must not overwrite a newer state
             result = await conn.execute(
@@ -147,8 +150,8 @@ class CaseRecorder:
             if not result.rowcount:
                 return
         await _project_parts(conn, case, now, sealer)
-        if program is not None:
-            await _project_obligations(conn, case, program)
+        if owed is not None:
+            await _project_obligations(conn, case, owed)
         else:  # an unknown program: the overdue report cannot judge this case (see the log)
             log.warning("no program to judge the case's deadlines by", case=case.number, program=case.program)
 
@@ -282,8 +285,9 @@ async def _project_spells(conn: Any, number: str) -> None:
         await conn.execute(insert(case_stage_spells), spells)
 
 
-async def _project_obligations(conn: Any, case: Case, program: Program) -> None:
-    """What the case owes now and the escalation issued for each (none once it is closed)."""
+async def _project_obligations(conn: Any, case: Case, owed: list[Standing]) -> None:
+    """What the case owes now and the escalation issued for each (none once it is closed);
+    `cases.next_due` is the least of their due times, written with the case row."""
     await conn.execute(delete(case_obligations).where(case_obligations.c.case_number == case.number))
     rows = [
         {
@@ -295,7 +299,7 @@ async def _project_obligations(conn: Any, case: Case, program: Program) -> None:
             "level": s.level,
             "notified": s.notified.value if s.notified else None,
         }
-        for s in standings(case, program)
+        for s in owed
     ]
     if rows:
         await conn.execute(insert(case_obligations), rows)
