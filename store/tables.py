@@ -48,7 +48,7 @@ cases = Table(
     Index("ix_cases_closed_week", "closed_week"),
     # The case list pages along these, in its two orders (soonest due, newest opened), for each
     # way a caller's scope narrows it (manager, supervisor, program) and for those who see
-    # everything; a stage filter has its own. Each ends in the number: the page key is unique.
+    # everything, and for the stage filter. Each ends in the number: a page's last key is unique.
     Index("ix_cases_next_due", "next_due", "number"),
     Index("ix_cases_manager_next_due", "manager", "next_due", "number"),
     Index("ix_cases_supervisor_next_due", "supervisor", "next_due", "number"),

@@ -275,9 +275,11 @@ async def test_the_api_says_503_when_temporal_is_down_and_documents_itself_offli
     ops = CaseOps(down, PROGRAMS, "nowhere")
     app = create_app(ops, DIRECTORY, KEYS, None)
     async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+        shown = await http.get("/cases/X-1", headers={"Authorization": "Bearer key-sam"})
+        assert "Temporal cannot be reached" in problem_of(shown, 503)
+        assert shown.headers["content-type"] == "application/problem+json"
         listed = await http.get("/cases", headers={"Authorization": "Bearer key-sam"})
-        assert "Temporal cannot be reached" in problem_of(listed, 503)
-        assert listed.headers["content-type"] == "application/problem+json"
+        assert "no record store" in problem_of(listed, 503)  # lists read the record, not Temporal
 
         schema = (await http.get("/openapi.json")).json()
         assert schema["components"]["securitySchemes"]["apiKey"] == {

@@ -151,7 +151,7 @@ async def test_a_long_case_continues_as_new_and_keeps_everything(
         await eventually(lambda: _all_recorded(ops, number))
         rows = await recorded_events(record_store, number)
         assert [r["seq"] for r in rows] == [e.seq for e in history]
-        notes = [n.text for _, n in await ops.notes(number, limit=100)]
+        notes = [n.text for _, n in (await ops.notes(number, limit=100)).found]
         assert len(notes) == SUGGEST_CONTINUE_AS_NEW_AT // 3 + 1 and notes[0] == "after continue-as-new"
 
 

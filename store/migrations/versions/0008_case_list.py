@@ -6,7 +6,8 @@
   before 0007 has none until its next recording, and sorts with the cases that owe nothing);
 - an index per order of the list (soonest due, newest opened) and per way a caller's scope
   narrows it, each ending in the case number so that a page's last key is unique (keyset
-  paging); `(stage, next_due, number)` for the stage filter. The single-column indexes on
+  paging), and `(stage, next_due, number)` for the stage filter (other filters are read along
+  these: tests/integration/test_query_plans.py checks the plans). The single-column indexes on
   stage, manager and supervisor are the first columns of the new ones, so they go.
 
 Revision ID: 0008_case_list
