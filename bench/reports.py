@@ -31,7 +31,6 @@ from typing import Any
 from bench.record import with_database
 from bench.synthetic import NOW, fill
 from domain.access import Scope
-from service.caselist import CaseFilter, CaseList
 from service.reports import Reports, stage_chart_png, week_ends
 from store.db import engine, migrate
 
@@ -54,7 +53,11 @@ async def measure(url: str, count: int, runs: int) -> dict[str, Any]:
     reports = Reports(store, Scope(everything=True), NOW)
     supervised = Reports(store, Scope(supervisor="sup-2"), NOW)
     ends = week_ends(NOW)
-    # the list as `casework list` reads it for a supervisor: pages of 50 (the API's default)
+    # the list as `casework list` reads it for a supervisor: pages of 50 (the API's default).
+    # Imported here: it brings the case service (Temporal's SDK), which the report process,
+    # whose peak RSS is measured, must not load.
+    from service.caselist import CaseFilter, CaseList
+
     listed = CaseList(store, Scope(supervisor="sup-2"), NOW)
     due_next = (await listed.page(CaseFilter(), "next_due", 50)).following
     newest_next = (await listed.page(CaseFilter(), "newest", 50)).following
