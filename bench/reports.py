@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.record import with_database
 from bench.synthetic import NOW, fill
@@ -53,14 +54,6 @@ async def measure(url: str, count: int, runs: int) -> dict[str, Any]:
     reports = Reports(store, Scope(everything=True), NOW)
     supervised = Reports(store, Scope(supervisor="sup-2"), NOW)
     ends = week_ends(NOW)
-    # the list as `casework list` reads it for a supervisor: pages of 50 (the API's default).
-    # Imported here: it brings the case service (Temporal's SDK), which the report process,
-    # whose peak RSS is measured, must not load.
-    from service.caselist import CaseFilter, CaseList
-
-    listed = CaseList(store, Scope(supervisor="sup-2"), NOW)
-    due_next = (await listed.page(CaseFilter(), "next_due", 50)).following
-    newest_next = (await listed.page(CaseFilter(), "newest", 50)).following
     jobs: dict[str, Callable[[], Awaitable[Any]]] = {
         "caseload": reports.caseload,
         "overdue": reports.overdue,
@@ -69,24 +62,43 @@ async def measure(url: str, count: int, runs: int) -> dict[str, Any]:
         "weekly": reports.opened_closed_per_week,
         "chart series": lambda: reports.stages_over_time(ends),
         "stages (one supervisor)": supervised.time_in_stage,
-        "list page 1, next due": lambda: listed.page(CaseFilter(), "next_due", 50),
-        "list page 2, next due": lambda: listed.page(CaseFilter(), "next_due", 50, due_next),
-        "list page 2, newest": lambda: listed.page(CaseFilter(), "newest", 50, newest_next),
     }
     times = {name: await timed(job, runs) for name, job in jobs.items()}
+    times |= await list_times(store, runs)
     await store.dispose()
     return {"fill_s": filled, "times": times, "report_process": report_process(url)}
 
 
+async def list_times(store: AsyncEngine, runs: int) -> dict[str, tuple[float, float]]:
+    """The list as `casework list` reads it for a supervisor: pages of 50 (the API's default)."""
+    # imported here: it brings the case service (Temporal's SDK), which the report process needs not
+    from service.caselist import CaseFilter, CaseList
+
+    listed = CaseList(store, Scope(supervisor="sup-2"), NOW)
+    due_next = (await listed.page(CaseFilter(), "next_due", 50)).following
+    newest_next = (await listed.page(CaseFilter(), "newest", 50)).following
+    jobs: dict[str, Callable[[], Awaitable[Any]]] = {
+        "list page 1, next due": lambda: listed.page(CaseFilter(), "next_due", 50),
+        "list page 2, next due": lambda: listed.page(CaseFilter(), "next_due", 50, due_next),
+        "list page 2, newest": lambda: listed.page(CaseFilter(), "newest", 50, newest_next),
+    }
+    return {name: await timed(job, runs) for name, job in jobs.items()}
+
+
 def report_process(url: str) -> dict[str, float]:
-    """Peak RSS (MB) and wall time of a fresh process doing `casework report --csv --chart`'s work."""
+    """Peak RSS (MB) and wall time of a fresh process doing `casework report --csv --chart`'s work.
+
+    The child says its own peak (VmHWM): the rusage `wait4` gives counts at least what this
+    process held when it started the child (Linux keeps the parent's peak across exec), and this
+    process grows with the record it filled and what it imported."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "bench.reports", "--report-once", url])
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.reports", "--report-once", url], capture_output=True, text=True
+    )
     if child.returncode:
-        raise RuntimeError(f"the report process failed ({child.returncode})")
-    return {"peak_rss_mb": usage.ru_maxrss / 1024, "wall_s": time.perf_counter() - started}
+        raise RuntimeError(f"the report process failed ({child.returncode}): {child.stderr[-2000:]}")
+    peak_kb = int(child.stdout.split("peak_rss_kb=")[1].split()[0])
+    return {"peak_rss_mb": peak_kb / 1024, "wall_s": time.perf_counter() - started}
 
 
 async def report_once(url: str) -> None:
@@ -100,6 +112,11 @@ async def report_once(url: str) -> None:
     ends = week_ends(NOW)
     stage_chart_png(await reports.stages_over_time(ends), ends)
     await store.dispose()
+
+
+def own_peak_rss_kb() -> int:
+    """This process's peak RSS since it was started (exec), in KB (Linux)."""
+    return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0])
 
 
 async def main(count: int, databases: list[str], postgres: str, runs: int) -> None:
@@ -130,6 +147,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.report_once:
         asyncio.run(report_once(args.report_once))
+        print(f"peak_rss_kb={own_peak_rss_kb()}")  # read by report_process
     else:
         kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
         asyncio.run(main(args.cases, kinds, args.postgres, args.runs))
