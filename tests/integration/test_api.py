@@ -200,13 +200,13 @@ async def test_lists_are_scoped_filtered_and_paged(api: Api) -> None:
             if not token:
                 return seen
 
-    for _ in range(50):  # visibility is eventually consistent
+    for _ in range(50):  # the record follows each case a moment later
         if set(numbers) <= set(await listed("alice", page_size=2)):
             break
         await asyncio.sleep(0.2)
     alices = await listed("alice", page_size=2)
     assert set(numbers) <= set(alices) and len(alices) == len(set(alices))
-    for _ in range(50):  # the accept's new stage reaches visibility a moment later
+    for _ in range(50):  # the accept's new stage reaches the record a moment later
         in_assessment = await listed("alice", stage="assessment")
         if numbers[0] in in_assessment:
             break

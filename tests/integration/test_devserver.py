@@ -29,7 +29,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def eventually(check, within: float = 15.0):  # type: ignore[no-untyped-def]
-    """Visibility is eventually consistent: ask again until the answer comes."""
+    """Visibility and the record follow a case a moment later: ask again until the answer comes."""
     async with asyncio.timeout(within):
         while not (result := await check()):
             await asyncio.sleep(0.2)
