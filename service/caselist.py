@@ -107,7 +107,7 @@ class Position:
             raise CaseError(Refusal.BAD_REQUEST, "page_token is not a case list position") from None
         if order not in ORDERS or not isinstance(number, str) or (key is None and order == "newest"):
             raise CaseError(Refusal.BAD_REQUEST, "page_token is not a case list position")
-        return cls(order, key, number)
+        return cls(order, _aware(key), number)
 
 
 @dataclass(frozen=True)
