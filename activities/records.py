@@ -25,9 +25,10 @@ from activities.messages import calendar_cancellation, invitation_keys, messages
 from domain.events import Event
 from domain.models import Case, week_of
 from domain.policy import Program
+from domain.schedule import standings
 from store.db import insert_ignoring_duplicates, upsert, writing
 from store.keys import KeyRing, Opener, Sealer, opened_message, sealed_message
-from store.projection import write_obligations
+from store.projection import next_due, write_obligations
 from store.tables import (
     case_events,
     case_follow_ups,
@@ -138,6 +139,9 @@ class CaseRecorder:
             "opened_week": week_of(case.opened_at),
             "closed_week": week_of(case.closed_at) if case.closed_at else None,
         }
+        owed = standings(case, program) if program is not None else None
+        if owed is not None:  # the list's sort key, from the same standings as the obligation rows
+            row["next_due"] = next_due(owed)
         inserted = await insert_ignoring_duplicates(conn, cases, [row | {"number": case.number}], ["number"])
         if not inserted:  # only move forward: an older retried batch must not overwrite a newer state
             result = await conn.execute(
@@ -146,8 +150,8 @@ class CaseRecorder:
             if not result.rowcount:
                 return
         await _project_parts(conn, case, now, sealer)
-        if program is not None:
-            await write_obligations(conn, case, program)
+        if owed is not None:
+            await write_obligations(conn, case, owed)
         else:  # an unknown program: the overdue report cannot judge this case (see the log)
             log.warning("no program to judge the case's deadlines by", case=case.number, program=case.program)
 

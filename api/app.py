@@ -58,15 +58,16 @@ from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, 
 from domain.policy import load_programs
 from domain.views import CaseView, Receipt
 from service import access_log
+from service.caselist import MAX_PAGE, CaseFilter, CaseList, CaseSummary, Order, Position
 from service.erasure import Erasure, erase_client
 from service.export import SubjectAccess, html_chunks, json_chunks
 from service.facade import (
     COMMAND_KEY_PATTERN,
     COMMAND_KEY_RULE,
+    MAX_EVENTS_PAGE,
+    MAX_NOTES_PAGE,
     CaseError,
     CaseOps,
-    CaseSummary,
-    ListFilter,
     new_case_number,
     new_command_key,
 )
@@ -202,7 +203,7 @@ class OpenCaseBody(BaseModel):
 
 class CasePage(BaseModel):
     items: list[CaseSummary]
-    next_page_token: str | None
+    next_page_token: str | None = Field(description="pass as `page_token` for the next page; null at the end")
 
 
 def action_models() -> dict[str, tuple[type[BaseModel], type[BaseModel]]]:
@@ -220,8 +221,9 @@ def action_models() -> dict[str, tuple[type[BaseModel], type[BaseModel]]]:
 
 
 class PageTokens:
-    """Temporal's page tokens, signed: Temporal answers a forged token with an internal
-    error (after retrying), so only tokens this API gave out are passed on."""
+    """Page tokens, signed: a token carries where the last page ended (service/caselist.py's
+    `Position`), and only positions this API gave out are read back, so a token is opaque to
+    callers and cannot be made up to probe the record."""
 
     def __init__(self, secret: bytes) -> None:
         self.secret = secret
@@ -509,27 +511,37 @@ def create_app(
         risk: RiskLevel | None = None,
         overdue: bool | None = None,
         next_due_before: datetime | None = None,
-        archived: Annotated[bool, Query(description="include cases whose workflow has ended")] = False,
-        page_size: Annotated[int, Query(ge=1, le=100)] = 50,
+        closed: Annotated[bool, Query(description="include closed cases (erased ones too)")] = False,
+        archived: Annotated[bool, Query(description="the same as `closed`", deprecated=True)] = False,
+        sort: Annotated[
+            Order,
+            Query(description="`next_due`: soonest due first, cases with nothing due last; `newest`: opened"),
+        ] = "next_due",
+        page_size: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         page_token: str | None = None,
     ) -> CasePage:
-        """Cases the caller may see, newest first, from Temporal visibility."""
-        filt = ListFilter(
-            stage=stage,
-            program=program,
-            manager=manager,
-            risk=risk.value if risk else None,
-            overdue=overdue,
-            next_due_before=next_due_before,
-            include_archived=archived,
-        )
+        """Cases the caller may see, from the record: open ones unless `closed`, soonest due first
+        unless `sort=newest`. Pass `next_page_token` back as `page_token` for the next page."""
         scope = scope_of(actor, ops.programs)
         if scope is None:
             raise Problem.refused(Refusal.FORBIDDEN, f"a {actor.role.value} may not list cases")
-        filt.within(scope)
-        token = pages.open(page_token) if page_token else None
-        items, following = await ops.list_page(filt, page_size, token)
-        return CasePage(items=items, next_page_token=pages.seal(following) if following else None)
+        if store is None:
+            raise Problem.refused(
+                Refusal.UNAVAILABLE, "this API has no record store configured", "No record store"
+            )
+        filt = CaseFilter(
+            stage=stage,
+            program=program,
+            manager=manager,
+            risk=risk,
+            overdue=overdue,
+            next_due_before=_utc(next_due_before),
+            closed=closed or archived,
+        )
+        after = Position.decode(pages.open(page_token)) if page_token else None
+        page = await CaseList(store, scope, datetime.now(UTC)).page(filt, sort, page_size, after)
+        following = pages.seal(page.following.encode()) if page.following else None
+        return CasePage(items=page.items, next_page_token=following)
 
     def reports_for(actor: Actor) -> Reports:
         """The reports over the cases this actor may see (reports are for supervisors and leads):
@@ -574,7 +586,7 @@ def create_app(
         number: str,
         actor: Caller,
         after: Annotated[int, Query(ge=0, description="events after this seq")] = 0,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_PAGE)] = 100,
     ) -> EventPage:
         """The case's events from the record, oldest first, a page at a time."""
         await in_scope(actor, number)
@@ -587,16 +599,16 @@ def create_app(
         number: str,
         actor: Caller,
         before: Annotated[int | None, Query(ge=1, description="notes of events before this seq")] = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 20,
+        limit: Annotated[int, Query(ge=1, le=MAX_NOTES_PAGE)] = 20,
     ) -> NotePage:
         """What people wrote on the case (notes, reasons, summaries), newest first."""
         await in_scope(actor, number)
         await log_access(actor, number, "notes")
-        found = await ops.notes(number, before=before, limit=limit)
+        notes = await ops.notes(number, before=before, limit=limit)
         return NotePage(
-            items=[n for _, n in found],
-            seqs=[seq for seq, _ in found],
-            next_before=found[-1][0] if len(found) == limit else None,
+            items=[n for _, n in notes.found],
+            seqs=[seq for seq, _ in notes.found],
+            next_before=notes.next_before,
         )
 
     @app.get(
@@ -770,6 +782,11 @@ def add_action_route(
         summary=(command_model.__doc__ or action).strip().splitlines()[0],
         responses={403: {}, 404: {}, 409: {}, 422: {}, 503: {}},
     )
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    """A time given without its zone is taken as UTC (the record's times are)."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 def callback_key(provider: str, body: bytes) -> str:

@@ -4,14 +4,15 @@
     .venv/bin/python -m bench.reports --cases 100000 --database postgresql \\
         --postgres postgresql://postgres@127.0.0.1:5432/test
 
-Fills a fresh record (the schema the migrations make) with synthetic cases, in bulk inserts:
-30 managers under 6 supervisors, 3 programs, cases opened over two years, each with ~15
-events, 2-3 referrals, 2 goals, 3 follow-ups, its stage spells and (open cases) obligations.
-Then times each report and a page of the case list (newest 50 of a supervisor's cases)
-`--runs` times (p50, p95) — the history reports both computed afresh and as the API serves
-them (kept five minutes per scope: `service.reports.Snapshots`) — and the peak RSS of a
-separate process that does what the API does for `casework report --csv --chart`: every
-report, as JSON and CSV, and the stages chart.
+Fills a fresh record (the schema the migrations make) with synthetic cases (bench/synthetic.py),
+in bulk inserts: 30 managers under 6 supervisors, 3 programs, cases opened over two years, each
+with ~15 events, 2-3 referrals, 2 goals, 3 follow-ups, its stage spells and (open cases)
+obligations. Then times each report and the case list as `casework list` reads it (a
+supervisor's first and second page of 50, soonest due first; a second page newest first)
+`--runs` times (p50, p95) — the history reports both computed afresh and as the API serves them
+(kept five minutes per scope: `service.reports.Snapshots`) — and the peak RSS of a separate
+process that does what the API does for `casework report --csv --chart`: every report, as JSON
+and CSV, and the stages chart.
 """
 
 from __future__ import annotations
@@ -19,237 +20,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.record import with_database
+from bench.synthetic import NOW, fill
 from domain.access import Scope
-from domain.models import Stage, week_of
 from service.reports import Reports, Snapshots
 from store.db import engine, migrate
-from store.tables import (
-    case_events,
-    case_follow_ups,
-    case_goals,
-    case_obligations,
-    case_referrals,
-    case_stage_spells,
-    cases,
-)
-
-NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-YEARS = 2
-PROGRAMS = ("general", "housing", "recovery")
-MANAGERS = [f"cm-{i:02d}" for i in range(30)]
-PROVIDERS = [f"provider-{i}" for i in range(12)]
-SERVICES = ("housing", "medical", "legal_aid", "employment")
-PATH = (Stage.INTAKE, Stage.ASSESSMENT, Stage.PLANNING, Stage.COORDINATION, Stage.MONITORING)
-SEALED = "casework-sealed/1:bench:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-CHUNK = 1000  # cases per bulk insert
-
-
-def synthetic_case(i: int, rng: random.Random) -> dict[str, list[dict[str, Any]]]:
-    """One case's rows in every table the reports read (and those they do not, for realism)."""
-    number = f"B-{i:07d}"
-    manager = MANAGERS[i % len(MANAGERS)]
-    opened = NOW - timedelta(days=rng.uniform(1, 365 * YEARS))
-    # the stages it went through, each stay 1-40 days, until now
-    moves, at = [], opened
-    for stage in PATH[: rng.randint(1, len(PATH))]:
-        if at >= NOW:
-            break
-        moves.append((at, stage))
-        at += timedelta(days=rng.uniform(1, 40))
-    if rng.random() < 0.45 and at < NOW:
-        moves.append((at, Stage.CLOSED))
-    closed_at = moves[-1][0] if moves[-1][1] is Stage.CLOSED else None
-    last_moved = moves[-1][0]
-    events = []
-    for seq in range(1, 16):
-        if seq <= len(moves):
-            at, stage = moves[seq - 1]
-            before = moves[seq - 2][1].value if seq > 1 else None
-        else:  # notes and other work in the last stage
-            at = last_moved + timedelta(hours=rng.uniform(0, 200))
-            before = stage = moves[-1][1]
-            before = before.value
-        events.append(
-            {
-                "case_number": number,
-                "seq": seq,
-                "at": at,
-                "action": "move" if seq <= len(moves) else "add_note",
-                "actor_id": manager,
-                "actor_role": "case_manager",
-                "stage_before": before,
-                "stage_after": stage.value,
-                "change": SEALED,
-                "recorded_at": at,
-            }
-        )
-    stage = moves[-1][1]
-    return {
-        "cases": [
-            {
-                "number": number,
-                "program": PROGRAMS[i % len(PROGRAMS)],
-                "stage": stage.value,
-                "manager": manager,
-                "supervisor": f"sup-{i % len(MANAGERS) // 5}",
-                "risk": rng.choice(("low", "medium", "high")),
-                "opened_at": opened,
-                "closed_at": closed_at,
-                "outcome": "goals_met" if closed_at else None,
-                "last_seq": 15,
-                "state": SEALED,
-                "updated_at": last_moved,
-                "opened_week": week_of(opened),
-                "closed_week": week_of(closed_at) if closed_at else None,
-            }
-        ],
-        "case_events": events,
-        "case_referrals": [referral(number, n, opened, rng) for n in range(rng.randint(2, 3))],
-        "case_goals": [
-            {
-                "case_number": number,
-                "goal_id": f"g{n}",
-                "description": SEALED,
-                "objective": SEALED,
-                "target_date": date(2027, 1, 1),
-                "status": "open",
-            }
-            for n in (1, 2)
-        ],
-        "case_follow_ups": [
-            {
-                "case_number": number,
-                "follow_up_id": f"F{n}",
-                "kind": "home_visit",
-                "due_at": opened + timedelta(days=10 * n),
-                "status": "attended",
-                "done_at": opened + timedelta(days=10 * n),
-            }
-            for n in (1, 2, 3)
-        ],
-        "case_stage_spells": spells(number, moves),
-        "case_obligations": [] if closed_at else obligations(number, manager, last_moved, rng),
-    }
-
-
-def referral(number: str, n: int, opened: datetime, rng: random.Random) -> dict[str, Any]:
-    requested = opened + timedelta(hours=rng.uniform(1, 500))
-    answered = requested + timedelta(hours=rng.uniform(1, 120)) if rng.random() < 0.8 else None
-    return {
-        "case_number": number,
-        "referral_id": f"R{n}",
-        "provider": rng.choice(PROVIDERS),
-        "service": rng.choice(SERVICES),
-        "status": rng.choice(("accepted", "declined", "completed")) if answered else "sent",
-        "requested_at": requested,
-        "answered_at": answered,
-        "updated_at": answered or requested,
-        "hours_to_answer": (answered - requested).total_seconds() / 3600 if answered else None,
-    }
-
-
-def spells(number: str, moves: list[tuple[datetime, Stage]]) -> list[dict[str, Any]]:
-    rows = []
-    for n, (entered, stage) in enumerate(moves):
-        left = moves[n + 1][0] if n + 1 < len(moves) else None
-        rows.append(
-            {
-                "case_number": number,
-                "seq": n + 1,
-                "stage": stage.value,
-                "entered_at": entered,
-                "left_at": left,
-                "entered_epoch": entered.timestamp(),
-                "days": (left - entered).total_seconds() / 86400 if left else None,
-            }
-        )
-    return rows
-
-
-def obligations(number: str, manager: str, since: datetime, rng: random.Random) -> list[dict[str, Any]]:
-    rows = []
-    for n in range(rng.randint(1, 3)):
-        level = rng.choice((None, None, 0, 1))
-        rows.append(
-            {
-                "case_number": number,
-                "obligation_key": f"stage_deadline:work {n}@{since.isoformat()}",
-                "what": f"work {n}",
-                "manager": manager,
-                "due_at": since + timedelta(days=rng.uniform(1, 60)),
-                "level": level,
-                "notified": {None: None, 0: "supervisor", 1: "program_lead"}[level],
-            }
-        )
-    return rows
-
-
-TABLES = {
-    t.name: t
-    for t in (
-        cases,
-        case_events,
-        case_referrals,
-        case_goals,
-        case_follow_ups,
-        case_stage_spells,
-        case_obligations,
-    )
-}
-
-
-def chunks(count: int) -> Iterator[dict[str, list[dict[str, Any]]]]:
-    rng = random.Random(2026)
-    for start in range(0, count, CHUNK):
-        rows: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES}
-        for i in range(start, min(start + CHUNK, count)):
-            for name, part in synthetic_case(i, rng).items():
-                rows[name] += part
-        yield rows
-
-
-async def fill(store: AsyncEngine, count: int) -> float:
-    started = time.perf_counter()
-    for rows in chunks(count):
-        async with store.begin() as conn:
-            for name, table in TABLES.items():
-                if rows[name]:
-                    await conn.execute(insert(table), rows[name])
-    if store.dialect.name == "postgresql":
-        async with store.connect() as conn:
-            await conn.execute(text("ANALYZE"))
-    else:
-        async with store.begin() as conn:
-            await conn.execute(text("ANALYZE"))
-    return time.perf_counter() - started
-
-
-async def list_page(store: AsyncEngine) -> None:
-    """The newest 50 of a supervisor's cases (case numbers sort in opening order)."""
-    async with store.connect() as conn:
-        query = (
-            select(cases.c.number, cases.c.stage, cases.c.manager, cases.c.opened_at)
-            .where(cases.c.supervisor == "sup-2")
-            .order_by(cases.c.number.desc())
-            .limit(50)
-        )
-        (await conn.execute(query)).all()
 
 
 class Served:
@@ -294,22 +81,43 @@ async def measure(url: str, count: int, runs: int) -> dict[str, Any]:
         "referrals, as served": lambda: served.reports().referral_outcomes(),
         "stages, as served": lambda: served.reports().time_in_stage(),
         "chart series, as served": lambda: served.reports().stage_series(),
-        "list page": lambda: list_page(store),
     }
     times = {name: await timed(job, runs) for name, job in jobs.items()}
+    times |= await list_times(store, runs)
     await store.dispose()
     return {"fill_s": filled, "times": times, "report_process": report_process(url)}
 
 
+async def list_times(store: AsyncEngine, runs: int) -> dict[str, tuple[float, float]]:
+    """The list as `casework list` reads it for a supervisor: pages of 50 (the API's default)."""
+    # imported here: it brings the case service (Temporal's SDK), which the report process needs not
+    from service.caselist import CaseFilter, CaseList
+
+    listed = CaseList(store, Scope(supervisor="sup-2"), NOW)
+    due_next = (await listed.page(CaseFilter(), "next_due", 50)).following
+    newest_next = (await listed.page(CaseFilter(), "newest", 50)).following
+    jobs: dict[str, Callable[[], Awaitable[Any]]] = {
+        "list page 1, next due": lambda: listed.page(CaseFilter(), "next_due", 50),
+        "list page 2, next due": lambda: listed.page(CaseFilter(), "next_due", 50, due_next),
+        "list page 2, newest": lambda: listed.page(CaseFilter(), "newest", 50, newest_next),
+    }
+    return {name: await timed(job, runs) for name, job in jobs.items()}
+
+
 def report_process(url: str) -> dict[str, float]:
-    """Peak RSS (MB) and wall time of a fresh process doing `casework report --csv --chart`'s work."""
+    """Peak RSS (MB) and wall time of a fresh process doing `casework report --csv --chart`'s work.
+
+    The child says its own peak (VmHWM): the rusage `wait4` gives counts at least what this
+    process held when it started the child (Linux keeps the parent's peak across exec), and this
+    process grows with the record it filled and what it imported."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "bench.reports", "--report-once", url])
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.reports", "--report-once", url], capture_output=True, text=True
+    )
     if child.returncode:
-        raise RuntimeError(f"the report process failed ({child.returncode})")
-    return {"peak_rss_mb": usage.ru_maxrss / 1024, "wall_s": time.perf_counter() - started}
+        raise RuntimeError(f"the report process failed ({child.returncode}): {child.stderr[-2000:]}")
+    peak_kb = int(child.stdout.split("peak_rss_kb=")[1].split()[0])
+    return {"peak_rss_mb": peak_kb / 1024, "wall_s": time.perf_counter() - started}
 
 
 async def report_once(url: str) -> None:
@@ -322,6 +130,11 @@ async def report_once(url: str) -> None:
         report.csv()
     await reports.stage_chart_png()
     await store.dispose()
+
+
+def own_peak_rss_kb() -> int:
+    """This process's peak RSS since it was started (exec), in KB (Linux)."""
+    return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0])
 
 
 async def main(count: int, databases: list[str], postgres: str, runs: int) -> None:
@@ -352,6 +165,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.report_once:
         asyncio.run(report_once(args.report_once))
+        print(f"peak_rss_kb={own_peak_rss_kb()}")  # read by report_process
     else:
         kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
         asyncio.run(main(args.cases, kinds, args.postgres, args.runs))

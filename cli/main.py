@@ -42,12 +42,12 @@ from domain.errors import Refusal, explain
 from domain.models import Actor, Client, RiskLevel, Stage
 from domain.policy import ProgramError, load_programs
 from domain.views import CaseView, Receipt
+from service.caselist import CaseSummary, Order
 from service.facade import (
     COMMAND_KEY_PATTERN,
     COMMAND_KEY_RULE,
     CaseError,
     CaseOps,
-    CaseSummary,
     new_command_key,
 )
 from service.refusals import EXIT_CODE
@@ -653,18 +653,24 @@ def list_cases(
     program: Annotated[str | None, typer.Option()] = None,
     risk: Annotated[RiskLevel | None, typer.Option()] = None,
     overdue: Annotated[bool | None, typer.Option("--overdue/--not-overdue")] = None,
-    archived: Annotated[bool, typer.Option("--archived", help="include completed workflows")] = False,
+    closed: Annotated[
+        bool, typer.Option("--closed", "--archived", help="include closed cases (erased ones too)")
+    ] = False,
+    sort: Annotated[
+        Order, typer.Option(help="next_due: soonest due first, nothing due last; newest: newest opened first")
+    ] = "next_due",
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 200,
     as_json: JsonOption = False,
 ) -> None:
-    """List the cases you may see (search attributes only: no personal data)."""
+    """List the cases you may see, from the record: open ones, soonest due first (no personal data)."""
     filters = {
         "stage": stage.value if stage else None,
         "manager": manager,
         "program": program,
         "risk": risk.value if risk else None,
         "overdue": None if overdue is None else str(overdue).lower(),
-        "archived": "true" if archived else None,
+        "closed": "true" if closed else None,
+        "sort": sort,
     }
     rows = call_api(lambda api: case_pages(api, limit, **filters))
     if as_json:

@@ -15,7 +15,7 @@ from domain.models import SSM_SCALE, Note, Stage
 from domain.policy import Program, human
 from domain.views import CaseView, Receipt
 from domain.vocabulary import Terms
-from service.facade import CaseSummary
+from service.caselist import CaseSummary
 from service.reports import Report
 
 
@@ -140,7 +140,7 @@ def list_table(rows: Sequence[CaseSummary]) -> Table:
     for r in rows:
         table.add_row(
             r.number,
-            r.stage if r.running else f"{r.stage} ({r.status})",
+            r.stage if r.status != "erased" else f"{r.stage} (erased)",
             r.manager,
             r.program,
             r.risk,

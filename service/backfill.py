@@ -1,7 +1,8 @@
-"""Obligation rows for open cases recorded before the projection existed (migration 0007 could
-not write them: they come from each case's sealed state and its program, which a migration has
-neither of). Until a case's next recording the overdue report would not count it; an operator
-runs `casework backfill-obligations` once after upgrading instead of waiting for that."""
+"""Obligation rows, and the list's next due, for open cases recorded before the projection
+existed (migration 0007 could not write them: they come from each case's sealed state and its
+program, which a migration has neither of). Until a case's next recording the overdue report
+would not count it, nor the list sort it by what it owes; an operator runs `casework
+backfill-obligations` once after upgrading instead of waiting for that."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, Select, exists, select
+from sqlalchemy import Row, Select, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.models import Case
 from domain.policy import Program
+from domain.schedule import standings
 from store.db import writing
 from store.keys import ClientErased, KeyRing, KeyUnavailable, Opener
-from store.projection import write_obligations
+from store.projection import next_due, write_obligations
 from store.tables import case_obligations, cases
 
 BATCH = 500  # cases read per query: memory stays flat however large the record
@@ -80,10 +82,12 @@ async def _backfill_one(
     if program is None:
         done.skip(row.number, f"its program {case.program!r} is not among this installation's")
         return
+    owed = standings(case, program)
     async with writing(record) as conn:
         latest = await conn.execute(select(cases.c.last_seq).where(cases.c.number == row.number))
         if latest.scalar_one() != row.last_seq:  # recorded meanwhile, obligations included
             return
-        owes = await write_obligations(conn, case, program)
+        await write_obligations(conn, case, owed)
+        await conn.execute(update(cases).where(cases.c.number == row.number).values(next_due=next_due(owed)))
     done.projected += 1
-    done.owing += owes > 0
+    done.owing += bool(owed)

@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
     Client,
-    WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -43,13 +41,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from config.codec import key_ring_of
 from config.settings import Settings
 from config.temporal import actor_keys
-from domain.access import Scope, may_open
+from domain.access import may_open
 from domain.case import apply_open, decide, intake_conflict
 from domain.commands import OpenCase, Refer, StaffCommand
 from domain.directory import Directory
 from domain.errors import Refusal, Rejected
 from domain.events import ALL_CHANGES, ErasedChange, Event, Restore
-from domain.models import Actor, Case, Note, Stage, erased_case
+from domain.models import Actor, Case, Note, erased_case
 from domain.policy import Program
 from domain.views import CaseView, Receipt, WorkflowStatus, case_view
 from domain.vocabulary import STOCK
@@ -153,82 +151,18 @@ def new_command_key() -> str:
     return uuid.uuid4().hex
 
 
-class CaseSummary(BaseModel):
-    """One row of `casework list`: search attributes only (no personal data)."""
-
-    number: str
-    stage: str
-    manager: str
-    program: str
-    risk: str
-    next_due: datetime | None
-    overdue: bool
-    running: bool
-    status: WorkflowStatus = "running"
+# The most a page of a case's history holds, whatever the caller asks (the API's own limits).
+MAX_EVENTS_PAGE = 500
+MAX_NOTES_PAGE = 200
+NOTE_READS = 10  # reads of events a page of notes makes at most (see CaseOps.notes)
 
 
-@dataclass
-class ListFilter:
-    stage: Stage | None = None
-    manager: str | None = None
-    program: str | None = None
-    risk: str | None = None
-    overdue: bool | None = None
-    include_archived: bool = False
-    supervisor: str | None = None
-    programs: list[str] | None = None  # any of these (a program lead's scope)
-    next_due_before: datetime | None = None
+@dataclass(frozen=True)
+class Notes:
+    """A page of a case's notes: (seq, note) pairs, newest first."""
 
-    def within(self, scope: Scope) -> None:
-        """Narrow the filter to what `scope` may see (domain/access.py)."""
-        if scope.everything:
-            return
-        self.manager = scope.manager if scope.manager is not None else self.manager
-        self.supervisor = scope.supervisor if scope.supervisor is not None else self.supervisor
-        if scope.programs is not None:
-            self.programs = list(scope.programs)
-
-    def query(self) -> str:
-        clauses = ["WorkflowType = 'CaseWorkflow'"]
-        equal = (
-            (search.CASE_STAGE, self.stage),
-            (search.CASE_MANAGER, self.manager),
-            (search.CASE_PROGRAM, self.program),
-            (search.CASE_RISK, self.risk),
-            (search.CASE_SUPERVISOR, self.supervisor),
-        )
-        for key, value in equal:
-            if value is not None:
-                clauses.append(f"{key.name} = '{_quote(str(value))}'")
-        if self.programs is not None:
-            listed = ", ".join(f"'{_quote(p)}'" for p in self.programs) or "''"
-            clauses.append(f"{search.CASE_PROGRAM.name} IN ({listed})")
-        if self.overdue is not None:
-            clauses.append(f"{search.CASE_OVERDUE.name} = {str(self.overdue).lower()}")
-        if self.next_due_before is not None:
-            clauses.append(f"{search.CASE_NEXT_DUE.name} < '{self.next_due_before.isoformat()}'")
-        if not self.include_archived:
-            clauses.append("ExecutionStatus = 'Running'")
-        return " AND ".join(clauses)
-
-
-def summary(wf: WorkflowExecution) -> CaseSummary:
-    sa = wf.typed_search_attributes
-    return CaseSummary(
-        number=wf.id.removeprefix("case-"),
-        stage=sa.get(search.CASE_STAGE) or "?",
-        manager=sa.get(search.CASE_MANAGER) or "?",
-        program=sa.get(search.CASE_PROGRAM) or "?",
-        risk=sa.get(search.CASE_RISK) or "?",
-        next_due=sa.get(search.CASE_NEXT_DUE),
-        overdue=bool(sa.get(search.CASE_OVERDUE)),
-        running=wf.status == WorkflowExecutionStatus.RUNNING,
-        status=STATUS_NAMES.get(wf.status, "running") if wf.status else "running",
-    )
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+    found: list[tuple[int, Note]]
+    next_before: int | None  # pass as `before` for older notes; None: there are none
 
 
 def intake_case_number(intake_reference: str) -> str:
@@ -371,7 +305,10 @@ class CaseOps:
         the case, None if neither knows it; "erased" once the client's data was erased."""
         if await self._erased(number):
             return "erased"
-        status = await workflow_status(self.client, search.workflow_id(number))
+        try:
+            status = await workflow_status(self.client, search.workflow_id(number))
+        except RuntimeError as exc:  # a client that cannot (re)connect
+            raise CaseError(Refusal.UNAVAILABLE, f"Temporal cannot be reached ({exc})") from None
         if status is None:
             return "lost" if await self.recorded_case(number) is not None else None
         return STATUS_NAMES.get(status, "running")
@@ -452,24 +389,30 @@ class CaseOps:
         return view.model_copy(update={"status": "archived"})
 
     async def events(self, number: str, after: int = 0, limit: int = 100) -> list[Event]:
-        """A page of the case's events from the SQL record, oldest first, with seq > `after`."""
+        """A page of the case's events from the SQL record, oldest first, with seq > `after`
+        (at most MAX_EVENTS_PAGE: the primary key's order, read from `after` on)."""
         async with self.record_engine().connect() as conn:
             rows = await conn.execute(
                 select(*EVENT_COLUMNS)
                 .where(case_events.c.case_number == number, case_events.c.seq > after)
                 .order_by(case_events.c.seq)
-                .limit(limit)
+                .limit(max(1, min(limit, MAX_EVENTS_PAGE)))
             )
         opener = await self._keys().opener(number)
         return [event_from_row(r._mapping, opener) for r in rows]
 
-    async def notes(self, number: str, before: int | None = None, limit: int = 20) -> list[tuple[int, Note]]:
+    async def notes(self, number: str, before: int | None = None, limit: int = 20) -> Notes:
         """The case's notes (what people wrote with its events), newest first, from events with
-        seq < `before`: (seq, note) pairs, so the next page starts before the last seq."""
+        seq < `before`: (seq, note) pairs (at most MAX_NOTES_PAGE), and where the next page starts.
+
+        An event that may carry words can carry none (an accept without a note), so the page reads
+        on, `limit` events at a time along the primary key, until it has its notes; but at most
+        NOTE_READS times, then it ends short, with `next_before` where it stopped."""
+        limit = max(1, min(limit, MAX_NOTES_PAGE))
         found: list[tuple[int, Note]] = []
         opener = await self._keys().opener(number)
         async with self.record_engine().connect() as conn:
-            while len(found) < limit:
+            for _ in range(NOTE_READS):
                 query = select(*EVENT_COLUMNS).where(
                     case_events.c.case_number == number, case_events.c.action.in_(NOTED)
                 )
@@ -477,13 +420,14 @@ class CaseOps:
                     query = query.where(case_events.c.seq < before)
                 rows = list(await conn.execute(query.order_by(case_events.c.seq.desc()).limit(limit)))
                 for row in rows:
-                    note = event_from_row(row._mapping, opener).note()
-                    if note is not None and len(found) < limit:
+                    if (note := event_from_row(row._mapping, opener).note()) is not None:
                         found.append((row.seq, note))
+                        if len(found) == limit:
+                            return Notes(found, next_before=row.seq)
                 if len(rows) < limit:
-                    break
+                    return Notes(found, next_before=None)
                 before = rows[-1].seq
-        return found
+        return Notes(found, next_before=before)
 
     async def restore(self, number: str, actor: Actor, reason: str) -> CaseView:
         """Start a lost case's workflow again from the SQL record: same number, stage, deadlines
@@ -526,30 +470,6 @@ class CaseOps:
         if self.record is None:
             raise CaseError(Refusal.UNAVAILABLE, "no record store is configured (CASEWORK_DATABASE_URL)")
         return self.record
-
-    async def list_cases(self, filt: ListFilter, limit: int = 200) -> list[CaseSummary]:
-        return [summary(wf) async for wf in self.client.list_workflows(filt.query(), limit=limit)]
-
-    async def list_page(
-        self, filt: ListFilter, page_size: int, token: bytes | None
-    ) -> tuple[list[CaseSummary], bytes | None]:
-        """One page of cases and the token for the next (None at the end)."""
-        pages = self.client.list_workflows(
-            filt.query(), page_size=page_size, next_page_token=token, rpc_timeout=self.command_timeout
-        )
-        try:
-            await pages.fetch_next_page(page_size=page_size)
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.INVALID_ARGUMENT:
-                raise CaseError(Refusal.BAD_REQUEST, f"cannot list cases: {exc.message}") from None
-            raise CaseError(
-                Refusal.UNAVAILABLE, f"cannot list cases: Temporal did not answer ({exc.message})"
-            ) from None
-        except RuntimeError as exc:  # a client that cannot (re)connect
-            raise CaseError(
-                Refusal.UNAVAILABLE, f"cannot list cases: Temporal cannot be reached ({exc})"
-            ) from None
-        return [summary(wf) for wf in pages.current_page or []], pages.next_page_token or None
 
     @staticmethod
     def _attributes(case: Case) -> TypedSearchAttributes:

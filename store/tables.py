@@ -39,13 +39,25 @@ cases = Table(
     # ISO weeks ("2026-W02") of opening and closing, for the weekly report (SQLite has no ISO week)
     Column("opened_week", String(8)),
     Column("closed_week", String(8)),
-    Index("ix_cases_stage", "stage"),
-    Index("ix_cases_manager", "manager"),
+    # The soonest due time of what the open case owes (the least `case_obligations.due_at`, written
+    # with them), None when nothing is due: the case list's sort key (service/caselist.py).
+    Column("next_due", DateTime(timezone=True)),
     Index("ix_cases_program_stage", "program", "stage"),
     Index("ix_cases_stage_manager", "stage", "manager"),
-    Index("ix_cases_supervisor", "supervisor"),
     Index("ix_cases_opened_week", "opened_week"),
     Index("ix_cases_closed_week", "closed_week"),
+    # The case list pages along these, in its two orders (soonest due, newest opened), for each
+    # way a caller's scope narrows it (manager, supervisor, program) and for those who see
+    # everything, and for the stage filter. Each ends in the number: a page's last key is unique.
+    Index("ix_cases_next_due", "next_due", "number"),
+    Index("ix_cases_manager_next_due", "manager", "next_due", "number"),
+    Index("ix_cases_supervisor_next_due", "supervisor", "next_due", "number"),
+    Index("ix_cases_program_next_due", "program", "next_due", "number"),
+    Index("ix_cases_stage_next_due", "stage", "next_due", "number"),
+    Index("ix_cases_opened", "opened_at", "number"),
+    Index("ix_cases_manager_opened", "manager", "opened_at", "number"),
+    Index("ix_cases_supervisor_opened", "supervisor", "opened_at", "number"),
+    Index("ix_cases_program_opened", "program", "opened_at", "number"),
 )
 
 case_events = Table(

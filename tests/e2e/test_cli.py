@@ -7,6 +7,7 @@ import email.policy
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -21,6 +22,15 @@ def ok(*args: str, env: dict[str, str]) -> str:
     done = casework(*args, env=env)
     assert done.returncode == 0, f"casework {' '.join(args)} failed ({done.returncode}): {done.stderr}"
     return done.stdout
+
+
+def listed_when(ready: Callable[[str], bool], *args: str, env: dict[str, str], within: float = 15) -> str:
+    """The output of `casework ARGS` once it is `ready`: lists read the record, which a case's
+    workflow writes a moment after each step."""
+    deadline = time.monotonic() + within
+    while not ready(out := ok(*args, env=env)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return out
 
 
 def refused(*args: str, env: dict[str, str], code: int | None = None) -> str:
@@ -136,8 +146,8 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
     ]
     assert all(e["change"]["actor"]["id"] in {"alice", "sam", "casework"} for e in history)
 
-    listed = ok("list", "--stage", "monitoring", env=alice)
-    assert number in listed  # the dev server's visibility is immediate for one case
+    listed = listed_when(lambda out: number in out, "list", "--stage", "monitoring", env=alice)
+    assert number in listed
 
     # the referral reached the provider's inbox (the dev stack's mail sink), without the name in the subject
     request = wait_for_mail(Path(stack["MAIL"]), f"Referral request {number}/")
@@ -251,7 +261,11 @@ def test_demo_cases_feed_the_list_and_the_report(stack: dict[str, str], tmp_path
     done = ok("demo", "--cases", "5", "--seed", "3", env=stack)  # an operator's command: no sign-in
     stack = stack | {"CASEWORK_API_KEY": "dev-sam"}  # the demo cases' supervisor
     assert "opened 5 demo cases" in done
-    listed = json.loads(ok("list", "--json", env=stack))
+
+    def refuge_in_monitoring(out: str) -> bool:
+        return any(r["program"] == "refuge" and r["stage"] == "monitoring" for r in json.loads(out))
+
+    listed = json.loads(listed_when(refuge_in_monitoring, "list", "--json", env=stack))
     assert len(listed) >= 5
     refuge = next(r for r in listed if r["program"] == "refuge" and r["stage"] == "monitoring")
     shown = ok("show", refuge["number"], env=stack)

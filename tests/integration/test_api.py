@@ -201,13 +201,13 @@ async def test_lists_are_scoped_filtered_and_paged(api: Api) -> None:
             if not token:
                 return seen
 
-    for _ in range(50):  # visibility is eventually consistent
+    for _ in range(50):  # the record follows each case a moment later
         if set(numbers) <= set(await listed("alice", page_size=2)):
             break
         await asyncio.sleep(0.2)
     alices = await listed("alice", page_size=2)
     assert set(numbers) <= set(alices) and len(alices) == len(set(alices))
-    for _ in range(50):  # the accept's new stage reaches visibility a moment later
+    for _ in range(50):  # the accept's new stage reaches the record a moment later
         in_assessment = await listed("alice", stage="assessment")
         if numbers[0] in in_assessment:
             break
@@ -280,9 +280,11 @@ async def test_the_api_says_503_when_temporal_is_down_and_documents_itself_offli
     ops = CaseOps(down, PROGRAMS, "nowhere")
     app = create_app(ops, DIRECTORY, KEYS, None)
     async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+        shown = await http.get("/cases/X-1", headers={"Authorization": "Bearer key-sam"})
+        assert "Temporal cannot be reached" in problem_of(shown, 503)
+        assert shown.headers["content-type"] == "application/problem+json"
         listed = await http.get("/cases", headers={"Authorization": "Bearer key-sam"})
-        assert "Temporal cannot be reached" in problem_of(listed, 503)
-        assert listed.headers["content-type"] == "application/problem+json"
+        assert "no record store" in problem_of(listed, 503)  # lists read the record, not Temporal
 
         schema = (await http.get("/openapi.json")).json()
         assert schema["components"]["securitySchemes"]["apiKey"] == {

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def eventually(check, within: float = 15.0):  # type: ignore[no-untyped-def]
-    """Visibility is eventually consistent: ask again until the answer comes."""
+    """Visibility and the record follow a case a moment later: ask again until the answer comes."""
     async with asyncio.timeout(within):
         while not (result := await check()):
             await asyncio.sleep(0.2)
@@ -151,7 +151,7 @@ async def test_a_long_case_continues_as_new_and_keeps_everything(
         await eventually(lambda: _all_recorded(ops, number))
         rows = await recorded_events(record_store, number)
         assert [r["seq"] for r in rows] == [e.seq for e in history]
-        notes = [n.text for _, n in await ops.notes(number, limit=100)]
+        notes = [n.text for _, n in (await ops.notes(number, limit=100)).found]
         assert len(notes) == SUGGEST_CONTINUE_AS_NEW_AT // 3 + 1 and notes[0] == "after continue-as-new"
 
 

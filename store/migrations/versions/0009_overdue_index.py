@@ -3,14 +3,14 @@ so the database counts each (manager, level, notified) group's overdue items fro
 alone, without sorting. On SQLite at 100,000 cases: 8 ms, against 150 ms through the
 `due_at` index (every overdue row fetched, then grouped in a temporary tree).
 
-Revision ID: 0008_overdue_index
-Revises: 0007_report_projection
+Revision ID: 0009_overdue_index
+Revises: 0008_case_list
 """
 
 from alembic import op
 
-revision = "0008_overdue_index"
-down_revision = "0007_report_projection"
+revision = "0009_overdue_index"
+down_revision = "0008_case_list"
 branch_labels = None
 depends_on = None
 
