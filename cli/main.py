@@ -153,14 +153,27 @@ def load_json(path: Path) -> Any:
 
 @app.command()
 def dev(
-    port: Annotated[int, typer.Option(help="Temporal frontend port")] = 7233,
-    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port")] = 8233,
+    port: Annotated[
+        int | None, typer.Option(help="Temporal frontend port [CASEWORK_TEMPORAL_ADDRESS's: 7233]")
+    ] = None,
+    ui_port: Annotated[int | None, typer.Option(help="Temporal Web UI port [CASEWORK_UI_PORT: 8233]")] = None,
 ) -> None:
     """Start a local Temporal dev server (data under ./var), the worker, the API and a mail sink."""
     from devstack.run import run_dev
 
-    settings = Settings(temporal_address=f"127.0.0.1:{port}", ui_port=ui_port)
-    asyncio.run(run_dev(settings, announce=out.print))
+    asyncio.run(run_dev(dev_settings(port, ui_port), announce=out.print))
+
+
+def dev_settings(port: int | None, ui_port: int | None) -> Settings:
+    """The settings `casework dev` runs with: the environment's, the options given over them.
+    (The options' own defaults once replaced CASEWORK_TEMPORAL_ADDRESS and CASEWORK_UI_PORT.)"""
+    given: dict[str, Any] = {}
+    if port is not None:
+        host = Settings().temporal_address.rpartition(":")[0] or "127.0.0.1"
+        given["temporal_address"] = f"{host}:{port}"
+    if ui_port is not None:
+        given["ui_port"] = ui_port
+    return Settings(**given)
 
 
 @app.command()

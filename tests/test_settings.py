@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
+from cli.main import dev_settings
 from config.settings import Settings
 from config.temporal import payload_key
 from devstack.run import ensure_payload_key
@@ -47,3 +49,18 @@ def test_casework_dev_never_replaces_a_payload_key(tmp_path: Path) -> None:
     assert (tmp_path / "payload.key").read_text() == "kept"
     given = Settings(var_dir=tmp_path / "other", payload_key=SecretStr(base64.b64encode(bytes(32)).decode()))
     assert not ensure_payload_key(given) and not (tmp_path / "other").exists()  # given: none made
+
+
+def test_casework_dev_runs_where_the_environment_says_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CASEWORK_TEMPORAL_ADDRESS and CASEWORK_UI_PORT hold for `casework dev` (its options once
+    replaced them with 7233 and 8233 whatever the environment said); an option given wins."""
+    monkeypatch.setenv("CASEWORK_TEMPORAL_ADDRESS", "127.0.0.1:17233")
+    monkeypatch.setenv("CASEWORK_UI_PORT", "18233")
+    chosen = dev_settings(None, None)
+    assert (chosen.temporal_address, chosen.ui_port) == ("127.0.0.1:17233", 18233)
+    assert "http://127.0.0.1:18233" in chosen.ui_origins
+    told = dev_settings(27233, 28233)
+    assert (told.temporal_address, told.ui_port) == ("127.0.0.1:27233", 28233)
+    assert "http://127.0.0.1:28233" in told.ui_origins

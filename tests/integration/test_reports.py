@@ -28,7 +28,7 @@ from service.backfill import backfill_obligations
 from service.reports import Reports, Snapshots, percentile, stage_chart, week_ends, week_of
 from store.db import MIGRATIONS, engine, migrate
 from store.keys import KeyRing
-from store.tables import case_obligations
+from store.tables import case_obligations, cases
 from tests.conftest import PG_URL, fresh_postgres_database
 from tests.keys import MASTER_TEXT, key_ring
 from tests.processes import casework, environment
@@ -266,5 +266,7 @@ async def test_casework_backfill_obligations_opens_sealed_cases_and_names_those_
     )
     async with store.connect() as conn:
         owing = set((await conn.execute(select(case_obligations.c.case_number))).scalars())
+        due = dict((await conn.execute(select(cases.c.number, cases.c.next_due))).all())
     assert owing == {s.case.number for s in stories[:3]}
+    assert all(due[s.case.number] is not None for s in stories[:3])  # the list sorts them by it again
     await store.dispose()
