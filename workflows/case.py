@@ -353,6 +353,9 @@ class CaseWorkflow:
         # over: the next run records and delivers them (both are idempotent by key).
         # A run must not end in the workflow task that completed an update: the time-skipping
         # server refuses that ("invalid history builder state"). Let one quiet task pass.
+        # (That message is that server's refusal of a CancelTimer for a timer that fired while the
+        # task was with the worker, docs/architecture.md, "Lessons paid for in this suite": this
+        # wait may have answered that race. It stays until a run without it is shown safe.)
         while self.bounded and self.last_update_at_length == workflow.info().get_current_history_length():
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: False, timeout=QUIET_TASK)

@@ -9,17 +9,14 @@ input stays small, and the SQL record has every event and note in order.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.api.common.v1 import Payloads, WorkflowExecution
+from temporalio.api.common.v1 import Payloads
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
@@ -29,6 +26,7 @@ from domain.views import Receipt
 from service.facade import CaseError
 from tests.conftest import TrackingOps, case_worker, recorded, recorded_events
 from tests.scenario import ALICE, PLAN_REVISION, TO_MONITORING, opening, quiet_referral
+from tests.timeskip import settled, skip
 from workflows.case import CaseResult
 from workflows.search import workflow_id
 
@@ -45,11 +43,14 @@ class Quietly:
     The time-skipping server breaks when an update or a query arrives while the run it
     targets is continuing as new (the real server makes the worker retry the task; the
     concurrent writers in tests/integration/test_long_lived.py show it on the dev server).
-    So here nothing is sent until the case's workflow has no task or activity under way:
-    Temporal's own description of the workflow says so, without asking the worker."""
+    So here nothing is sent until the case's workflow has no activity under way: Temporal's own
+    description of the workflow says so, without asking the worker (it shows no workflow task on
+    this server; a command meeting one waits for the next, as commands do). And time passes only
+    through `skip`, which leaves no timer of the case about to fire: that server strands a run
+    whose task cancels a timer that fired meanwhile (tests/timeskip.py)."""
 
     def __init__(self, env: WorkflowEnvironment, ops: TrackingOps, number: str) -> None:
-        self.ops, self.number, self.client = ops, number, env.client
+        self.env, self.ops, self.number = env, ops, number
 
     async def act(self, command: c.StaffCommand) -> Receipt:
         """Send the command; if it met the end of a run anyway (the server answers "not found"
@@ -71,17 +72,13 @@ class Quietly:
 
     async def idle(self) -> str:
         """Wait until the case's current run has nothing under way; its run id."""
-        execution = WorkflowExecution(workflow_id=workflow_id(self.number))
-        request = DescribeWorkflowExecutionRequest(namespace=self.client.namespace, execution=execution)
-        while True:  # the raw description: this server's unset datetime attributes do not decode
-            try:
-                described = await self.client.workflow_service.describe_workflow_execution(request)
-            except RPCError:  # between two runs of the case
-                await asyncio.sleep(0.01)
-                continue
-            if not described.pending_activities and not described.HasField("pending_workflow_task"):
-                return described.workflow_execution_info.execution.run_id
-            await asyncio.sleep(0.01)
+        return await settled(self.env.client, workflow_id(self.number))
+
+    async def skip(self, duration: timedelta) -> str:
+        """Let `duration` pass, and on past any timer of the case about to fire (a command's task
+        must not cancel a timer that fires meanwhile: tests/timeskip.py); its current run id."""
+        await skip(self.env, workflow_id(self.number), duration)
+        return await self.idle()
 
 
 def note(week: int, day: int) -> c.AddNote:
@@ -163,8 +160,7 @@ async def test_a_five_year_case_keeps_its_history_and_state_bounded(
         largest_view = 0
         for week in range(YEARS * WEEKS_A_YEAR):
             await a_week(case, week, counts)
-            await time_env.sleep(WEEK)
-            run_id = await case.idle()
+            run_id = await case.skip(WEEK)
             if run_id not in runs:
                 runs.append(run_id)
             if week % 13 == 0:
