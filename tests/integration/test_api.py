@@ -126,8 +126,11 @@ async def test_a_case_through_the_api(api: Api, record_store: AsyncEngine) -> No
 
     shown = await api.call("alice", "GET", f"/cases/{number}")
     assert shown.status_code == 200 and shown.json()["case"]["client"]["family_name"] == "Nasser"
-    events = await api.call("sam", "GET", f"/cases/{number}/events")
-    page = events.json()
+    # the events come from the record, which the workflow's recording brings up to date a moment
+    # after each command (on a loaded machine, seconds)
+    async with asyncio.timeout(30):
+        while len((page := (await api.call("sam", "GET", f"/cases/{number}/events")).json())["items"]) < 5:
+            await asyncio.sleep(0.05)
     assert [e["change"]["action"] for e in page["items"]][:3] == ["open", "accept", "complete_assessment"]
     assert all(e["change"]["actor"]["id"] in {"alice", "sam", "casework"} for e in page["items"])
     assert page["next_after"] is None  # one page holds them all
@@ -139,8 +142,10 @@ async def test_a_case_through_the_api(api: Api, record_store: AsyncEngine) -> No
                 .order_by(record_access.c.id)
             )
         ).all()
-    # the retried open showed alice her case (a read); then her GET; then sam's events
-    assert [tuple(r) for r in reads] == [("alice", "view"), ("alice", "view"), ("sam", "events")]
+    # the retried open showed alice her case (a read); then her GET; then sam's events, a read
+    # each time he asked for them
+    assert [tuple(r) for r in reads][:2] == [("alice", "view"), ("alice", "view")]
+    assert [tuple(r) for r in reads[2:]] == [("sam", "events")] * len(reads[2:]) and reads[2:]
 
 
 async def test_every_error_has_its_status_and_the_domains_words(api: Api) -> None:
