@@ -81,6 +81,7 @@ async def measure(url: str, count: int, runs: int) -> dict[str, Any]:
         "referrals, as served": lambda: served.reports().referral_outcomes(),
         "stages, as served": lambda: served.reports().time_in_stage(),
         "chart series, as served": lambda: served.reports().stage_series(),
+        "weekly, as served": lambda: served.reports().opened_closed_per_week(),
     }
     times = {name: await timed(job, runs) for name, job in jobs.items()}
     times |= await list_times(store, runs)

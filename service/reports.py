@@ -8,11 +8,12 @@ query returns a row per case, so a report costs the same memory at 100 cases and
 `within`). What comes back is a Report (columns + rows) that prints as a rich table, exports
 as CSV, or serves as JSON; rounding is done here, in Python, so both databases round alike.
 
-Reports over the caseload as it is now (caseload, overdue, weekly) are computed on every request.
+Reports over the caseload as it is now (caseload, overdue) are computed on every request.
 Reports over a caseload's whole history (referral outcomes and days in stage: percentiles over
-every referral and stage spell ever recorded; the weekly stage chart) sort or read all of them,
-seconds at 100,000 cases, and move by a handful of cases a minute: `Snapshots` keeps each
-scope's for five minutes, and every report says when it was computed (`as_of`).
+every referral and stage spell ever recorded; cases opened and closed in every week; the weekly
+stage chart) read all of them, up to seconds at 100,000 cases, and move by a handful of cases a
+minute: `Snapshots` keeps each scope's for five minutes, and every report says when it was
+computed (`as_of`).
 """
 
 from __future__ import annotations
@@ -282,6 +283,10 @@ class Reports:
         return Report("Days in each stage", ("stage", "spells", "median_days", "p90_days"), rows, self.now)
 
     async def opened_closed_per_week(self) -> Report:
+        """Every ISO week the record has: a history report, kept per scope like the others."""
+        return await self._history("weekly", self._opened_closed_per_week)
+
+    async def _opened_closed_per_week(self) -> Report:
         opened = (
             select(cases.c.opened_week, func.count()).where(within(self.scope)).group_by(cases.c.opened_week)
         )

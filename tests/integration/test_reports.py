@@ -169,7 +169,7 @@ async def test_history_reports_are_kept_five_minutes_and_say_when_they_were_comp
     empty_store: AsyncEngine,
 ) -> None:
     """A referral declined meanwhile shows in the referral outcomes once the kept figures are five
-    minutes old; the caseload, about today, is never kept."""
+    minutes old; the caseload, about today, is never kept; the weekly counts, over every week, are."""
     snapshots = Snapshots(timedelta(minutes=5))
     story = Story("general").to(Stage.MONITORING)
     recorder = CaseRecorder(empty_store, programs=PROGRAMS)
@@ -180,7 +180,8 @@ async def test_history_reports_are_kept_five_minutes_and_say_when_they_were_comp
         return Reports(empty_store, scope, then + at, kept)
 
     first = await reports(timedelta(0)).referral_outcomes()
-    assert first.as_of == then
+    weekly = await reports(timedelta(0)).opened_closed_per_week()
+    assert first.as_of == then == weekly.as_of
     recorded = len(story.events)
     referral = story.do(quiet_referral())
     answer = c.AnswerReferral(actor=SHELTER, referral_id=f"R{referral.seq}", answer="declined", reason="full")
@@ -197,7 +198,8 @@ async def test_history_reports_are_kept_five_minutes_and_say_when_they_were_comp
     assert later.rows == fresh.rows and later.as_of == then + six
     mine = await reports(four, Scope(manager=story.case.manager)).referral_outcomes()
     assert mine.rows == fresh.rows and mine.as_of == then + four  # another scope: its own figures
-    assert (await reports(four).caseload()).as_of == then + four
+    assert (await reports(four).caseload()).as_of == then + four  # about today: never kept
+    assert await reports(four).opened_closed_per_week() == weekly  # every week ever: kept
     assert (await reports(four).stage_series())[1][-1] == then + four
 
 
