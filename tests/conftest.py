@@ -163,6 +163,23 @@ async def database_url(
             yield url
 
 
+@pytest_asyncio.fixture(loop_scope="session", params=["sqlite", *(["postgresql"] if PG_URL else [])])
+async def empty_record(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An empty record of the test's own, on each database: what it holds is all the test recorded."""
+    if request.param == "sqlite":
+        eng = engine(f"sqlite+aiosqlite:///{tmp_path / 'record.db'}")
+        await migrate(eng)
+        yield eng
+        await eng.dispose()
+    else:
+        assert PG_URL is not None
+        async with fresh_postgres_database(PG_URL) as url:
+            eng = engine(url)
+            await migrate(eng)
+            yield eng
+            await eng.dispose()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def record_store(database_url: str) -> AsyncIterator[AsyncEngine]:
     eng = engine(database_url)

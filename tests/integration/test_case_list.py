@@ -12,13 +12,11 @@ import asyncio
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import select
@@ -36,9 +34,8 @@ from domain.models import Actor, RiskLevel, Role, Stage
 from domain.schedule import next_deadline
 from service.caselist import CaseFilter, CaseList, Order, Position
 from service.facade import CaseError, CaseOps
-from store.db import MIGRATIONS, engine, migrate
+from store.db import MIGRATIONS
 from store.tables import cases
-from tests.conftest import PG_URL, fresh_postgres_database
 from tests.integration.test_callback import DIRECTORY, serving
 from tests.processes import casework, environment, free_port
 from tests.scenario import ALICE, BOB, LEAD, PROGRAMS, SAM, T0, Story, assessment, opening
@@ -50,21 +47,10 @@ NOW = T0 + timedelta(days=30)  # when the lists are asked for: some cases overdu
 SECRET = b"the API's page token secret, for this test"
 
 
-@pytest_asyncio.fixture(loop_scope="session", params=["sqlite", *(["postgresql"] if PG_URL else [])])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    """An empty record of the test's own: what a list holds is all the test recorded."""
-    if request.param == "sqlite":
-        eng = engine(f"sqlite+aiosqlite:///{tmp_path / 'list.db'}")
-        await migrate(eng)
-        yield eng
-        await eng.dispose()
-    else:
-        assert PG_URL is not None
-        async with fresh_postgres_database(PG_URL) as url:
-            eng = engine(url)
-            await migrate(eng)
-            yield eng
-            await eng.dispose()
+@pytest.fixture
+def store(empty_record: AsyncEngine) -> AsyncEngine:
+    """An empty record of the test's own (tests/conftest.py `empty_record`)."""
+    return empty_record
 
 
 class ListedCase(Story):

@@ -7,12 +7,10 @@ import itertools
 import random
 import statistics
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import delete, select
@@ -29,7 +27,6 @@ from service.reports import Reports, Snapshots, percentile, stage_chart, week_en
 from store.db import MIGRATIONS, engine, migrate
 from store.keys import KeyRing
 from store.tables import case_obligations, cases
-from tests.conftest import PG_URL, fresh_postgres_database
 from tests.keys import MASTER_TEXT, key_ring
 from tests.processes import casework, environment
 from tests.scenario import HAPPY_PATH, PROGRAMS, SAM, T0, Story, quiet_referral
@@ -38,20 +35,10 @@ SHELTER = Actor(id="shelter-north", role=Role.PROVIDER)
 EVERYTHING = Scope(everything=True)
 
 
-@pytest_asyncio.fixture(loop_scope="session", params=["sqlite", *(["postgresql"] if PG_URL else [])])
-async def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        eng = engine(f"sqlite+aiosqlite:///{tmp_path / 'reports.db'}")
-        await migrate(eng)
-        yield eng
-        await eng.dispose()
-    else:
-        assert PG_URL is not None
-        async with fresh_postgres_database(PG_URL) as url:
-            eng = engine(url)
-            await migrate(eng)
-            yield eng
-            await eng.dispose()
+@pytest.fixture
+def empty_store(empty_record: AsyncEngine) -> AsyncEngine:
+    """An empty record of the test's own (tests/conftest.py `empty_record`)."""
+    return empty_record
 
 
 def generated_cases(seed: int = 7, count: int = 14) -> list[Story]:
