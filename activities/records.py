@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
@@ -23,19 +23,14 @@ from activities.contracts import MessageRef, RecordBatch, RecordResult
 from activities.failpoints import failpoint
 from activities.messages import calendar_cancellation, invitation_keys, messages_for, shown_recipient
 from domain.events import Event
-from domain.models import Case, week_of
+from domain.models import Case
 from domain.policy import Program
-from domain.schedule import standings
-from store.db import insert_ignoring_duplicates, upsert, writing
+from store.db import insert_ignoring_duplicates, writing
 from store.keys import KeyRing, Opener, Sealer, opened_message, sealed_message
-from store.projection import next_due, write_obligations
+from store.projection import Projector
 from store.tables import (
     case_events,
-    case_follow_ups,
-    case_goals,
-    case_referrals,
     case_stage_spells,
-    cases,
     outbox,
 )
 
@@ -72,6 +67,7 @@ class CaseRecorder:
         self.engine, self.callback_url, self.links = engine, callback_url, links
         self.keys = keys if keys is not None else KeyRing(engine, None)
         self.programs = programs or {}
+        self.projector = Projector()
 
     @activity.defn(name="record_case_events")
     async def record(self, batch: RecordBatch) -> RecordResult:
@@ -97,9 +93,13 @@ class CaseRecorder:
             messages += cancels
             if any(_moves(e) for e in batch.events):
                 await _project_spells(conn, case.number)
+            written = None
             if batch.events and batch.events[-1].seq == batch.case_seq:  # the batch reaches the case
                 program = batch.program or self.programs.get(case.program)
-                await self._project(conn, case, batch.case_seq, now, sealer, program)
+                if program is None:  # the overdue report cannot judge this case (its rows are not written)
+                    log.warning("no program to judge the case's deadlines by", case=case.number)
+                written = await self.projector.write(conn, case, batch.case_seq, now, sealer, program)
+        self.projector.remember(case.number, written)  # committed: the next recording writes what changes
         failpoint("record-committed")  # crash tests: committed, but Temporal never hears of it
         log.info(
             "recorded case events",
@@ -119,57 +119,6 @@ class CaseRecorder:
                 for m in messages
             ],
         )
-
-    @staticmethod
-    async def _project(
-        conn: Any, case: Case, seq: int, now: datetime, sealer: Sealer, program: Program | None
-    ) -> None:
-        row = {
-            "program": case.program,
-            "stage": case.stage.value,
-            "manager": case.manager,
-            "supervisor": case.supervisor,
-            "risk": case.risk.value,
-            "opened_at": case.opened_at,
-            "closed_at": case.closed_at,
-            "outcome": case.outcome.value if case.outcome else None,
-            "last_seq": seq,
-            "state": sealer.value(case.model_dump(mode="json"), "cases.state"),
-            "updated_at": now,
-            "opened_week": week_of(case.opened_at),
-            "closed_week": week_of(case.closed_at) if case.closed_at else None,
-        }
-        owed = standings(case, program) if program is not None else None
-        if owed is not None:  # the list's sort key, from the same standings as the obligation rows
-            row["next_due"] = next_due(owed)
-        inserted = await insert_ignoring_duplicates(conn, cases, [row | {"number": case.number}], ["number"])
-        if not inserted:  # only move forward: an older retried batch must not overwrite a newer state
-            result = await conn.execute(
-                update(cases).where(cases.c.number == case.number, cases.c.last_seq < seq).values(**row)
-            )
-            if not result.rowcount:
-                return
-        await _project_parts(conn, case, now, sealer)
-        if owed is not None:
-            await write_obligations(conn, case, owed)
-        else:  # an unknown program: the overdue report cannot judge this case (see the log)
-            log.warning("no program to judge the case's deadlines by", case=case.number, program=case.program)
-
-
-async def _status_since(conn: Any, case: Case, now: datetime) -> dict[str, datetime]:
-    """referral id -> when the record first saw it in its current status (now, if it just changed)."""
-    known = await conn.execute(
-        select(case_referrals.c.referral_id, case_referrals.c.status, case_referrals.c.updated_at).where(
-            case_referrals.c.case_number == case.number
-        )
-    )
-    before = {row.referral_id: row for row in known}
-    since: dict[str, datetime] = {}
-    for r in case.referrals:
-        old = before.get(r.id)
-        unchanged = old is not None and old.status == r.status.value and old.updated_at is not None
-        since[r.id] = old.updated_at if old is not None and unchanged else now
-    return since
 
 
 async def _calendar_cancellations(
@@ -193,57 +142,6 @@ async def _calendar_cancellations(
             for invitation in sent
         ]
     return rows
-
-
-async def _project_parts(conn: Any, case: Case, now: datetime, sealer: Sealer) -> None:
-    """Write the case's referral, goal and follow-up rows (same transaction as the case row).
-
-    Referrals and follow-ups are upserted, never deleted: the live case forgets finished ones
-    (domain/bounds.py) but the record keeps every one. Goals are the current plan's."""
-    await conn.execute(delete(case_goals).where(case_goals.c.case_number == case.number))
-    since = await _status_since(conn, case, now)
-    referrals = [
-        {
-            "case_number": case.number,
-            "referral_id": r.id,
-            "provider": r.provider,
-            "service": r.service,
-            "status": r.status.value,
-            "requested_at": r.requested_at,
-            "answered_at": r.answered_at,
-            "updated_at": since[r.id],
-            "hours_to_answer": (
-                (r.answered_at - r.requested_at).total_seconds() / 3600 if r.answered_at else None
-            ),
-        }
-        for r in case.referrals
-    ]
-    goals = [
-        {
-            "case_number": case.number,
-            "goal_id": g.id,
-            "description": sealer.text(g.description, "case_goals.description"),
-            "objective": sealer.text(g.objective, "case_goals.objective"),
-            "target_date": g.target_date,
-            "status": g.status.value,
-        }
-        for g in (case.plan.goals if case.plan else [])
-    ]
-    follow_ups = [
-        {
-            "case_number": case.number,
-            "follow_up_id": f.id,
-            "kind": f.kind.value,
-            "due_at": f.due_at,
-            "status": f.status.value,
-            "done_at": f.done_at,
-        }
-        for f in case.follow_ups
-    ]
-    if goals:
-        await conn.execute(insert(case_goals), goals)
-    await upsert(conn, case_referrals, referrals, ["case_number", "referral_id"])
-    await upsert(conn, case_follow_ups, follow_ups, ["case_number", "follow_up_id"])
 
 
 def _moves(event: Event) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +14,11 @@ from alembic.config import Config
 from sqlalchemy import Table, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: SQLite's busy handler alone orders the writers
+    fcntl = None  # type: ignore[assignment]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -47,22 +53,69 @@ def _write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-_WRITE_GATES: dict[tuple[str, asyncio.AbstractEventLoop], asyncio.Lock] = {}
+class _Turns:
+    """Writers of one SQLite file take turns: within a process through an asyncio lock, across
+    processes (the worker, the API, the CLI) through an advisory lock on a file beside it.
+
+    SQLite alone makes a writer that finds the file locked sleep on a backoff that reaches 100 ms
+    sleeps, so under load a writer waited seconds while the lock stood free between tries: the
+    API making a client's key waited 140-540 ms for the worker's recordings. The kernel wakes a
+    waiter on `flock` the moment the lock is let go. SQLite's own locking still decides who
+    writes; this only orders the queue (a writer that does not take its turn here is merely slower)."""
+
+    def __init__(self, database: str) -> None:
+        self.gate = asyncio.Lock()
+        self.path = f"{database}-writers"
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        async with self.gate:
+            fd = self._open()
+            if fd is None:
+                yield
+                return
+            try:
+                await self._lock(fd)
+                yield
+            finally:
+                os.close(fd)  # lets the lock go (opened per turn: no descriptor outlives it)
+
+    def _open(self) -> int | None:
+        if fcntl is None:
+            return None
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:  # a read-only folder: SQLite's busy handler alone orders the writers
+            return None
+
+    @staticmethod
+    async def _lock(fd: int) -> None:
+        waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # the thread may still get the lock; the descriptor is closed on the way out, which
+            # lets it go, but not before the thread is done with it
+            await asyncio.wait([waiting])
+            raise
+
+
+_TURNS: dict[tuple[str, asyncio.AbstractEventLoop], _Turns] = {}
 
 
 @asynccontextmanager
 async def writing(eng: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A write transaction. On SQLite one at a time per process: the file has one writer, and
-    writers left to SQLite's busy handler retry on a backoff that reaches 100 ms sleeps, so under
-    load the last of twenty waited seconds while the lock stood free between tries. Queued here
-    they take turns at once; only other processes' writers meet the busy handler. One gate per
-    file and event loop: the worker and the API of `casework dev` have engines of their own."""
-    if eng.dialect.name != "sqlite":
+    """A write transaction. On SQLite, writers to a file take turns (`_Turns`): the file has one
+    writer at a time. One queue per file and event loop: the worker and the API of `casework
+    dev` have engines of their own."""
+    if eng.dialect.name != "sqlite" or eng.url.database in (None, "", ":memory:"):
         async with eng.begin() as conn:
             yield conn
         return
-    gate = _WRITE_GATES.setdefault((str(eng.url.database), asyncio.get_running_loop()), asyncio.Lock())
-    async with gate, eng.begin() as conn:
+    database = str(eng.url.database)
+    key = (database, asyncio.get_running_loop())
+    turns = _TURNS.get(key) or _TURNS.setdefault(key, _Turns(database))
+    async with turns.turn(), eng.begin() as conn:
         yield conn
 
 
@@ -100,6 +153,19 @@ async def upsert(
     stmt = _dialect_insert(conn, table).values(list(rows))
     changed = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     await conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changed))
+
+
+async def upsert_newer(
+    conn: AsyncConnection, table: Table, row: dict[str, Any], key: str, version: str
+) -> bool:
+    """Insert the row, or replace the row with the same key if its `version` is lower: one
+    statement either way. Returns whether it wrote (False: the record holds a newer version)."""
+    stmt = _dialect_insert(conn, table).values(row)
+    changed = {name: stmt.excluded[name] for name in row if name != key}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[key], set_=changed, where=table.c[version] < stmt.excluded[version]
+    )
+    return bool((await conn.execute(stmt)).rowcount)
 
 
 async def insert_ignoring_duplicates(

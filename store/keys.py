@@ -282,18 +282,27 @@ class KeyRing:
         async with self._maker():
             if case in self._to_make:  # not yet made by the writer before us
                 batch, self._to_make = sorted(self._to_make), set()
-                rows = [await self._new_key(c) for c in batch]
+                made = {c: AESGCM.generate_key(bit_length=256) for c in batch}
+                rows = [await self._wrapped_row(c, raw) for c, raw in made.items()]
                 async with writing(self.engine) as conn:
-                    await insert_ignoring_duplicates(conn, client_keys, rows, ["case_number"])
-        return await self._load(case)  # another process may have made it first: theirs stands
+                    written = await insert_ignoring_duplicates(conn, client_keys, rows, ["case_number"])
+                if written == len(rows):  # every one ours: no need to read them back
+                    for row in rows:
+                        self._remember(
+                            row["case_number"],
+                            DataKey(row["case_number"], row["key_id"], AESGCM(made[row["case_number"]])),
+                        )
+        found = self._cached(case)
+        if found is not _ABSENT:
+            return found
+        return await self._load(case)  # another process made one first: theirs stands
 
     def _maker(self) -> asyncio.Lock:
         """This process's one key writer (a lock per event loop: tests run several)."""
         return self._makers.setdefault(asyncio.get_running_loop(), asyncio.Lock())
 
-    async def _new_key(self, case: str) -> dict[str, Any]:
+    async def _wrapped_row(self, case: str, raw: bytes) -> dict[str, Any]:
         assert self.master is not None
-        raw = AESGCM.generate_key(bit_length=256)
         master_id, wrapped = await self.master.wrap(raw, case.encode())
         return {
             "case_number": case,

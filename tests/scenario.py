@@ -109,12 +109,14 @@ class Story:
         self.now = now
         self.case, first = open_case(opening(program, risk), self.program, now)
         self.events: list[Event] = [first]
+        self.states: list[Case] = [self.case]  # the case as it stood after each event
 
     def do(self, change: Change, after: timedelta = timedelta(hours=1)) -> Event:
         self.now += after
         event = decide(self.case, change, self.program, self.now, seq=len(self.events) + 1)
         self.case = apply(self.case, event, self.program)
         self.events.append(event)
+        self.states.append(self.case)
         return event
 
     def to(self, stage: Stage) -> Story:

@@ -65,6 +65,7 @@ class ListedCase(Story):
         )
         self.case, first = open_case(command, self.program, opened)
         self.events = [first]
+        self.states = [self.case]
         for change in (c.Accept(actor=ALICE), c.CompleteAssessment(actor=ALICE, assessment=assessment())):
             if rng.random() < 0.4:
                 break

@@ -51,6 +51,7 @@ class GeneratedCase(Story):
         start = opening(program, RiskLevel.LOW).model_copy(update={"supervisor": self.supervisor.id})
         self.case, first = open_case(start, self.program, self.now)
         self.events = [first]
+        self.states = [self.case]
 
     def later(self, change: Change) -> None:
         """The change after a while; the notices that fell due meanwhile are issued first."""
