@@ -87,6 +87,23 @@ EVERY_DEADLINE_HONOURS_HOLDS = "every-deadline-honours-holds"
 # follow-up recorded: none); runs from before it upserted all seven at every change, and replay
 # so. Each upsert is a history event and a visibility write on the server.
 UPSERT_ONLY_CHANGES = "upsert-only-changes"
+# Runs that see this marker were started by code that takes every change above, and ask no other
+# patch: each `workflow.patched` a new run calls costs it a marker and an upsert of Temporal's
+# TemporalChangeVersion search attribute (a visibility write on the server), four for every case
+# opened and every continue-as-new. Runs without it ask each patch as before, and replay so.
+TAKES_EVERY_CHANGE = "takes-every-change-v5"
+
+
+BEFORE_EVERY_CHANGE = (BOUNDED_HISTORY, EVERY_DEADLINE_HONOURS_HOLDS, DELIVERY_IN_ROUNDS, UPSERT_ONLY_CHANGES)
+
+
+def _patched(change: str) -> bool:
+    """Whether this run takes `change`, one of the patches TAKES_EVERY_CHANGE folds: every run
+    started since it does (the first call decides it for the run, while it replays or at its
+    start; then it is remembered). A patch made after it is asked with `workflow.patched` itself:
+    runs started between the two lack it."""
+    assert change in BEFORE_EVERY_CHANGE, f"{change} is not folded into {TAKES_EVERY_CHANGE}"
+    return workflow.patched(TAKES_EVERY_CHANGE) or workflow.patched(change)
 
 
 def parse_command(raw: dict[str, Any]) -> StaffCommand:
@@ -125,7 +142,7 @@ class CaseWorkflow:
     @workflow.init
     def __init__(self, start: CaseInput) -> None:
         # Set both ways: a run continued as new from an old-path run carries the flag off.
-        honours = workflow.patched(EVERY_DEADLINE_HONOURS_HOLDS)
+        honours = _patched(EVERY_DEADLINE_HONOURS_HOLDS)
         self.program = start.program.model_copy(update={"holds_pause_every_deadline": honours})
         self.recent: dict[str, CommandKey] = {k.key: k for k in start.recent}
         self.updates = 0  # updates taken by this run (Temporal allows 2,000 per run)
@@ -151,8 +168,8 @@ class CaseWorkflow:
 
     @workflow.run
     async def run(self, start: CaseInput) -> CaseResult:
-        self.bounded = workflow.patched(BOUNDED_HISTORY)
-        self.in_rounds = workflow.patched(DELIVERY_IN_ROUNDS)
+        self.bounded = _patched(BOUNDED_HISTORY)
+        self.in_rounds = _patched(DELIVERY_IN_ROUNDS)
         self._publish()
         for message in self.undelivered.values():  # carried over a continue-as-new
             self._start_delivery(message)
@@ -449,7 +466,7 @@ class CaseWorkflow:
     def _publish(self) -> None:
         view = self._view()
         updates = attributes(self.case, view)
-        if workflow.patched(UPSERT_ONLY_CHANGES):  # decided once per run; then remembered
+        if _patched(UPSERT_ONLY_CHANGES):  # decided once per run; then remembered
             updates = changed(updates, workflow.info().typed_search_attributes)
         if updates:
             workflow.upsert_search_attributes(updates)

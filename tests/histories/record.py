@@ -35,7 +35,7 @@ from workflows.search import workflow_id
 HERE = Path(__file__).parent
 # Bump this when the workflow changes in a way running cases must survive (behind
 # workflow.patched), and keep the older versions' files: CI replays them all.
-VERSION = "v4"
+VERSION = "v5"
 DAY = timedelta(days=1)
 
 
