@@ -10,8 +10,8 @@ a SQLite file (as `casework dev` keeps it), or with `--database postgresql` a ne
 `--postgres` server (as a deployment keeps it). Each worker
 runs in a process of its own; this process is the load generator. Three rounds, the order
 alternating (casework, bare / bare, casework / casework, bare); every case stays open, so each
-round runs with the open cases of the rounds before it. Reports cases/s, updates/s and update
-latency per round and system, and casework's ratio to bare.
+round runs with the open cases of the rounds before it. Reports cases/s, updates/s, opening
+and update latency per round and system, and casework's ratio to bare.
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ os.environ.setdefault("CASEWORK_ACTOR_KEY", secrets.token_urlsafe(32))
 
 STEPS = (*TO_MONITORING, c.AddNote(actor=ALICE, text="benchmark note"))
 ORDERS = (("casework", "bare"), ("bare", "casework"), ("casework", "bare"))
-CaseRun = Callable[[list[float]], Awaitable[None]]
+CaseRun = Callable[[list[float], list[float]], Awaitable[None]]
 
 
 @dataclass
 class Result:
     cases: int
     seconds: float
-    latencies: list[float]
+    latencies: list[float]  # of the updates
+    openings: list[float]  # of opening a case (start, then its first view)
 
     @property
     def rate(self) -> float:
@@ -60,8 +61,10 @@ class Result:
 
 
 def casework_case(ops: CaseOps) -> CaseRun:
-    async def run(latencies: list[float]) -> None:
+    async def run(latencies: list[float], openings: list[float]) -> None:
+        started = time.perf_counter()
         number = (await ops.open_case(opening("general", number=f"B-{uuid.uuid4().hex[:10]}"))).case.number
+        openings.append(time.perf_counter() - started)
         for step in STEPS:
             started = time.perf_counter()
             await ops.act(number, step)
@@ -71,12 +74,14 @@ def casework_case(ops: CaseOps) -> CaseRun:
 
 
 def bare_case(client: Client) -> CaseRun:
-    async def run(latencies: list[float]) -> None:
+    async def run(latencies: list[float], openings: list[float]) -> None:
         command = opening("general", number=f"B-{uuid.uuid4().hex[:10]}")
+        started = time.perf_counter()
         handle = await client.start_workflow(
             BareCase.run, command.model_dump(mode="json"), id=f"bare-{command.number}", task_queue="bare"
         )
         await handle.query(BareCase.view)
+        openings.append(time.perf_counter() - started)
         for step in STEPS:
             started = time.perf_counter()
             await handle.execute_update(BareCase.act, step.model_dump(mode="json"), id=uuid.uuid4().hex)
@@ -87,22 +92,24 @@ def bare_case(client: Client) -> CaseRun:
 
 async def drive(case: CaseRun, cases: int, concurrency: int) -> Result:
     latencies: list[float] = []
+    openings: list[float] = []
     gate = asyncio.Semaphore(concurrency)
 
     async def gated() -> None:
         async with gate:
-            await case(latencies)
+            await case(latencies, openings)
 
     started = time.perf_counter()
     await asyncio.gather(*(gated() for _ in range(cases)))
-    return Result(cases, time.perf_counter() - started, latencies)
+    return Result(cases, time.perf_counter() - started, latencies, openings)
 
 
 def line(round_: int, system: str, result: Result, rss_kb: int) -> str:
     q = statistics.quantiles(result.latencies, n=100)
+    opened = statistics.median(result.openings)
     return (
         f"| {round_} | {system} | {result.rate:.1f} | {len(result.latencies) / result.seconds:.0f} "
-        f"| {q[49] * 1000:.0f} ms | {q[94] * 1000:.0f} ms | {rss_kb / 1024:.0f} MB |"
+        f"| {opened * 1000:.0f} ms | {q[49] * 1000:.0f} ms | {q[94] * 1000:.0f} ms | {rss_kb / 1024:.0f} MB |"
     )
 
 
@@ -129,13 +136,13 @@ async def main(
         }
         server = child_named("temporal")
         try:
-            for system in runs:  # warm up: the first case loads what every case uses
-                await drive(runs[system], 1, 1)
+            for system in runs:  # warm up: the first cases load what every case uses
+                await drive(runs[system], 2, 1)
             sealing = "in clear" if clear else "sealed"
             print(f"{cases} cases x {len(STEPS)} updates, concurrency {concurrency}", end="; ")
             print(f"casework {sealing}, its record on {database}")
-            print("| round | system | cases/s | updates/s | update p50 | update p95 | worker RSS |")
-            print("|---|---|---|---|---|---|---|")
+            print("| round | system | cases/s | updates/s | open p50 | update p50 | update p95 | RSS |")
+            print("|---|---|---|---|---|---|---|---|")
             rates: dict[str, list[float]] = {"casework": [], "bare": []}
             for round_, order in enumerate(ORDERS, start=1):
                 for system in order:
