@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -58,6 +59,14 @@ cases = Table(
     Index("ix_cases_manager_opened", "manager", "opened_at", "number"),
     Index("ix_cases_supervisor_opened", "supervisor", "opened_at", "number"),
     Index("ix_cases_program_opened", "program", "opened_at", "number"),
+    # The caseload report counts open cases by manager and stage from this alone (migration 0010).
+    Index(
+        "ix_cases_open_manager_stage",
+        "manager",
+        "stage",
+        postgresql_where=text("stage != 'closed'"),
+        sqlite_where=text("stage != 'closed'"),
+    ),
 )
 
 case_events = Table(
