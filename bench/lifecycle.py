@@ -34,7 +34,7 @@ from bench.bare import BareCase
 from bench.devserver import start_dev_server
 from bench.record import with_database
 from bench.sealing import sealed
-from bench.worker import WorkerProcess, child_named, cpu_seconds
+from bench.worker import WorkerProcess, child_named, cpu_seconds, cpu_seconds_of_all
 from domain import commands as c
 from service.facade import CaseOps
 from store.db import engine, migrate
@@ -146,14 +146,14 @@ async def main(
             rates: dict[str, list[float]] = {"casework": [], "bare": []}
             for round_, order in enumerate(ORDERS, start=1):
                 for system in order:
-                    clocks = cpu_clocks(workers[system].process.pid, server)
+                    clocks = cpu_clocks(workers[system].process.pid, server, database)
                     await workers[system].stats()  # starts the worker's collection counts afresh
                     result = await drive(runs[system], cases, concurrency)
                     rates[system].append(result.rate)
                     stats = await workers[system].stats()
                     print(line(round_, system, result, int(stats.split()[1])), flush=True)
                     if verbose:
-                        spent = cpu_clocks(workers[system].process.pid, server)
+                        spent = cpu_clocks(workers[system].process.pid, server, database)
                         per_case = " ".join(
                             f"{who} {(spent[who] - clocks[who]) * 1000 / cases:.0f}" for who in clocks
                         )
@@ -166,10 +166,12 @@ async def main(
             await drop()
 
 
-def cpu_clocks(worker: int, server: int | None) -> dict[str, float]:
+def cpu_clocks(worker: int, server: int | None, database: str) -> dict[str, float]:
     clocks = {"worker": cpu_seconds(worker), "load": cpu_seconds()}
     if server is not None:
         clocks["server"] = cpu_seconds(server)
+    if database == "postgresql":  # its processes share the cores too (SQLite runs in the worker's)
+        clocks["postgres"] = cpu_seconds_of_all("postgres")
     return clocks
 
 

@@ -43,6 +43,19 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds_of_all(name: str) -> float:
+    """User and system CPU time used so far by every process whose command is `name` (the
+    PostgreSQL server's processes; those that ended meanwhile are not counted)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                if stat.split("(", 1)[1].rsplit(")", 1)[0] == name:
+                    total += cpu_seconds(entry.name)
+    return total
+
+
 def child_named(name: str) -> int | None:
     """The pid of this process's child whose command is `name` (the dev server)."""
     for entry in Path("/proc").iterdir():
