@@ -34,7 +34,8 @@ PARTS = {
     case_follow_ups: ("case_number", "follow_up_id"),
     case_obligations: ("case_number", "obligation_key"),
 }
-# written with the time of the recording, which differs between the runs compared
+# written with the time of the recording, which differs between the runs compared, and the
+# case's whole state, which names its number (the rest of the row is compared)
 WHEN_RECORDED = {"updated_at", "recorded_at", "state"}
 
 
