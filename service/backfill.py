@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, exists, select, update
+from sqlalchemy import Row, Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.models import Case
@@ -18,7 +19,7 @@ from domain.policy import Program
 from domain.schedule import standings
 from store.db import writing
 from store.keys import ClientErased, KeyRing, KeyUnavailable, Opener
-from store.projection import next_due, write_obligations
+from store.projection import rewrite_obligations
 from store.tables import case_obligations, cases
 
 BATCH = 500  # cases read per query: memory stays flat however large the record
@@ -87,7 +88,6 @@ async def _backfill_one(
         latest = await conn.execute(select(cases.c.last_seq).where(cases.c.number == row.number))
         if latest.scalar_one() != row.last_seq:  # recorded meanwhile, obligations included
             return
-        await write_obligations(conn, case, owed)
-        await conn.execute(update(cases).where(cases.c.number == row.number).values(next_due=next_due(owed)))
+        await rewrite_obligations(conn, case, owed, datetime.now(UTC))
     done.projected += 1
     done.owing += bool(owed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -94,9 +95,13 @@ class _Turns:
         try:
             await asyncio.shield(waiting)
         except asyncio.CancelledError:
-            # the thread may still get the lock; the descriptor is closed on the way out, which
-            # lets it go, but not before the thread is done with it
-            await asyncio.wait([waiting])
+            # The thread may still get the lock; the descriptor is closed on the way out, which
+            # lets it go, but never before the thread is done with it (closed under a thread
+            # that has not yet called flock, the number could be another file's by then): a
+            # second cancel waits too. The wait is the other writer's transaction.
+            while not waiting.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([waiting])
             raise
 
 

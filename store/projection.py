@@ -8,10 +8,11 @@ backfill-obligations` for cases recorded before the obligation rows existed.
 Most recordings change little: a note changes the case row only (its state and seq). A worker
 remembers what it last wrote of each case it records (`Written`), so the next recording writes
 only the parts that changed: a note is one UPDATE. It trusts that memory only while the case
-row still carries the seq it wrote: the UPDATE says `WHERE last_seq = <that seq>`, in the same
-transaction as the parts. If another worker recorded the case meanwhile, or a commit's outcome
-was lost, the UPDATE matches nothing and every part is written afresh, as on a case's first
-recording. Before this, every recording rewrote every part: 9 to 13 statements for a note.
+row is as it left it: the UPDATE says `WHERE last_seq = <the seq> AND updated_at = <the time
+it wrote>`, in the same transaction as the parts (whatever else writes the row moves
+`updated_at`: another worker's recording, `casework backfill-obligations`). If the row moved, or
+a commit's outcome was lost, the UPDATE matches nothing and every part is written afresh, as on
+a case's first recording. Before this, every recording rewrote every part: 9 to 13 statements for a note.
 """
 
 from __future__ import annotations
@@ -59,6 +60,17 @@ async def write_obligations(conn: Any, case: Case, owed: Sequence[Standing]) -> 
     await _replace_obligations(conn, case.number, obligation_rows(case, owed))
 
 
+async def rewrite_obligations(conn: Any, case: Case, owed: Sequence[Standing], now: datetime) -> None:
+    """The case's obligations and next due written outside a recording (`casework
+    backfill-obligations`). The case row's `updated_at` moves with them: a worker that remembers
+    what it last wrote of the case no longer finds the row as it left it, and writes every part
+    at its next recording."""
+    await write_obligations(conn, case, owed)
+    await conn.execute(
+        update(cases).where(cases.c.number == case.number).values(next_due=next_due(owed), updated_at=now)
+    )
+
+
 async def _replace_obligations(conn: Any, number: str, rows: list[Row]) -> None:
     await conn.execute(delete(case_obligations).where(case_obligations.c.case_number == number))
     if rows:
@@ -70,6 +82,7 @@ class Written:
     """What a worker last wrote of one case's projection, in clear (it never leaves the process)."""
 
     seq: int
+    at: datetime  # the case row's updated_at as written: with `seq`, how the row is known unchanged
     goals: tuple[tuple[Any, ...], ...]
     referrals: dict[str, Row]  # by referral id, as written (with its updated_at)
     follow_ups: dict[str, Row]  # by follow-up id
@@ -150,7 +163,8 @@ class Projector:
         parts = Parts.of(case, owed)
         known = self._written.get(case.number)
         if known is not None and known.seq < seq:
-            still_ours = (cases.c.number == case.number) & (cases.c.last_seq == known.seq)
+            as_left = (cases.c.last_seq == known.seq) & (cases.c.updated_at == known.at)
+            still_ours = (cases.c.number == case.number) & as_left
             moved = await conn.execute(update(cases).where(still_ours).values(**row))
             if moved.rowcount == 1:
                 return await _write_changes(conn, case, seq, now, sealer, parts, known)
@@ -199,7 +213,7 @@ async def _write_all(conn: Any, case: Case, seq: int, now: datetime, sealer: Sea
     await upsert(conn, case_follow_ups, list(parts.follow_ups.values()), ["case_number", "follow_up_id"])
     if parts.obligations is not None:
         await _replace_obligations(conn, case.number, list(parts.obligations))
-    return Written(seq, parts.goals, referrals, parts.follow_ups, parts.obligations)
+    return Written(seq, now, parts.goals, referrals, parts.follow_ups, parts.obligations)
 
 
 async def _write_changes(
@@ -220,7 +234,7 @@ async def _write_changes(
     await upsert(conn, case_follow_ups, follow_ups, ["case_number", "follow_up_id"])
     if parts.obligations is not None and parts.obligations != known.obligations:
         await _replace_obligations(conn, case.number, list(parts.obligations))
-    return Written(seq, parts.goals, referrals, parts.follow_ups, parts.obligations)
+    return Written(seq, now, parts.goals, referrals, parts.follow_ups, parts.obligations)
 
 
 def _since(row: Row, old_status: str | None, old_since: datetime | None, now: datetime) -> datetime:

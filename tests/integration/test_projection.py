@@ -21,7 +21,9 @@ from activities.records import CaseRecorder
 from domain import commands as c
 from domain.case import notice_for
 from domain.models import FollowUpKind, Stage
-from domain.schedule import next_due
+from domain.schedule import next_due, standings
+from store.db import writing
+from store.projection import rewrite_obligations
 from store.tables import case_follow_ups, case_goals, case_obligations, case_referrals, cases
 from tests.scenario import ALICE, PLAN_REVISION, PROGRAMS, SAM, Story, quiet_referral
 
@@ -130,3 +132,29 @@ def batch_of(story: Story, number: str, upto: int) -> RecordBatch:
         events=story.events[upto - 1 : upto],
         program=PROGRAMS["general"],
     )
+
+
+async def test_a_row_written_by_someone_else_makes_the_next_recording_write_every_part(
+    record_store: AsyncEngine,
+) -> None:
+    """`casework backfill-obligations` writes a case's obligations outside any recording, by an
+    installation's program that may not be the batch's. The worker's memory then no longer
+    describes the row: its next recording writes every part, as a worker that never saw the
+    case would."""
+    told = a_long_story()
+    remembered, fresh = (f"P-{uuid.uuid4().hex[:10]}" for _ in range(2))
+    recorder = CaseRecorder(record_store, programs=PROGRAMS)
+    last = len(told.events)
+    for number in (remembered, fresh):
+        for upto in range(1, last):
+            await recorder.record(batch_of(told, number, upto))
+    stale = told.states[last - 2]
+    other = standings(stale, PROGRAMS["fast"])  # another program's deadlines, as a backfill might
+    assert other
+    async with writing(record_store) as conn:
+        for number in (remembered, fresh):
+            await rewrite_obligations(conn, stale.model_copy(update={"number": number}), other, told.now)
+    recorder.projector.forget(fresh)  # as a worker that never recorded the case
+    await recorder.record(batch_of(told, remembered, last))
+    await recorder.record(batch_of(told, fresh, last))
+    assert await projection(record_store, remembered) == await projection(record_store, fresh)

@@ -88,3 +88,21 @@ async def test_a_writer_that_gives_up_waiting_leaves_the_turn_free(record: Async
         await writer
     await asyncio.wait_for(write_note(record, 2), 10)
     assert await notes(record) == [2]  # the cancelled writer wrote nothing
+
+
+async def test_a_writer_cancelled_twice_still_waits_for_its_thread(record: AsyncEngine) -> None:
+    """Its thread is blocked on the lock file's descriptor: closing that under it could leave the
+    thread locking another file later. The second cancel waits for the thread like the first."""
+    holder = await another_process_writing(record)
+    writer = asyncio.create_task(write_note(record, 1))
+    await asyncio.sleep(0.2)
+    writer.cancel()
+    await asyncio.sleep(0.1)
+    writer.cancel()
+    await asyncio.sleep(0.3)
+    assert not writer.done()  # still waiting for its thread, which waits for the other process
+    await done_with(holder)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(writer, 10)
+    await asyncio.wait_for(write_note(record, 2), 10)
+    assert await notes(record) == [2]
