@@ -2,6 +2,7 @@
 a core's event loop with the load generator).
 
     python -m bench.worker --address HOST:PORT --store URL --queue Q [--bare] [--clear] [--trace FILE]
+        [--metrics HOST:PORT]
 
 casework's worker seals client data with the master key in CASEWORK_PAYLOAD_KEY (bench/sealing.py)
 unless --clear. Prints "ready" once polling. SIGUSR1 prints the process's RSS (and with --trace writes the
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from bench.bare import BareCase, bare_record
@@ -116,7 +118,10 @@ def _by_own_file(snapshot: tracemalloc.Snapshot, baseline: tracemalloc.Snapshot)
 
 
 async def serve(args: argparse.Namespace) -> None:
-    client = await Client.connect(args.address, data_converter=pydantic_data_converter)
+    runtime = None
+    if args.metrics:  # the SDK's own counters (sticky cache hits, misses, evictions) for Prometheus
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=args.metrics)))
+    client = await Client.connect(args.address, data_converter=pydantic_data_converter, runtime=runtime)
     if args.bare:
         worker = Worker(
             client,
@@ -240,6 +245,7 @@ def main() -> None:
     parser.add_argument("--bare", action="store_true", help="run the bare-Temporal twin instead")
     parser.add_argument("--trace", type=Path, help="trace allocations; SIGUSR1 writes them here")
     parser.add_argument("--clear", action="store_true", help="casework without sealing client data")
+    parser.add_argument("--metrics", metavar="HOST:PORT", help="serve the SDK's metrics for Prometheus here")
     args = parser.parse_args()
     if args.trace is not None:
         tracemalloc.start(int(os.environ.get("TRACE_FRAMES", TRACE_FRAMES)))
