@@ -17,6 +17,7 @@ a case's first recording. Before this, every recording rewrote every part: 9 to 
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,23 +56,19 @@ def obligation_rows(case: Case, owed: Sequence[Standing]) -> list[Row]:
     ]
 
 
-async def write_obligations(conn: Any, case: Case, owed: Sequence[Standing]) -> None:
-    """Replace the case's obligation rows with what it owes now (none once it is closed)."""
-    await _replace_obligations(conn, case.number, obligation_rows(case, owed))
-
-
 async def rewrite_obligations(conn: Any, case: Case, owed: Sequence[Standing], now: datetime) -> None:
     """The case's obligations and next due written outside a recording (`casework
     backfill-obligations`). The case row's `updated_at` moves with them: a worker that remembers
     what it last wrote of the case no longer finds the row as it left it, and writes every part
     at its next recording."""
-    await write_obligations(conn, case, owed)
+    await _replace_obligations(conn, case.number, obligation_rows(case, owed))
     await conn.execute(
         update(cases).where(cases.c.number == case.number).values(next_due=next_due(owed), updated_at=now)
     )
 
 
 async def _replace_obligations(conn: Any, number: str, rows: list[Row]) -> None:
+    """Replace the case's obligation rows with what it owes now (none once it is closed)."""
     await conn.execute(delete(case_obligations).where(case_obligations.c.case_number == number))
     if rows:
         await conn.execute(insert(case_obligations), rows)
@@ -79,11 +76,13 @@ async def _replace_obligations(conn: Any, number: str, rows: list[Row]) -> None:
 
 @dataclass(frozen=True)
 class Written:
-    """What a worker last wrote of one case's projection, in clear (it never leaves the process)."""
+    """What a worker last wrote of one case's projection: the clear facts the record keeps in
+    clear columns, and of the goals (sealed in the record) only a digest, so no client's words
+    stay in the worker's memory after the case moves on or its client is erased."""
 
     seq: int
     at: datetime  # the case row's updated_at as written: with `seq`, how the row is known unchanged
-    goals: tuple[tuple[Any, ...], ...]
+    goals: bytes  # digest of the goals as written
     referrals: dict[str, Row]  # by referral id, as written (with its updated_at)
     follow_ups: dict[str, Row]  # by follow-up id
     obligations: tuple[Row, ...] | None  # None: not written (the case's program is unknown here)
@@ -150,9 +149,6 @@ class Projector:
         while len(self._written) > self.size:
             self._written.popitem(last=False)
 
-    def forget(self, number: str) -> None:
-        self._written.pop(number, None)
-
     async def write(
         self, conn: Any, case: Case, seq: int, now: datetime, sealer: Sealer, program: Program | None
     ) -> Written | None:
@@ -213,14 +209,14 @@ async def _write_all(conn: Any, case: Case, seq: int, now: datetime, sealer: Sea
     await upsert(conn, case_follow_ups, list(parts.follow_ups.values()), ["case_number", "follow_up_id"])
     if parts.obligations is not None:
         await _replace_obligations(conn, case.number, list(parts.obligations))
-    return Written(seq, now, parts.goals, referrals, parts.follow_ups, parts.obligations)
+    return Written(seq, now, _digest(parts.goals), referrals, parts.follow_ups, parts.obligations)
 
 
 async def _write_changes(
     conn: Any, case: Case, seq: int, now: datetime, sealer: Sealer, parts: Parts, known: Written
 ) -> Written:
     """Only the parts that differ from what this worker wrote at `known.seq` (still the record's)."""
-    if parts.goals != known.goals:
+    if _digest(parts.goals) != known.goals:
         await _replace_goals(conn, case.number, parts.goals, sealer)
     referrals, changed = {}, []
     for rid, row in parts.referrals.items():
@@ -234,7 +230,11 @@ async def _write_changes(
     await upsert(conn, case_follow_ups, follow_ups, ["case_number", "follow_up_id"])
     if parts.obligations is not None and parts.obligations != known.obligations:
         await _replace_obligations(conn, case.number, list(parts.obligations))
-    return Written(seq, now, parts.goals, referrals, parts.follow_ups, parts.obligations)
+    return Written(seq, now, _digest(parts.goals), referrals, parts.follow_ups, parts.obligations)
+
+
+def _digest(goals: tuple[tuple[Any, ...], ...]) -> bytes:
+    return hashlib.blake2b(repr(goals).encode(), digest_size=16).digest()
 
 
 def _since(row: Row, old_status: str | None, old_since: datetime | None, now: datetime) -> datetime:
