@@ -22,8 +22,10 @@ import sys
 import time
 import tracemalloc
 import types
+import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import ClassVar
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -138,7 +140,8 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     tracer = Tracer(args.trace) if args.trace else None
-    loop.add_signal_handler(signal.SIGUSR1, lambda: report(tracer))
+    cache = CacheCounters(args.metrics) if args.metrics else None
+    loop.add_signal_handler(signal.SIGUSR1, lambda: report(tracer, cache))
     async with worker:
         print("ready", flush=True)
         await stop.wait()
@@ -170,12 +173,44 @@ class GcClock:
 GC_CLOCK = GcClock()
 
 
-def report(tracer: Tracer | None) -> None:
+class CacheCounters:
+    """The SDK's workflow-cache counters, read from its own Prometheus endpoint: hits (a task for a
+    cached run), misses (a task for a run evicted meanwhile: its whole history fetched and
+    replayed) and forced evictions (runs put out to make room)."""
+
+    NAMES: ClassVar[dict[str, str]] = {
+        "temporal_sticky_cache_hit": "hit",
+        "temporal_sticky_cache_miss": "miss",
+        "temporal_sticky_cache_total_forced_eviction": "evicted",
+    }
+
+    def __init__(self, address: str) -> None:
+        self.url = f"http://{address}/metrics"
+        self.before = dict.fromkeys(self.NAMES.values(), 0.0)
+
+    def take(self) -> str:
+        """Each counter's growth since the last take."""
+        now = dict.fromkeys(self.NAMES.values(), 0.0)
+        with urllib.request.urlopen(self.url, timeout=5) as answer:
+            for line in answer.read().decode().splitlines():
+                name = line.split("{", 1)[0].split(" ", 1)[0].removesuffix("_total")
+                if name in self.NAMES:
+                    now[self.NAMES[name]] += float(line.rsplit(" ", 1)[1])
+        said = " ".join(f"{k}:{now[k] - self.before[k]:.0f}" for k in now)
+        self.before = now
+        return f"cache {said}"
+
+
+def report(tracer: Tracer | None, cache: CacheCounters | None = None) -> None:
     if tracer is not None:
         tracer.report()
     collections = GC_CLOCK.take()
+    cached = f" {cache.take()}" if cache is not None else ""
     gc.collect()
-    print(f"rss_kb {rss_kb()} objects {len(gc.get_objects())} gc {collections} {module_copies()}", flush=True)
+    print(
+        f"rss_kb {rss_kb()} objects {len(gc.get_objects())} gc {collections}{cached} {module_copies()}",
+        flush=True,
+    )
 
 
 def module_copies() -> str:
