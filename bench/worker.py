@@ -34,6 +34,7 @@ from temporalio.worker import Worker
 
 from bench.bare import BareCase, bare_record
 from bench.sealing import sealed
+from config.settings import Settings
 from store.db import engine
 from worker import build_worker, workflow_runner
 
@@ -131,6 +132,7 @@ async def serve(args: argparse.Namespace) -> None:
             workflows=[BareCase],
             activities=[bare_record],
             workflow_runner=workflow_runner(),
+            max_cached_workflows=Settings().cached_cases,  # casework's cache, not the SDK's 1,000
         )
     else:
         if not args.clear:
