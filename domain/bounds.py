@@ -30,10 +30,15 @@ MAX_UNRECORDED_BYTES = 24_000
 
 # One recording activity's input (the live case and a batch of events) stays under this
 # (it always carries at least one event: a command is at most a few KB). The program snapshot
-# rides beside them, not counted here: 0.6-0.9 KB for every program shipped, inside the 2 KB
-# between this and the 16 KB an activity input may take. (Counting it would change how a
-# batch is cut, and so the commands a running case replays: a change behind a patch.)
+# rides beside them, not counted in the cut (counting it would change how a batch is cut, and
+# so the commands a running case replays: a change behind a patch); MAX_PROGRAM_BYTES keeps
+# it inside the 2 KB between this and the 16 KB an activity input may take.
 RECORD_INPUT_BYTES = 14_000
+
+# A program as a case carries it (its JSON): with every recording, in every continue-as-new.
+# The programs shipped take 0.6-0.9 KB; a program file past this is refused when it is loaded
+# (domain/policy.py), never when a running case carries one.
+MAX_PROGRAM_BYTES = 2_000
 
 # A failing delivery's last error, as the case carries it (the record keeps the attempt's whole text).
 MAX_ERROR_CHARS = 500

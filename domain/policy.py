@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from domain import bounds
 from domain.errors import explain
 from domain.models import NeedDomainSlug, RiskLevel, Role, ServiceTypeSlug, Stage
 
@@ -125,6 +126,13 @@ def load_program(path: Path) -> Program:
         raise ProgramError(f"{path}: {problems}") from exc
     if program.key != path.stem:
         raise ProgramError(f"{path}: key: '{program.key}' must match the file name '{path.stem}'")
+    size = len(program.model_dump_json())
+    if size > bounds.MAX_PROGRAM_BYTES:
+        raise ProgramError(
+            f"{path}: {size} bytes as a case carries it, more than the {bounds.MAX_PROGRAM_BYTES} a "
+            "program may take (every case carries its program with every recording): shorten the "
+            "name, or the lists of needs, services or escalation steps"
+        )
     return program
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from domain import bounds
 from domain.models import RiskLevel, Role, Stage
 from domain.policy import ProgramError, human, load_program, load_programs
 from tests.scenario import ROOT
@@ -60,6 +61,19 @@ def test_a_malformed_program_names_file_and_field(
     assert old in GOOD
     with pytest.raises(ProgramError, match=message):
         load_program(write(tmp_path, GOOD.replace(old, new, 1)))
+
+
+def test_every_shipped_program_fits_what_a_case_may_carry() -> None:
+    for program in load_programs(ROOT / "programs").values():
+        assert len(program.model_dump_json()) <= bounds.MAX_PROGRAM_BYTES
+
+
+def test_a_program_too_big_to_ride_with_every_recording_is_refused_at_load(tmp_path: Path) -> None:
+    long_name = 'name = "' + "General case management, " * 80 + '"'
+    with pytest.raises(
+        ProgramError, match=r"general.toml: \d+ bytes as a case carries it, more than the 2000"
+    ):
+        load_program(write(tmp_path, GOOD.replace('name = "General case management"', long_name, 1)))
 
 
 def test_the_key_must_match_the_file_name(tmp_path: Path) -> None:
