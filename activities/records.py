@@ -10,7 +10,7 @@ of it) writes nothing twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -35,6 +35,10 @@ from store.tables import (
 )
 
 log = structlog.get_logger("casework.records")
+
+# A recording whose oldest event waited this long is logged as a warning: the record is behind
+# (down, slow, or the worker short of CPU), not merely busy.
+RECORD_BEHIND_WARNING = timedelta(minutes=1)
 
 
 def event_row(number: str, event: Event, now: datetime, sealer: Sealer) -> dict[str, Any]:
@@ -101,12 +105,17 @@ class CaseRecorder:
                 written = await self.projector.write(conn, case, batch.case_seq, now, sealer, program)
         self.projector.remember(case.number, written)  # committed: the next recording writes what changes
         failpoint("record-committed")  # crash tests: committed, but Temporal never hears of it
-        log.info(
+        # How long the batch's oldest event waited for the record: the record's lag, which staff
+        # see as stale lists and a busy worker pays in replays (a full cache evicts the cases
+        # whose recording is queued, docs/architecture.md "A worker's memory and throughput").
+        behind = (now - batch.events[0].at).total_seconds() if batch.events else 0.0
+        (log.warning if behind >= RECORD_BEHIND_WARNING.total_seconds() else log.info)(
             "recorded case events",
             case=case.number,
             received=len(events),
             new=new,
             seqs=f"{batch.events[0].seq}-{batch.events[-1].seq}" if batch.events else "",
+            behind_s=round(behind, 2),
         )
         # Every message of the batch, new or already written by an earlier try: the workflow
         # delivers each (delivery is idempotent by key).

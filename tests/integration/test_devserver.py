@@ -22,6 +22,7 @@ from tests.integration.test_callback import DIRECTORY
 from tests.processes import background, casework, environment
 from tests.scenario import ALICE, PROGRAMS, SAM, TO_MONITORING, opening
 from tests.terminal import terminal
+from workflows.case import RECORD_TIMEOUT
 from workflows.search import CASE_NEXT_DUE, CASE_STAGE, workflow_id
 
 SECOND = timedelta(seconds=1)
@@ -123,6 +124,8 @@ async def test_a_worker_killed_after_writing_continues_the_case_and_writes_nothi
     assert any(r["level"] == "warning" and "in clear" in r["event"] for r in logs)
     first_batch = [r for r in logs if r.get("event") == "recorded case events" and r.get("seqs") == "1-1"]
     assert [(r["case"], r["new"]) for r in first_batch] == [(number, 0)]
+    # it says how long its event waited for the record: at least the killed attempt's timeout
+    assert first_batch[0]["behind_s"] >= RECORD_TIMEOUT.total_seconds()
 
 
 async def _all_recorded(ops: CaseOps, number: str) -> bool:
