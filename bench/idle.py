@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.bare import BareCase
 from bench.devserver import start_dev_server
-from bench.sealing import sealed
+from bench.sealing import in_clear, sealed
 from bench.worker import WorkerProcess
 from domain.errors import Refusal
 from service.facade import CaseError, CaseOps
@@ -80,7 +80,7 @@ async def main(
         args = ["--address", address, "--store", url, "--queue", QUEUE, *(["--bare"] if bare else [])]
         args += ["--clear"] if clear else []
         worker = await WorkerProcess.start(*args, *(["--trace", str(trace)] if trace else []))
-        ops = CaseOps(env.client if clear or bare else sealed(env.client, url), PROGRAMS, QUEUE)
+        ops = CaseOps(in_clear(env.client) if clear or bare else sealed(env.client, url), PROGRAMS, QUEUE)
         try:
             await open_block(ops, 1, 1, bare)  # warm up: the first case loads what every case uses
             start = await worker.rss_kb()

@@ -35,7 +35,7 @@ from temporalio.client import Client
 from bench.bare import BareCase
 from bench.devserver import start_dev_server
 from bench.record import with_database
-from bench.sealing import sealed
+from bench.sealing import in_clear, sealed
 from bench.worker import WorkerProcess, child_named, cpu_seconds, cpu_seconds_of_all
 from domain import commands as c
 from service.facade import CaseOps
@@ -167,7 +167,7 @@ async def main(
             ),
             "bare": await WorkerProcess.start("--address", address, "--queue", "bare", "--bare", *counters()),
         }
-        ours = env.client if clear else sealed(env.client, url)
+        ours = in_clear(env.client) if clear else sealed(env.client, url)
         runs = {
             "casework": casework_case(CaseOps(ours, PROGRAMS, "bench")),
             "bare": bare_case(env.client),

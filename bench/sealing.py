@@ -22,3 +22,9 @@ def sealed(client: Client, store_url: str) -> Client:
     master = LocalMasterKey.from_text(os.environ["CASEWORK_PAYLOAD_KEY"])
     converter = data_converter(master, KeyRing(engine(store_url), master))
     return Client(client.service_client, namespace=client.namespace, data_converter=converter)
+
+
+def in_clear(client: Client) -> Client:
+    """`client`'s connection with casework's data converter and no key, as an installation
+    without a master key runs (`--clear`)."""
+    return Client(client.service_client, namespace=client.namespace, data_converter=data_converter(None))

@@ -33,7 +33,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from bench.bare import BareCase, bare_record
-from bench.sealing import sealed
+from bench.sealing import in_clear, sealed
 from config.settings import Settings
 from store.db import engine
 from worker import build_worker, workflow_runner
@@ -135,8 +135,7 @@ async def serve(args: argparse.Namespace) -> None:
             max_cached_workflows=Settings().cached_cases,  # casework's cache, not the SDK's 1,000
         )
     else:
-        if not args.clear:
-            client = sealed(client, args.store)
+        client = in_clear(client) if args.clear else sealed(client, args.store)
         worker = build_worker(client, engine(args.store), args.queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

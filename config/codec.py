@@ -25,13 +25,13 @@ import copy
 import dataclasses
 import os
 from collections.abc import Sequence
-from typing import Self
+from typing import ClassVar, Self
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
 from temporalio.converter import (
     ActivitySerializationContext,
     DataConverter,
@@ -129,12 +129,38 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         return Payload.FromString(plain)
 
 
+class SharedPydanticPayloadConverter(PydanticPayloadConverter):
+    """The pydantic payload converter, one per process however often the SDK asks for one.
+
+    The SDK builds a new data converter, and with it a new payload converter, for every
+    serialization context it needs: twice per workflow activation, and for every payload
+    sequence headed elsewhere (an activity's input), since our codec takes the context (the
+    payload's case). Each new pydantic converter came with an empty cache of type adapters and
+    cost its construction: ~9 % of a busy worker's samples. It keeps no state but that cache
+    (thread-safe), so one instance serves every context."""
+
+    _one: ClassVar[SharedPydanticPayloadConverter | None] = None
+
+    def __new__(cls) -> SharedPydanticPayloadConverter:
+        if cls._one is None:
+            one = super().__new__(cls)
+            PydanticPayloadConverter.__init__(one)
+            cls._one = one
+        return cls._one
+
+    def __init__(self) -> None:
+        """Made once, in __new__."""
+
+
 def data_converter(master: LocalMasterKey | None, keys: KeyRing | None = None) -> DataConverter:
     """Pydantic models across the boundary, encrypted when a master key is configured: with a
     key ring (the record's data keys), each case's payloads with its client's key."""
+    converter = dataclasses.replace(
+        pydantic_data_converter, payload_converter_class=SharedPydanticPayloadConverter
+    )
     if master is None:
-        return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(master, keys))
+        return converter
+    return dataclasses.replace(converter, payload_codec=EncryptionCodec(master, keys))
 
 
 def key_ring_of(client: Client, engine: AsyncEngine) -> KeyRing:

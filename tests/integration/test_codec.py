@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import re
 import uuid
@@ -23,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
-from temporalio.converter import WorkflowSerializationContext
+from temporalio.converter import DataConverter, WorkflowSerializationContext
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -286,3 +287,24 @@ async def test_a_wrong_length_key_is_refused() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         LocalMasterKey.from_text(base64.b64encode(b"short").decode())
     assert LocalMasterKey.from_text(KEY).current_id == MASTER.current_id
+
+
+async def test_every_context_shares_one_payload_converter_and_its_type_adapters() -> None:
+    """The SDK makes a data converter per serialization context (per activation, per activity
+    input); each used to bring a new pydantic converter with an empty cache of type adapters."""
+    sealing = data_converter(MASTER, None)
+    in_case = sealing.with_context(WorkflowSerializationContext(namespace="default", workflow_id="case-1"))
+    per_activation = dataclasses.replace(in_case)  # as the SDK clones one per activation
+    assert in_case.payload_codec is not sealing.payload_codec  # the codec does take the context
+    converters = {id(_unwrapped(dc)) for dc in (sealing, in_case, per_activation, data_converter(None))}
+    assert len(converters) == 1
+    # and it still converts both ways, sealed
+    view = c.AddNote(actor=ALICE, text="called the landlord")
+    payloads = await in_case.encode([view])
+    assert payloads[0].metadata["encoding"] == ENCODING
+    assert await in_case.decode(payloads, [c.AddNote]) == [view]
+
+
+def _unwrapped(converter: DataConverter) -> object:
+    """The pydantic converter inside the SDK's wrapper (which handles its own transfer types)."""
+    return getattr(converter.payload_converter, "_inner_payload_converter", converter.payload_converter)
