@@ -159,9 +159,12 @@ def dev(
     ui_port: Annotated[int | None, typer.Option(help="Temporal Web UI port [CASEWORK_UI_PORT: 8233]")] = None,
 ) -> None:
     """Start a local Temporal dev server (data under ./var), the worker, the API and a mail sink."""
-    from devstack.run import run_dev
+    from devstack.run import DevStackError, run_dev
 
-    asyncio.run(run_dev(dev_settings(port, ui_port), announce=out.print))
+    try:
+        asyncio.run(run_dev(dev_settings(port, ui_port), announce=out.print))
+    except DevStackError as exc:
+        raise Fail(str(exc)) from None
 
 
 def dev_settings(port: int | None, ui_port: int | None) -> Settings:

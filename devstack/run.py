@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ctypes
 import os
 import secrets
 import shutil
@@ -83,6 +84,34 @@ def dev_server_command(settings: Settings, db_file: Path, ui_port: int) -> list[
     for key in ALL_KEYS:  # honoured on a fresh database only; registered again below
         cmd += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
     return cmd
+
+
+class DevStackError(RuntimeError):
+    """`casework dev` cannot start; the message says why and what to do."""
+
+
+def refuse_if_answering(address: str) -> None:
+    """Stop before starting Temporal if something already listens where it would: a Temporal
+    left running by a `casework dev` that was killed, or another one. Started anyway, the new
+    server fails to bind while the old one answers, and the stack would run on the old one
+    (its UI on a port nobody proxies, no process watching it)."""
+    host, _, port = address.rpartition(":")
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        if probe.connect_ex((host or "127.0.0.1", int(port))) == 0:
+            raise DevStackError(
+                f"something already listens on {address}, where casework dev starts Temporal: another "
+                "casework dev, or a Temporal dev server left running (e.g. `pkill -f 'temporal server "
+                "start-dev'`); or choose another port (--port, CASEWORK_TEMPORAL_ADDRESS)"
+            )
+
+
+def die_with_parent() -> None:
+    """In the Temporal server's process, before it starts: Linux stops it (SIGTERM) when
+    `casework dev` dies, even killed outright, instead of leaving it running with the port and
+    the data file."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 async def wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes], within: float = 60) -> None:
@@ -168,9 +197,15 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     ui_port = free_port()  # the dev server's own UI; the proxy serves settings.ui_port
     ui_host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"  # the dev server's --ip
     command = dev_server_command(settings, db_file, ui_port)
+    refuse_if_answering(settings.temporal_address)
     # Its banner (stdout) names the UI's private port, where nothing decodes: casework prints the
     # addresses to use. Its errors go to stderr, as before.
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: ASYNC220 - a long-lived child
+    server = subprocess.Popen(  # noqa: ASYNC220 - a long-lived child
+        command,
+        stdout=subprocess.DEVNULL,
+        # runs between fork and exec: safe while this process has no other thread (none yet)
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
+    )
     sink = None
     if settings.smtp_host in ("127.0.0.1", "localhost"):
         sink = start_mail_sink(settings.smtp_host, settings.smtp_port, settings.var_dir / "mail")

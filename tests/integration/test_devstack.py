@@ -1,0 +1,90 @@
+"""`casework dev` as a person runs it, and as it is sometimes stopped: killed outright, or
+started where a Temporal already answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.processes import background, casework, environment, free_port
+
+
+def dev_environment(home: Path, port: int) -> dict[str, str]:
+    api_port = free_port()
+    return environment(
+        var_dir=str(home / "var"),
+        database_url=f"sqlite:///{home / 'var' / 'casework.db'}",
+        temporal_address=f"127.0.0.1:{port}",
+        smtp_port=str(free_port()),
+        api_port=str(api_port),
+        callback_url=f"http://127.0.0.1:{api_port}/callbacks/referrals",
+    )
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def command_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+
+
+def answering(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_casework_dev_killed_outright_takes_its_temporal_server_with_it(tmp_path: Path) -> None:
+    port = free_port()
+    env = dev_environment(tmp_path, port)
+    with background(
+        ["dev", "--port", str(port), "--ui-port", str(free_port())],
+        env,
+        "Worker running",
+        tmp_path / "dev.log",
+    ) as dev:
+        (server,) = [
+            c for c in children(dev.pid) if "temporal" in command_of(c) and "start-dev" in command_of(c)
+        ]
+        dev.send_signal(signal.SIGKILL)
+        dev.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while alive(server) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            assert not alive(server), "the Temporal dev server outlived the casework dev that started it"
+            assert not answering(port)
+        finally:
+            if alive(server):  # this test's failure must not leave a server behind
+                os.kill(server, signal.SIGTERM)
+
+
+def test_casework_dev_refuses_a_temporal_port_something_already_answers_on(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        env = dev_environment(tmp_path, port)
+        started = time.monotonic()
+        done = casework("dev", "--port", str(port), "--ui-port", str(free_port()), env=env, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert f"something already listens on 127.0.0.1:{port}" in said
+    assert "Traceback" not in said
+    assert time.monotonic() - started < 30  # at once, not after waiting for a server to come up
