@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     # Signs list page tokens and sign-in cookies; give every API replica the same one (default:
     # random per process, and a restart signs everyone out).
     api_token_secret: SecretStr | None = None
-    # Public address of the provider callback, put into referral messages.
-    callback_url: str = "http://127.0.0.1:8000/callbacks/referrals"
+    # Public address of the provider callback, put into referral messages. Unset: this API's
+    # own, http://api_host:api_port/callbacks/referrals (127.0.0.1 when it listens everywhere).
+    callback_url: str = ""
     # Signs the answer links in referral emails (the API checks them); the same for the workers
     # and the API; comma-separated to rotate (the first signs, all verify). Unset: derived from
     # the actor key. The links point at public_url (unset: callback_url before /callbacks/).
@@ -73,6 +74,14 @@ class Settings(BaseSettings):
     ui_origins: list[str] = []
     # Hours a sign-in at the API's /signin (the cookie the Temporal UI's decoder sends) lasts.
     session_hours: float = 8.0
+
+    @model_validator(mode="after")
+    def _callback_follows_the_api(self) -> Self:
+        """A stack on other ports tells providers to answer where its API is, not at 8000."""
+        if not self.callback_url:
+            host = "127.0.0.1" if self.api_host in ("", "0.0.0.0", "::") else self.api_host
+            self.callback_url = f"http://{host}:{self.api_port}/callbacks/referrals"
+        return self
 
     @model_validator(mode="after")
     def _ui_origins_follow_the_ui_port(self) -> Self:

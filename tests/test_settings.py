@@ -64,3 +64,15 @@ def test_casework_dev_runs_where_the_environment_says_unless_told_otherwise(
     told = dev_settings(27233, 28233)
     assert (told.temporal_address, told.ui_port) == ("127.0.0.1:27233", 28233)
     assert "http://127.0.0.1:28233" in told.ui_origins
+
+
+def test_providers_are_told_to_answer_where_the_api_listens_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stack started on other ports once put :8000 into every referral it sent."""
+    monkeypatch.setenv("CASEWORK_API_PORT", "18000")
+    assert Settings().callback_url == "http://127.0.0.1:18000/callbacks/referrals"
+    monkeypatch.setenv("CASEWORK_API_HOST", "0.0.0.0")
+    assert Settings().callback_url == "http://127.0.0.1:18000/callbacks/referrals"
+    monkeypatch.setenv("CASEWORK_CALLBACK_URL", "https://casework.example.org/callbacks/referrals")
+    assert Settings().callback_url == "https://casework.example.org/callbacks/referrals"
