@@ -108,7 +108,8 @@ class CaseRecorder:
         # How long the batch's oldest event waited for the record: the record's lag, which staff
         # see as stale lists and a busy worker pays in replays (a full cache evicts the cases
         # whose recording is queued, docs/architecture.md "A worker's memory and throughput").
-        behind = (now - batch.events[0].at).total_seconds() if batch.events else 0.0
+        # (never below 0: the workflow's clock is the server's, and a time-skipping test server's runs ahead)
+        behind = max(0.0, (now - batch.events[0].at).total_seconds()) if batch.events else 0.0
         (log.warning if behind >= RECORD_BEHIND_WARNING.total_seconds() else log.info)(
             "recorded case events",
             case=case.number,

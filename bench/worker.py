@@ -206,7 +206,10 @@ def report(tracer: Tracer | None, cache: CacheCounters | None = None) -> None:
     if tracer is not None:
         tracer.report()
     collections = GC_CLOCK.take()
-    cached = f" {cache.take()}" if cache is not None else ""
+    try:  # the answer must come whatever: the load generator waits for it
+        cached = f" {cache.take()}" if cache is not None else ""
+    except (OSError, ValueError) as exc:
+        cached = f" cache unread ({exc})"
     gc.collect()
     print(
         f"rss_kb {rss_kb()} objects {len(gc.get_objects())} gc {collections}{cached} {module_copies()}",

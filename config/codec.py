@@ -25,7 +25,7 @@ import copy
 import dataclasses
 import os
 from collections.abc import Sequence
-from typing import ClassVar, Self
+from typing import Self
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -137,19 +137,35 @@ class SharedPydanticPayloadConverter(PydanticPayloadConverter):
     sequence headed elsewhere (an activity's input), since our codec takes the context (the
     payload's case). Each new pydantic converter came with an empty cache of type adapters and
     cost its construction: ~9 % of a busy worker's samples. It keeps no state but that cache
-    (thread-safe), so one instance serves every context."""
+    (thread-safe), so one instance serves every context, and nothing may rebuild it in place:
+    copies, pickles and contexts are the instance itself.
 
-    _one: ClassVar[SharedPydanticPayloadConverter | None] = None
+    The cache is keyed by type hint, so it would pin any class the sandbox makes per run; the
+    workflow's payload types all live in passed-through modules (workflows/contracts.py,
+    domain/), one class per process."""
 
     def __new__(cls) -> SharedPydanticPayloadConverter:
-        if cls._one is None:
+        one: SharedPydanticPayloadConverter | None = cls.__dict__.get("_one")  # not a base class's
+        if one is None:
             one = super().__new__(cls)
             PydanticPayloadConverter.__init__(one)
             cls._one = one
-        return cls._one
+        return one
 
     def __init__(self) -> None:
         """Made once, in __new__."""
+
+    def with_context(self, context: SerializationContext) -> Self:
+        return self  # none of its converters takes a context; the stock one would be rebuilt
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
+
+    def __reduce__(self) -> tuple[type[SharedPydanticPayloadConverter], tuple[()]]:
+        return (type(self), ())  # unpickled: this process's instance, not a rebuilt copy
 
 
 def data_converter(master: LocalMasterKey | None, keys: KeyRing | None = None) -> DataConverter:

@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     def _callback_follows_the_api(self) -> Self:
         """A stack on other ports tells providers to answer where its API is, not at 8000."""
         if not self.callback_url:
-            host = "127.0.0.1" if self.api_host in ("", "0.0.0.0", "::") else self.api_host
+            host = self.api_host.strip("[]")
+            host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+            host = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
             self.callback_url = f"http://{host}:{self.api_port}/callbacks/referrals"
         return self
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ctypes
+import functools
 import os
 import secrets
 import shutil
@@ -96,22 +97,35 @@ def refuse_if_answering(address: str) -> None:
     server fails to bind while the old one answers, and the stack would run on the old one
     (its UI on a port nobody proxies, no process watching it)."""
     host, _, port = address.rpartition(":")
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        if probe.connect_ex((host or "127.0.0.1", int(port))) == 0:
-            raise DevStackError(
-                f"something already listens on {address}, where casework dev starts Temporal: another "
-                "casework dev, or a Temporal dev server left running (e.g. `pkill -f 'temporal server "
-                "start-dev'`); or choose another port (--port, CASEWORK_TEMPORAL_ADDRESS)"
-            )
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1):
+            pass
+    except (ConnectionRefusedError, TimeoutError):
+        return  # free
+    except (OSError, ValueError) as exc:
+        raise DevStackError(
+            f"cannot start Temporal at {address} (CASEWORK_TEMPORAL_ADDRESS): {exc}"
+        ) from None
+    raise DevStackError(
+        f"something already listens on {address}, where casework dev starts Temporal: another "
+        "casework dev, or a Temporal dev server left running (e.g. `pkill -f 'temporal server "
+        "start-dev'`); or choose another port (--port, CASEWORK_TEMPORAL_ADDRESS)"
+    )
 
 
-def die_with_parent() -> None:
+# Looked up before any fork: the child calls it between fork and exec.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent: int) -> None:
     """In the Temporal server's process, before it starts: Linux stops it (SIGTERM) when
     `casework dev` dies, even killed outright, instead of leaving it running with the port and
-    the data file."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    the data file. If the parent died before the signal was set, stop now."""
+    assert _LIBC is not None
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 async def wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes], within: float = 60) -> None:
@@ -188,6 +202,7 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     from worker import run_worker
 
     configure_logging(settings.log_level)
+    refuse_if_answering(settings.temporal_address)  # before anything is written to var/
     settings.var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings.var_dir.chmod(0o700)  # also a var/ made before casework kept it private
     ensure_actor_key(settings)
@@ -197,14 +212,13 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     ui_port = free_port()  # the dev server's own UI; the proxy serves settings.ui_port
     ui_host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"  # the dev server's --ip
     command = dev_server_command(settings, db_file, ui_port)
-    refuse_if_answering(settings.temporal_address)
     # Its banner (stdout) names the UI's private port, where nothing decodes: casework prints the
     # addresses to use. Its errors go to stderr, as before.
     server = subprocess.Popen(  # noqa: ASYNC220 - a long-lived child
         command,
         stdout=subprocess.DEVNULL,
         # runs between fork and exec: safe while this process has no other thread (none yet)
-        preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=functools.partial(die_with, os.getpid()) if sys.platform == "linux" else None,
     )
     sink = None
     if settings.smtp_host in ("127.0.0.1", "localhost"):

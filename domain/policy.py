@@ -126,7 +126,7 @@ def load_program(path: Path) -> Program:
         raise ProgramError(f"{path}: {problems}") from exc
     if program.key != path.stem:
         raise ProgramError(f"{path}: key: '{program.key}' must match the file name '{path.stem}'")
-    size = len(program.model_dump_json())
+    size = len(program.model_dump_json().encode())
     if size > bounds.MAX_PROGRAM_BYTES:
         raise ProgramError(
             f"{path}: {size} bytes as a case carries it, more than the {bounds.MAX_PROGRAM_BYTES} a "

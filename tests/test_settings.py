@@ -74,5 +74,9 @@ def test_providers_are_told_to_answer_where_the_api_listens_unless_told_otherwis
     assert Settings().callback_url == "http://127.0.0.1:18000/callbacks/referrals"
     monkeypatch.setenv("CASEWORK_API_HOST", "0.0.0.0")
     assert Settings().callback_url == "http://127.0.0.1:18000/callbacks/referrals"
+    monkeypatch.setenv("CASEWORK_API_HOST", "::1")
+    assert Settings().callback_url == "http://[::1]:18000/callbacks/referrals"
+    monkeypatch.setenv("CASEWORK_API_HOST", "[::]")
+    assert Settings().callback_url == "http://127.0.0.1:18000/callbacks/referrals"
     monkeypatch.setenv("CASEWORK_CALLBACK_URL", "https://casework.example.org/callbacks/referrals")
     assert Settings().callback_url == "https://casework.example.org/callbacks/referrals"

@@ -65,7 +65,7 @@ def test_a_malformed_program_names_file_and_field(
 
 def test_every_shipped_program_fits_what_a_case_may_carry() -> None:
     for program in load_programs(ROOT / "programs").values():
-        assert len(program.model_dump_json()) <= bounds.MAX_PROGRAM_BYTES
+        assert len(program.model_dump_json().encode()) <= bounds.MAX_PROGRAM_BYTES
 
 
 def test_a_program_too_big_to_ride_with_every_recording_is_refused_at_load(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import dataclasses
 import os
+import pickle
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -31,7 +33,7 @@ from temporalio.worker import Replayer
 from api.app import create_app
 from api.auth import load_keys
 from api.sessions import COOKIE, SessionTokens
-from config.codec import ENCODING, LABEL, EncryptionCodec, data_converter
+from config.codec import ENCODING, LABEL, EncryptionCodec, SharedPydanticPayloadConverter, data_converter
 from config.settings import Settings
 from domain import commands as c
 from service.facade import CaseError, CaseOps
@@ -298,6 +300,10 @@ async def test_every_context_shares_one_payload_converter_and_its_type_adapters(
     assert in_case.payload_codec is not sealing.payload_codec  # the codec does take the context
     converters = {id(_unwrapped(dc)) for dc in (sealing, in_case, per_activation, data_converter(None))}
     assert len(converters) == 1
+    # nothing rebuilds it in place: a copy, a pickle or a context is the instance itself
+    one = _unwrapped(in_case)
+    assert copy.copy(one) is one and copy.deepcopy(one) is one and pickle.loads(pickle.dumps(one)) is one
+    assert one.with_context(WorkflowSerializationContext(namespace="default", workflow_id="case-2")) is one
     # and it still converts both ways, sealed
     view = c.AddNote(actor=ALICE, text="called the landlord")
     payloads = await in_case.encode([view])
@@ -305,6 +311,8 @@ async def test_every_context_shares_one_payload_converter_and_its_type_adapters(
     assert await in_case.decode(payloads, [c.AddNote]) == [view]
 
 
-def _unwrapped(converter: DataConverter) -> object:
+def _unwrapped(converter: DataConverter) -> SharedPydanticPayloadConverter:
     """The pydantic converter inside the SDK's wrapper (which handles its own transfer types)."""
-    return getattr(converter.payload_converter, "_inner_payload_converter", converter.payload_converter)
+    inner = getattr(converter.payload_converter, "_inner_payload_converter", converter.payload_converter)
+    assert isinstance(inner, SharedPydanticPayloadConverter)
+    return inner

@@ -88,3 +88,11 @@ def test_casework_dev_refuses_a_temporal_port_something_already_answers_on(tmp_p
     assert f"something already listens on 127.0.0.1:{port}" in said
     assert "Traceback" not in said
     assert time.monotonic() - started < 30  # at once, not after waiting for a server to come up
+    assert not (tmp_path / "var").exists()  # nothing made: no key, so a later start still says what it must
+
+
+def test_casework_dev_names_a_temporal_address_it_cannot_use(tmp_path: Path) -> None:
+    env = dev_environment(tmp_path, free_port()) | {"CASEWORK_TEMPORAL_ADDRESS": "no-such-host.invalid:7233"}
+    done = casework("dev", "--ui-port", str(free_port()), env=env, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "cannot start Temporal at no-such-host.invalid:7233" in done.stdout + done.stderr
