@@ -179,6 +179,17 @@ def dev_settings(port: int | None, ui_port: int | None) -> Settings:
     return Settings(**given)
 
 
+def api_settings(host: str | None, port: int | None) -> Settings:
+    """The settings `casework api` serves with: the options over the environment's, so what
+    follows the API's address (the callback, the answer links) follows the options too."""
+    given: dict[str, Any] = {}
+    if host is not None:
+        given["api_host"] = host
+    if port is not None:
+        given["api_port"] = port
+    return Settings(**given)
+
+
 @app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="default CASEWORK_API_HOST or 127.0.0.1")] = None,
@@ -189,7 +200,7 @@ def api(
     from config.logs import configure_logging
     from devstack.run import run_until_signalled
 
-    settings = Settings()
+    settings = api_settings(host, port)
     configure_logging(settings.log_level)
 
     async def go(stop: asyncio.Event) -> None:
@@ -197,8 +208,8 @@ def api(
             app_ = await connected_app(settings)
         except Exception as exc:
             raise Fail(f"cannot start the API: {exc}") from None
-        out.print(f"API: http://{host or settings.api_host}:{port or settings.api_port}/docs")
-        await serve(app_, host or settings.api_host, port or settings.api_port, stop)
+        out.print(f"API: http://{settings.api_host}:{settings.api_port}/docs")
+        await serve(app_, settings.api_host, settings.api_port, stop)
 
     asyncio.run(run_until_signalled(go))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from cli.main import dev_settings
+from cli.main import api_settings, dev_settings
 from config.settings import Settings
 from config.temporal import payload_key
 from devstack.run import ensure_payload_key
@@ -80,3 +80,8 @@ def test_providers_are_told_to_answer_where_the_api_listens_unless_told_otherwis
     assert Settings().callback_url == "http://127.0.0.1:18000/callbacks/referrals"
     monkeypatch.setenv("CASEWORK_CALLBACK_URL", "https://casework.example.org/callbacks/referrals")
     assert Settings().callback_url == "https://casework.example.org/callbacks/referrals"
+
+
+def test_casework_api_on_another_port_tells_providers_that_port() -> None:
+    assert api_settings(None, 18001).callback_url == "http://127.0.0.1:18001/callbacks/referrals"
+    assert api_settings("0.0.0.0", 18002).api_host == "0.0.0.0"
