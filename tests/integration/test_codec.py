@@ -39,9 +39,10 @@ from domain import commands as c
 from service.facade import CaseError, CaseOps
 from store.keys import KeyRing, LocalMasterKey
 from store.tables import record_access
+from tests.conftest import case_worker
 from tests.integration.test_callback import DIRECTORY, serving
 from tests.keys import MASTER, MASTER_TEXT
-from tests.scenario import ALICE, BOB, PROGRAMS, opening
+from tests.scenario import ALICE, BOB, PROGRAMS, TO_MONITORING, opening
 from worker import build_worker, workflow_runner
 from workflows.case import CaseWorkflow
 from workflows.search import workflow_id
@@ -309,6 +310,29 @@ async def test_every_context_shares_one_payload_converter_and_its_type_adapters(
     payloads = await in_case.encode([view])
     assert payloads[0].metadata["encoding"] == ENCODING
     assert await in_case.decode(payloads, [c.AddNote]) == [view]
+
+
+async def test_the_shared_converter_keeps_no_type_per_case(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    """The shared converter caches a type adapter per type hint for the life of the process: a
+    payload type the sandbox made afresh for each case (one defined in workflows/case.py) would
+    add an entry, and keep that case's copy of the module alive, for every case a worker loads."""
+    adapters = SharedPydanticPayloadConverter().converters[b"json/plain"]._type_adapter  # type: ignore[attr-defined]
+
+    async def cases_driven(count: int) -> None:
+        async with case_worker(time_env, record_store) as ops:
+            for _ in range(count):
+                number = (await ops.open_case(opening("general"))).case.number
+                for step in TO_MONITORING:
+                    await ops.act(number, step)
+                await ops.view(number)
+
+    await cases_driven(2)
+    after_two = adapters.cache_info().currsize
+    assert after_two > 0  # the worker's conversions went through it
+    await cases_driven(4)
+    assert adapters.cache_info().currsize == after_two
 
 
 def _unwrapped(converter: DataConverter) -> SharedPydanticPayloadConverter:
