@@ -108,7 +108,7 @@ class CaseRecorder:
         # How long the batch's oldest event waited for the record: the record's lag, which staff
         # see as stale lists and a busy worker pays in replays (a full cache evicts the cases
         # whose recording is queued, docs/architecture.md "A worker's memory and throughput").
-        # (never below 0: the workflow's clock is the server's, and a time-skipping test server's runs ahead)
+        # Never below 0: events carry the server's clock, which a time-skipping test server runs ahead.
         behind = max(0.0, (now - batch.events[0].at).total_seconds()) if batch.events else 0.0
         (log.warning if behind >= RECORD_BEHIND_WARNING.total_seconds() else log.info)(
             "recorded case events",

@@ -33,7 +33,7 @@ from api.app import connected_app, serve
 from config.logs import configure_logging
 from config.settings import Settings
 from config.temporal import master_key, payload_key_file, register_search_attributes
-from devstack.mailsink import start_mail_sink
+from devstack.mailsink import port_in_use, start_mail_sink
 from devstack.uiproxy import ui_proxy
 from workflows.search import ALL_KEYS
 
@@ -98,14 +98,13 @@ def refuse_if_answering(address: str) -> None:
     (its UI on a port nobody proxies, no process watching it)."""
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1):
-            pass
-    except (ConnectionRefusedError, TimeoutError):
-        return  # free
-    except (OSError, ValueError) as exc:
+        answering = port_in_use(host.strip("[]") or "127.0.0.1", int(port))
+    except (OSError, ValueError) as exc:  # a name that does not resolve, a port that is not one
         raise DevStackError(
             f"cannot start Temporal at {address} (CASEWORK_TEMPORAL_ADDRESS): {exc}"
         ) from None
+    if not answering:
+        return
     raise DevStackError(
         f"something already listens on {address}, where casework dev starts Temporal: another "
         "casework dev, or a Temporal dev server left running (e.g. `pkill -f 'temporal server "

@@ -216,7 +216,8 @@ async def _write_changes(
     conn: Any, case: Case, seq: int, now: datetime, sealer: Sealer, parts: Parts, known: Written
 ) -> Written:
     """Only the parts that differ from what this worker wrote at `known.seq` (still the record's)."""
-    if _digest(parts.goals) != known.goals:
+    goals = _digest(parts.goals)
+    if goals != known.goals:
         await _replace_goals(conn, case.number, parts.goals, sealer)
     referrals, changed = {}, []
     for rid, row in parts.referrals.items():
@@ -230,7 +231,7 @@ async def _write_changes(
     await upsert(conn, case_follow_ups, follow_ups, ["case_number", "follow_up_id"])
     if parts.obligations is not None and parts.obligations != known.obligations:
         await _replace_obligations(conn, case.number, list(parts.obligations))
-    return Written(seq, now, _digest(parts.goals), referrals, parts.follow_ups, parts.obligations)
+    return Written(seq, now, goals, referrals, parts.follow_ups, parts.obligations)
 
 
 def _digest(goals: tuple[tuple[Any, ...], ...]) -> bytes:

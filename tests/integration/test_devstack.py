@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.mailsink import port_in_use
 from tests.processes import background, casework, environment, free_port
 
 
@@ -43,12 +44,6 @@ def alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's wait is missing
 
 
-def answering(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
 def test_a_casework_dev_killed_outright_takes_its_temporal_server_with_it(tmp_path: Path) -> None:
     port = free_port()
@@ -69,7 +64,7 @@ def test_a_casework_dev_killed_outright_takes_its_temporal_server_with_it(tmp_pa
             time.sleep(0.1)
         try:
             assert not alive(server), "the Temporal dev server outlived the casework dev that started it"
-            assert not answering(port)
+            assert not port_in_use("127.0.0.1", port)
         finally:
             if alive(server):  # this test's failure must not leave a server behind
                 os.kill(server, signal.SIGTERM)
