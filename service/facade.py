@@ -309,6 +309,10 @@ class CaseOps:
             status = await workflow_status(self.client, search.workflow_id(number))
         except RuntimeError as exc:  # a client that cannot (re)connect
             raise CaseError(Refusal.UNAVAILABLE, f"Temporal cannot be reached ({exc})") from None
+        except RPCError as exc:  # the server gave up on the request (busy, restarting): say so, never a 500
+            raise CaseError(
+                Refusal.UNAVAILABLE, f"Temporal did not answer for case {number} ({exc.message}); try again"
+            ) from None
         if status is None:
             return "lost" if await self.recorded_case(number) is not None else None
         return STATUS_NAMES.get(status, "running")

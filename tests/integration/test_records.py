@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.contracts import RecordBatch
-from activities.records import CaseRecorder
+from activities.records import CaseRecorder, Recorded
 from domain import commands as c
 from domain.case import notice_for
 from domain.models import Stage
 from domain.schedule import next_due
 from store.db import migrate
+from store.keys import Sealer
 from store.tables import cases, outbox
 from tests.conftest import recorded_events
 from tests.scenario import ALICE, SAM, Story
@@ -120,3 +124,73 @@ async def test_the_cases_parts_are_rows_for_reporting_tools(record_store: AsyncE
     assert [tuple(r) for r in referrals] == [("shelter-north", "accepted")]
     assert list(goals) == ["g1", "g2"]
     assert list(visits) == ["home_visit"]
+
+
+async def test_recordings_waiting_together_share_one_transaction(record_store: AsyncEngine) -> None:
+    """A busy worker has a recording in flight for every busy case; they are written together
+    (one transaction, one turn at SQLite's single writer) and each gets its own result."""
+    recorder = CaseRecorder(record_store)
+    stories = [Story("general").to(Stage.COORDINATION) for _ in range(5)]
+    sealers = [await recorder.keys.sealer(s.case.number) for s in stories]
+
+    recorded = await asyncio.gather(
+        *(
+            recorder.turns.record(batch(story, 1, len(story.events)), sealer)
+            for story, sealer in zip(stories, sealers, strict=True)
+        )
+    )
+
+    assert [r.together for r in recorded] == [5] * 5
+    assert [r.new for r in recorded] == [len(s.events) for s in stories]
+    for story, one in zip(stories, recorded, strict=True):  # each its own referral request
+        assert {m["case_number"] for m in one.messages} == {story.case.number}
+        rows = await recorded_events(record_store, story.case.number)
+        assert [r["seq"] for r in rows] == list(range(1, len(story.events) + 1))
+
+
+async def test_a_batch_that_cannot_be_written_fails_alone(record_store: AsyncEngine) -> None:
+    """The group's transaction fails; each batch is then tried alone: the others are written and
+    only the bad one's activity fails (Temporal retries it)."""
+
+    class Broken(Sealer):
+        def value(self, value: Any, column: str) -> Any:
+            raise ValueError("this batch cannot be sealed")
+
+    recorder = CaseRecorder(record_store)
+    good, bad = Story("general").to(Stage.PLANNING), Story("general").to(Stage.PLANNING)
+    sealer = await recorder.keys.sealer(good.case.number)
+
+    written, failed = await asyncio.gather(
+        recorder.turns.record(batch(good, 1, len(good.events)), sealer),
+        recorder.turns.record(batch(bad, 1, len(bad.events)), Broken(bad.case.number, None)),
+        return_exceptions=True,
+    )
+
+    assert isinstance(failed, ValueError)
+    assert isinstance(written, Recorded) and written.together == 1  # written again, alone
+    assert len(await recorded_events(record_store, good.case.number)) == len(good.events)
+    assert await recorded_events(record_store, bad.case.number) == []
+
+
+async def test_a_case_has_one_batch_in_a_transaction(record_store: AsyncEngine) -> None:
+    """A retried batch of a case (its first attempt still waiting) and the case's next batch go
+    in separate transactions, in the order they came: the projection never steps back."""
+    recorder = CaseRecorder(record_store)
+    story = Story("general").to(Stage.MONITORING)
+    sealer = await recorder.keys.sealer(story.case.number)
+    middle = len(story.events) - 2
+    early = RecordBatch(case=story.states[middle - 1], case_seq=middle, events=story.events[:middle])
+
+    first, second = await asyncio.gather(
+        recorder.turns.record(early, sealer),
+        recorder.turns.record(batch(story, middle + 1, len(story.events)), sealer),
+    )
+
+    assert (first.together, second.together) == (1, 1)
+    async with record_store.connect() as conn:
+        stage, last_seq = (
+            await conn.execute(
+                select(cases.c.stage, cases.c.last_seq).where(cases.c.number == story.case.number)
+            )
+        ).one()
+    assert (stage, last_seq) == ("monitoring", len(story.events))
