@@ -27,7 +27,7 @@ from activities.messages import calendar_cancellation, invitation_keys, messages
 from domain.events import Event
 from domain.models import Case
 from domain.policy import Program
-from store.db import insert_ignoring_duplicates, writing
+from store.db import insert_ignoring_duplicates, write_together
 from store.keys import KeyRing, Opener, Sealer, opened_message, sealed_message
 from store.projection import Projector, Written
 from store.tables import (
@@ -217,8 +217,11 @@ class RecordingTurns:
             return
         try:
             now = datetime.now(UTC)
-            async with writing(self.recorder.engine) as conn:
-                done = [await self.recorder.write(conn, w.batch, w.sealer, now) for w in group]
+
+            async def every_batch(conn: Any) -> list[Recorded]:
+                return [await self.recorder.write(conn, w.batch, w.sealer, now) for w in group]
+
+            done = await write_together(self.recorder.engine, every_batch)
         except asyncio.CancelledError:  # the writer stopped mid-group: its recordings are not written
             for waiting in group:
                 if not waiting.recorded.done():

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Table, event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import Table, create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 try:
     import fcntl
@@ -122,6 +124,78 @@ async def writing(eng: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     turns = _TURNS.get(key) or _TURNS.setdefault(key, _Turns(database))
     async with turns.turn(), eng.begin() as conn:
         yield conn
+
+
+T = TypeVar("T")
+
+
+async def write_together(eng: AsyncEngine, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """`work(conn)` in one write transaction, for a write of many statements (a group of
+    recordings). On a SQLite file it runs in a thread with the synchronous driver, all of it in
+    one hop: through the async driver every statement is a few hops between the event loop and
+    the connection's thread, which cost the worker more CPU than SQLite's own work (recording a
+    case: 35 ms of CPU that way, 13-17 ms this way). `work` is written against an async
+    connection and must await nothing but its statements (`_AtOnce` runs each at once; a
+    `work` that suspends on anything else is refused). Elsewhere (PostgreSQL, whose driver
+    has no thread to hop to; an in-memory SQLite) it is simply `writing(eng)`."""
+    if not _writes_in_threads(eng):
+        async with writing(eng) as conn:
+            return await work(conn)
+    database = str(eng.url.database)
+    plain = _plain_engine(database)
+
+    def run() -> T:
+        with plain.begin() as conn:
+            return _at_once(work(_AtOnce(conn)))
+
+    key = (database, asyncio.get_running_loop())
+    turns = _TURNS.get(key) or _TURNS.setdefault(key, _Turns(database))
+    async with turns.turn():
+        return await asyncio.to_thread(run)
+
+
+def _writes_in_threads(eng: AsyncEngine) -> bool:
+    return eng.dialect.name == "sqlite" and eng.url.database not in (None, "", ":memory:")
+
+
+def sync_engines(eng: AsyncEngine) -> list[Engine]:
+    """Every engine a statement through `eng` may run on (`write_together` has one of its own
+    on SQLite): where an event listener must hear all of them."""
+    return [eng.sync_engine, *([_plain_engine(str(eng.url.database))] if _writes_in_threads(eng) else [])]
+
+
+@functools.cache
+def _plain_engine(database: str) -> Engine:
+    """The synchronous driver's engine for a SQLite file; no pool (a connection per write
+    together: opening one is far cheaper than the write, and none outlives it)."""
+    plain = create_engine(
+        URL.create("sqlite", database=database),
+        poolclass=NullPool,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
+    event.listen(plain, "connect", _write_ahead_log)
+    return plain
+
+
+class _AtOnce:
+    """A synchronous connection with an async connection's `execute`: the statement runs when
+    called, and the await that follows completes without suspending."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self.dialect = conn, conn.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self.conn.execute(statement, parameters)
+
+
+def _at_once(work: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends, run to its end here."""
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    work.close()
+    raise RuntimeError("a write together awaited something other than its statements")
 
 
 def _upgrade(connection: Connection) -> None:

@@ -22,7 +22,7 @@ from domain import commands as c
 from domain.case import notice_for
 from domain.models import FollowUpKind, Stage
 from domain.schedule import next_due, standings
-from store.db import writing
+from store.db import sync_engines, writing
 from store.projection import rewrite_obligations
 from store.tables import case_follow_ups, case_goals, case_obligations, case_referrals, cases
 from tests.scenario import ALICE, PLAN_REVISION, PROGRAMS, SAM, Story, quiet_referral
@@ -103,11 +103,13 @@ def statements(store: AsyncEngine) -> Iterator[list[str]]:
         table = words[2] if words[0] in ("INSERT", "DELETE") else words[1] if words[0] == "UPDATE" else ""
         seen.append(f"{words[0]} {table}".strip())
 
-    event.listen(store.sync_engine, "before_cursor_execute", count)
+    for each in sync_engines(store):
+        event.listen(each, "before_cursor_execute", count)
     try:
         yield seen
     finally:
-        event.remove(store.sync_engine, "before_cursor_execute", count)
+        for each in sync_engines(store):
+            event.remove(each, "before_cursor_execute", count)
 
 
 async def test_a_note_is_one_update_of_the_case_row(record_store: AsyncEngine) -> None:

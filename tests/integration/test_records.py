@@ -6,18 +6,18 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.contracts import RecordBatch
-from activities.records import CaseRecorder, Recorded
+from activities.records import CaseRecorder, Recorded, event_row
 from domain import commands as c
 from domain.case import notice_for
 from domain.models import Stage
 from domain.schedule import next_due
-from store.db import migrate
+from store.db import migrate, write_together
 from store.keys import Sealer
-from store.tables import cases, outbox
+from store.tables import case_events, cases, outbox
 from tests.conftest import recorded_events
 from tests.scenario import ALICE, SAM, Story
 
@@ -194,3 +194,24 @@ async def test_a_case_has_one_batch_in_a_transaction(record_store: AsyncEngine) 
             )
         ).one()
     assert (stage, last_seq) == ("monitoring", len(story.events))
+
+
+async def test_a_write_together_on_sqlite_may_await_only_its_statements(sqlite_store: AsyncEngine) -> None:
+    """On a SQLite file the group runs in a thread in one go, so it cannot wait for anything
+    but its own statements: one that does is refused, and what it wrote is rolled back."""
+    story = Story("general")
+    row = event_row(story.case.number, story.events[0], story.now, Sealer(story.case.number, None))
+
+    async def writes_then_waits(conn: Any) -> None:
+        await conn.execute(insert(case_events).values(row))
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="awaited something other than its statements"):
+        await write_together(sqlite_store, writes_then_waits)
+    assert await recorded_events(sqlite_store, story.case.number) == []
+
+    async def writes(conn: Any) -> int:
+        return int((await conn.execute(insert(case_events).values(row))).rowcount)
+
+    assert await write_together(sqlite_store, writes) == 1
+    assert len(await recorded_events(sqlite_store, story.case.number)) == 1
