@@ -36,11 +36,15 @@ class _Command(Model):
     actor: Actor
 
 
+# What a case number may be: letters, digits and hyphens (the workflow's id is made from it).
+CASE_NUMBER = r"^[A-Za-z0-9-]{3,40}$"
+
+
 class OpenCase(_Command):
     """Not an update: this is the input that starts a case workflow."""
 
     action: Literal["open"] = "open"
-    number: str = Field(pattern=r"^[A-Za-z0-9-]{3,40}$")
+    number: str = Field(pattern=CASE_NUMBER)
     program: str
     client: Client
     manager: str = Field(min_length=1, max_length=64)

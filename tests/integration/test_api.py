@@ -290,7 +290,12 @@ async def test_a_request_temporal_gives_up_on_is_a_503_not_a_500() -> None:
     app = create_app(CaseOps(client, PROGRAMS, "nowhere"), DIRECTORY, KEYS, None)
     async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
         shown = await http.get("/cases/X-1", headers={"Authorization": "Bearer key-sam"})
+        # a number that cannot be a case never reaches Temporal (the fuzz test's did: a 5xx)
+        stray = await http.get(
+            "/cases/%C3%AF%C3%9A%F0%A6%80%90Z", headers={"Authorization": "Bearer key-sam"}
+        )
     assert "Temporal did not answer for case X-1 (operation was canceled)" in problem_of(shown, 503)
+    assert "number" in problem_of(stray, 422)
 
 
 async def test_the_api_says_503_when_temporal_is_down_and_documents_itself_offline() -> None:
