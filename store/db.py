@@ -115,15 +115,23 @@ async def writing(eng: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A write transaction. On SQLite, writers to a file take turns (`_Turns`): the file has one
     writer at a time. One queue per file and event loop: the worker and the API of `casework
     dev` have engines of their own."""
-    if eng.dialect.name != "sqlite" or eng.url.database in (None, "", ":memory:"):
+    if not _sqlite_file(eng):
         async with eng.begin() as conn:
             yield conn
         return
-    database = str(eng.url.database)
-    key = (database, asyncio.get_running_loop())
-    turns = _TURNS.get(key) or _TURNS.setdefault(key, _Turns(database))
-    async with turns.turn(), eng.begin() as conn:
+    async with _turns_at(str(eng.url.database)).turn(), eng.begin() as conn:
         yield conn
+
+
+def _sqlite_file(eng: AsyncEngine) -> bool:
+    """Whether `eng` writes a SQLite file: one writer at a time, writers taking turns."""
+    return eng.dialect.name == "sqlite" and eng.url.database not in (None, "", ":memory:")
+
+
+def _turns_at(database: str) -> _Turns:
+    """The queue of this event loop's writers to a SQLite file."""
+    key = (database, asyncio.get_running_loop())
+    return _TURNS.get(key) or _TURNS.setdefault(key, _Turns(database))
 
 
 T = TypeVar("T")
@@ -134,11 +142,11 @@ async def write_together(eng: AsyncEngine, work: Callable[[Any], Coroutine[Any, 
     recordings). On a SQLite file it runs in a thread with the synchronous driver, all of it in
     one hop: through the async driver every statement is a few hops between the event loop and
     the connection's thread, which cost the worker more CPU than SQLite's own work (recording a
-    case: 35 ms of CPU that way, 13-17 ms this way). `work` is written against an async
+    case: ~26 ms of CPU that way, ~11 ms this way, bench/recording.py). `work` is written against an async
     connection and must await nothing but its statements (`_AtOnce` runs each at once; a
     `work` that suspends on anything else is refused). Elsewhere (PostgreSQL, whose driver
     has no thread to hop to; an in-memory SQLite) it is simply `writing(eng)`."""
-    if not _writes_in_threads(eng):
+    if not _sqlite_file(eng):
         async with writing(eng) as conn:
             return await work(conn)
     database = str(eng.url.database)
@@ -148,20 +156,14 @@ async def write_together(eng: AsyncEngine, work: Callable[[Any], Coroutine[Any, 
         with plain.begin() as conn:
             return _at_once(work(_AtOnce(conn)))
 
-    key = (database, asyncio.get_running_loop())
-    turns = _TURNS.get(key) or _TURNS.setdefault(key, _Turns(database))
-    async with turns.turn():
+    async with _turns_at(database).turn():
         return await asyncio.to_thread(run)
-
-
-def _writes_in_threads(eng: AsyncEngine) -> bool:
-    return eng.dialect.name == "sqlite" and eng.url.database not in (None, "", ":memory:")
 
 
 def sync_engines(eng: AsyncEngine) -> list[Engine]:
     """Every engine a statement through `eng` may run on (`write_together` has one of its own
     on SQLite): where an event listener must hear all of them."""
-    return [eng.sync_engine, *([_plain_engine(str(eng.url.database))] if _writes_in_threads(eng) else [])]
+    return [eng.sync_engine, *([_plain_engine(str(eng.url.database))] if _sqlite_file(eng) else [])]
 
 
 @functools.cache

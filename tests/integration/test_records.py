@@ -24,6 +24,15 @@ from tests.scenario import ALICE, SAM, Story
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
+async def stage_and_last_seq(store: AsyncEngine, number: str) -> tuple[str, int]:
+    """Where the record's projection of the case stands."""
+    async with store.connect() as conn:
+        row = (
+            await conn.execute(select(cases.c.stage, cases.c.last_seq).where(cases.c.number == number))
+        ).one()
+    return row.stage, row.last_seq
+
+
 def batch(story: Story, start: int, end: int) -> RecordBatch:
     return RecordBatch(case=story.case, case_seq=end, events=story.events[start - 1 : end])
 
@@ -69,13 +78,7 @@ async def test_an_older_batch_never_rolls_the_case_back(record_store: AsyncEngin
     recorder = CaseRecorder(record_store)
     await recorder.record(batch(story, 1, len(story.events)))
     await recorder.record(early)  # arrives late, e.g. a retry after a timeout
-    async with record_store.connect() as conn:
-        stage, last_seq = (
-            await conn.execute(
-                select(cases.c.stage, cases.c.last_seq).where(cases.c.number == story.case.number)
-            )
-        ).one()
-    assert (stage, last_seq) == ("planning", len(story.events))
+    assert await stage_and_last_seq(record_store, story.case.number) == ("planning", len(story.events))
 
 
 async def test_migrating_again_is_harmless(record_store: AsyncEngine) -> None:
@@ -187,13 +190,7 @@ async def test_a_case_has_one_batch_in_a_transaction(record_store: AsyncEngine) 
     )
 
     assert (first.together, second.together) == (1, 1)
-    async with record_store.connect() as conn:
-        stage, last_seq = (
-            await conn.execute(
-                select(cases.c.stage, cases.c.last_seq).where(cases.c.number == story.case.number)
-            )
-        ).one()
-    assert (stage, last_seq) == ("monitoring", len(story.events))
+    assert await stage_and_last_seq(record_store, story.case.number) == ("monitoring", len(story.events))
 
 
 async def test_a_write_together_on_sqlite_may_await_only_its_statements(sqlite_store: AsyncEngine) -> None:
