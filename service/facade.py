@@ -30,7 +30,6 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
-    SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -49,13 +48,14 @@ from domain.errors import Refusal, Rejected
 from domain.events import ALL_CHANGES, ErasedChange, Event, Restore
 from domain.models import Actor, Case, Note, erased_case
 from domain.policy import Program
+from domain.schedule import next_deadline, overdue
 from domain.views import CaseView, Receipt, WorkflowStatus, case_view
 from domain.vocabulary import STOCK
 from service.identity import acting, signing
 from store.keys import ClientErased, KeyRing, Opener
 from store.tables import case_events, cases
 from workflows import search
-from workflows.case import CaseInput, CaseWorkflow
+from workflows.case import GENERATION, CaseInput, CaseWorkflow
 from workflows.identity import ActorKeys
 
 
@@ -226,12 +226,12 @@ class CaseOps:
             with await self._acting(command.actor, command.number):
                 handle = await self.client.start_workflow(
                     CaseWorkflow.run,
-                    CaseInput(program=program, opening=command),
+                    CaseInput(program=program, opening=command, generation=GENERATION),
                     id=search.workflow_id(command.number),
                     task_queue=self.task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     id_conflict_policy=conflict,
-                    search_attributes=self._attributes(apply_open(command, utcnow())),
+                    search_attributes=self._attributes(apply_open(command, utcnow()), program),
                     static_summary=f"Case {command.number} · {program.name}",
                 )
         except WorkflowAlreadyStartedError:
@@ -458,12 +458,12 @@ class CaseOps:
             with await self._acting(actor, number):
                 handle = await self.client.start_workflow(
                     CaseWorkflow.run,
-                    CaseInput(program=program, case=case, seq=seq, restore=restore),
+                    CaseInput(program=program, case=case, seq=seq, restore=restore, generation=GENERATION),
                     id=search.workflow_id(number),
                     task_queue=self.task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                    search_attributes=self._attributes(case),
+                    search_attributes=self._attributes(case, program),
                     static_summary=f"Case {number} · {program.name} (restored)",
                 )
         except WorkflowAlreadyStartedError:
@@ -476,17 +476,11 @@ class CaseOps:
         return self.record
 
     @staticmethod
-    def _attributes(case: Case) -> TypedSearchAttributes:
-        """The search attributes a case's workflow starts with (it keeps them current itself)."""
-        return TypedSearchAttributes(
-            [
-                SearchAttributePair(search.CASE_STAGE, case.stage.value),
-                SearchAttributePair(search.CASE_MANAGER, case.manager),
-                SearchAttributePair(search.CASE_PROGRAM, case.program),
-                SearchAttributePair(search.CASE_RISK, case.risk.value),
-                SearchAttributePair(search.CASE_SUPERVISOR, case.supervisor or search.NO_SUPERVISOR),
-            ]
-        )
+    def _attributes(case: Case, program: Program) -> TypedSearchAttributes:
+        """The search attributes a case's workflow starts with: those it would publish itself
+        (it keeps them current; starting with all of them, its first task has none to upsert)."""
+        due, late = next_deadline(case, program), overdue(case, program, utcnow())
+        return search.starting_attributes(search.case_attributes(case, due, bool(late)))
 
     def _handle(self, number: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle_for(CaseWorkflow.run, search.workflow_id(number))

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.errors import Refusal, Rejected, explain
     from domain.events import Archive, Change, DeliveryFailing, DeliveryRecorded, Event
     from domain.lifecycle import allowed_actions
-    from domain.models import SYSTEM, Case, FailingDelivery
+    from domain.models import SYSTEM, FailingDelivery
     from domain.schedule import Due, next_deadline, next_due
     from domain.views import CaseView, Receipt, case_view, details_markdown, receipt
     from workflows import search
@@ -92,18 +92,18 @@ UPSERT_ONLY_CHANGES = "upsert-only-changes"
 # TemporalChangeVersion search attribute (a visibility write on the server), four for every case
 # opened and every continue-as-new. Runs without it ask each patch as before, and replay so.
 TAKES_EVERY_CHANGE = "takes-every-change-v5"
+# The code that starts a run writes its generation into the run's input (CaseInput.generation;
+# runs started before there was one read 0). A run of generation 6 or later takes every change
+# above without asking a patch, so it records no marker and no upsert of TemporalChangeVersion
+# at all; and it leaves a next due within search.NEXT_DUE_SLACK of the one shown as it is, so
+# its first task upserts nothing (the client starts it with every attribute). The input is in
+# the run's history, so a replay decides the same. A change made after this one can be asked as
+# `self.generation >= 7` for runs started since, and `workflow.patched` for older runs.
+GENERATION = 6
+WITHOUT_MARKERS_SINCE = 6  # the generation since which runs ask no patch and publish with slack
 
 
 BEFORE_EVERY_CHANGE = (BOUNDED_HISTORY, EVERY_DEADLINE_HONOURS_HOLDS, DELIVERY_IN_ROUNDS, UPSERT_ONLY_CHANGES)
-
-
-def _patched(change: str) -> bool:
-    """Whether this run takes `change`, one of the patches TAKES_EVERY_CHANGE folds: every run
-    started since it does (the first call decides it for the run, while it replays or at its
-    start; then it is remembered). A patch made after it is asked with `workflow.patched` itself:
-    runs started between the two lack it."""
-    assert change in BEFORE_EVERY_CHANGE, f"{change} is not folded into {TAKES_EVERY_CHANGE}"
-    return workflow.patched(TAKES_EVERY_CHANGE) or workflow.patched(change)
 
 
 def parse_command(raw: dict[str, Any]) -> StaffCommand:
@@ -114,35 +114,13 @@ def parse_command(raw: dict[str, Any]) -> StaffCommand:
         raise Rejected(Refusal.VALIDATION, f"invalid command: {problems}") from None
 
 
-def attributes(case: Case, view: CaseView) -> list[SearchAttributeUpdate[Any]]:
-    pairs: list[SearchAttributeUpdate[Any]] = [
-        search.CASE_STAGE.value_set(case.stage.value),
-        search.CASE_MANAGER.value_set(case.manager),
-        search.CASE_PROGRAM.value_set(case.program),
-        search.CASE_RISK.value_set(case.risk.value),
-        search.CASE_OVERDUE.value_set(bool(view.overdue)),
-        search.CASE_SUPERVISOR.value_set(case.supervisor or search.NO_SUPERVISOR),
-    ]
-    if view.next_deadline is not None:
-        pairs.append(search.CASE_NEXT_DUE.value_set(view.next_deadline))
-    else:  # nothing due (on hold, closed): no stale date in lists
-        pairs.append(search.CASE_NEXT_DUE.value_unset())
-    return pairs
-
-
-def changed(
-    updates: list[SearchAttributeUpdate[Any]], current: TypedSearchAttributes
-) -> list[SearchAttributeUpdate[Any]]:
-    """The updates that would change what the workflow's search attributes say now."""
-    return [u for u in updates if current.get(u.key) != u.value]
-
-
 @workflow.defn(name="CaseWorkflow")
 class CaseWorkflow:
     @workflow.init
     def __init__(self, start: CaseInput) -> None:
+        self.generation = start.generation
         # Set both ways: a run continued as new from an old-path run carries the flag off.
-        honours = _patched(EVERY_DEADLINE_HONOURS_HOLDS)
+        honours = self._patched(EVERY_DEADLINE_HONOURS_HOLDS)
         self.program = start.program.model_copy(update={"holds_pause_every_deadline": honours})
         self.recent: dict[str, CommandKey] = {k.key: k for k in start.recent}
         self.updates = 0  # updates taken by this run (Temporal allows 2,000 per run)
@@ -168,8 +146,8 @@ class CaseWorkflow:
 
     @workflow.run
     async def run(self, start: CaseInput) -> CaseResult:
-        self.bounded = _patched(BOUNDED_HISTORY)
-        self.in_rounds = _patched(DELIVERY_IN_ROUNDS)
+        self.bounded = self._patched(BOUNDED_HISTORY)
+        self.in_rounds = self._patched(DELIVERY_IN_ROUNDS)
         self._publish()
         for message in self.undelivered.values():  # carried over a continue-as-new
             self._start_delivery(message)
@@ -385,6 +363,7 @@ class CaseWorkflow:
                 pending=self.pending,
                 recent=list(self.recent.values()),
                 undelivered=list(self.undelivered.values()),
+                generation=GENERATION,  # the next run is started by this code
             )
         )
 
@@ -441,6 +420,17 @@ class CaseWorkflow:
         self._publish()
         return event
 
+    def _patched(self, change: str) -> bool:
+        """Whether this run takes `change`, one of the patches TAKES_EVERY_CHANGE folds: every run
+        of generation WITHOUT_MARKERS_SINCE or later does, without a marker; an older run asks
+        TAKES_EVERY_CHANGE, then the patch itself (the first call decides it for the run, while
+        it replays or at its start; then it is remembered). A patch made after it is asked with
+        `workflow.patched` itself: runs started between the two lack it."""
+        assert change in BEFORE_EVERY_CHANGE, f"{change} is not folded into {TAKES_EVERY_CHANGE}"
+        if self.generation >= WITHOUT_MARKERS_SINCE:
+            return True
+        return workflow.patched(TAKES_EVERY_CHANGE) or workflow.patched(change)
+
     def _remember(self, applied: CommandKey) -> None:
         self.recent[applied.key] = applied
         while len(self.recent) > bounds.RECENT_COMMAND_KEYS:
@@ -465,9 +455,10 @@ class CaseWorkflow:
 
     def _publish(self) -> None:
         view = self._view()
-        updates = attributes(self.case, view)
-        if _patched(UPSERT_ONLY_CHANGES):  # decided once per run; then remembered
-            updates = changed(updates, workflow.info().typed_search_attributes)
+        updates = search.case_attributes(self.case, view.next_deadline, bool(view.overdue))
+        if self._patched(UPSERT_ONLY_CHANGES):  # decided once per run; then remembered
+            slack = search.NEXT_DUE_SLACK if self.generation >= WITHOUT_MARKERS_SINCE else timedelta(0)
+            updates = search.changed(updates, workflow.info().typed_search_attributes, slack)
         if updates:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details_markdown(view))

@@ -37,6 +37,9 @@ class CaseInput(Model):
     recent: list[CommandKey] = Field(default_factory=list)  # newest last
     undelivered: list[MessageRef] = Field(default_factory=list)  # messages still being delivered
     restore: Restore | None = None  # start again from the SQL record (casework restore)
+    # The workflow code's generation that started this run (workflows/case.py, GENERATION);
+    # 0 for runs started before there was one, whose input lacks it.
+    generation: int = 0
     # Carried by runs from before bounded state: every event, the last `unrecorded` unrecorded.
     events: list[Event] = Field(default_factory=list)
     unrecorded: int = 0

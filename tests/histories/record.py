@@ -35,7 +35,7 @@ from workflows.search import workflow_id
 HERE = Path(__file__).parent
 # Bump this when the workflow changes in a way running cases must survive (behind
 # workflow.patched), and keep the older versions' files: CI replays them all.
-VERSION = "v5"
+VERSION = "v6"
 DAY = timedelta(days=1)
 
 

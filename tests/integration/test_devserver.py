@@ -23,7 +23,7 @@ from tests.processes import background, casework, environment
 from tests.scenario import ALICE, PROGRAMS, SAM, TO_MONITORING, opening
 from tests.terminal import terminal
 from workflows.case import RECORD_TIMEOUT
-from workflows.search import CASE_NEXT_DUE, CASE_STAGE, workflow_id
+from workflows.search import CASE_NEXT_DUE, CASE_OVERDUE, CASE_STAGE, workflow_id
 
 SECOND = timedelta(seconds=1)
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -73,6 +73,31 @@ async def test_casework_list_finds_a_case_by_stage(
         described = await dev_env.client.get_workflow_handle(workflow_id(number)).describe()
         assert described.typed_search_attributes.get(CASE_STAGE) == "closed"
         assert described.typed_search_attributes.get(CASE_NEXT_DUE) is None
+
+
+async def test_a_case_publishes_only_what_changes_and_asks_no_patch(
+    dev_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    """Each upsert is a history event and a visibility write on the server: a case opened
+    starts with every attribute and upserts nothing, records no patch marker, and later
+    publishes a change of stage but not a note."""
+    async with case_worker(dev_env, record_store) as ops:
+        number = (await ops.open_case(opening("general"))).case.number
+        await ops.act(number, c.Accept(actor=ALICE))
+        await ops.act(number, c.AddNote(actor=ALICE, text="called the client back"))
+        handle = ops.client.get_workflow_handle(workflow_id(number))
+        history = await handle.fetch_history()
+        kinds = [event.WhichOneof("attributes") for event in history.events]
+        upserts = [
+            sorted(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+            for e in history.events
+            if e.HasField("upsert_workflow_search_attributes_event_attributes")
+        ]
+        assert "marker_recorded_event_attributes" not in kinds
+        assert upserts == [["CaseNextDue", "CaseStage"]]  # accept: assessment, due in days
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(CASE_STAGE) == "assessment"
+        assert described.typed_search_attributes.get(CASE_OVERDUE) is False
 
 
 async def test_a_worker_killed_after_writing_continues_the_case_and_writes_nothing_twice(

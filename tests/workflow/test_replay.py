@@ -5,7 +5,9 @@ stages, including one archived after closure: `v1-*` before the case kept bounde
 (workflow.patched("bounded-history") keeps their path), `v2-*` after, `v3-*` after every deadline
 honoured holds and deliveries went in rounds ("every-deadline-honours-holds", "delivery-in-rounds"),
 `v4-*` after a change upserts only the search attributes it changes ("upsert-only-changes"),
-`v5-*` from runs that take every change at once ("takes-every-change-v5": one marker, not four).
+`v5-*` from runs that take every change at once ("takes-every-change-v5": one marker, not four),
+`v6-*` from runs whose input says their code's generation (6: no marker at all, and a case starts
+with its search attributes, so its opening upserts none).
 A change that breaks replay would break every case already open in production.
 """
 
@@ -39,7 +41,7 @@ HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
 def test_there_are_histories_from_several_stages_before_and_after_each_change() -> None:
     stages = {"archived_after_closure", "escalated_in_monitoring", "resumed_after_hold"}
-    for version in ("v1", "v2", "v3", "v4", "v5"):
+    for version in ("v1", "v2", "v3", "v4", "v5", "v6"):
         assert {p.stem for p in HISTORIES} >= {f"{version}-{stage}" for stage in stages}
 
 
