@@ -8,6 +8,7 @@ the provider directory (domain/directory.py), what may happen now (domain/lifecy
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import uuid
@@ -511,21 +512,33 @@ class CaseOps:
         return CaseError(Refusal.UNAVAILABLE, f"case {number}: {exc.message}")
 
 
+# A describe the server gave up on is asked again before the caller is told to try again: it is
+# a read, and the next one answers. Seen in the full suite from a dev server that had run for a
+# quarter of an hour: a describe of a case the fuzzer had just opened came back CANCELLED
+# ("operation was canceled", the server's own word for an internal call it dropped) and the API
+# answered 503; UNAVAILABLE is a server restarting.
+DESCRIBE_AGAIN_AFTER = (0.1, 0.4)  # seconds before the second and the third try
+TRANSIENT = (RPCStatusCode.CANCELLED, RPCStatusCode.UNAVAILABLE)
+
+
 async def workflow_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
     """A workflow's status, or None if Temporal has no such workflow. Reads the raw
     description: decoding search attributes is not needed here (and the time-skipping
     test server returns unset datetime attributes in a form the SDK cannot decode)."""
-    try:
-        described = await client.workflow_service.describe_workflow_execution(
-            DescribeWorkflowExecutionRequest(
-                namespace=client.namespace, execution=ExecutionRef(workflow_id=workflow_id)
-            )
-        )
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    return WorkflowExecutionStatus(described.workflow_execution_info.status)
+    request = DescribeWorkflowExecutionRequest(
+        namespace=client.namespace, execution=ExecutionRef(workflow_id=workflow_id)
+    )
+    for wait in (*DESCRIBE_AGAIN_AFTER, None):
+        try:
+            described = await client.workflow_service.describe_workflow_execution(request)
+            return WorkflowExecutionStatus(described.workflow_execution_info.status)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return None
+            if exc.status not in TRANSIENT or wait is None:
+                raise
+        await asyncio.sleep(wait)
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 def utcnow() -> datetime:

@@ -298,6 +298,24 @@ async def test_a_request_temporal_gives_up_on_is_a_503_not_a_500() -> None:
     assert "number" in problem_of(stray, 422)
 
 
+async def test_a_describe_temporal_gives_up_on_once_is_asked_again() -> None:
+    """Seen in the full suite: one describe came back CANCELLED and the next answered. The
+    caller gets the answer, not a 503."""
+    client = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True)
+    answers = [RPCError("operation was canceled", RPCStatusCode.CANCELLED, b"")]
+    answers.append(RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b""))
+
+    async def gives_up_once(*args: Any, **kwargs: Any) -> Any:
+        raise answers.pop(0)
+
+    client.workflow_service.describe_workflow_execution = gives_up_once  # type: ignore[method-assign]
+    app = create_app(CaseOps(client, PROGRAMS, "nowhere"), DIRECTORY, KEYS, None)
+    async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+        shown = await http.get("/cases/X-2", headers={"Authorization": "Bearer key-sam"})
+    assert "no case X-2" in problem_of(shown, 404)
+    assert answers == []  # asked twice
+
+
 async def test_the_api_says_503_when_temporal_is_down_and_documents_itself_offline() -> None:
     down = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True)
     ops = CaseOps(down, PROGRAMS, "nowhere")
