@@ -25,8 +25,8 @@ from domain.answer_links import LinkState, LinkStep, link_state
 from domain.commands import AnswerReferral
 from domain.errors import Refusal, explain
 from domain.models import Actor, Case, Referral, ReferralAnswer, Role
-from service.facade import CaseError, CaseOps
-from service.refusals import HTTP_STATUS
+from service.facade import CaseOps
+from service.refusals import HTTP_STATUS, CaseError
 
 LogAccess = Callable[[Actor, str, str], Awaitable[None]]
 

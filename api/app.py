@@ -51,28 +51,27 @@ from config.codec import is_encrypted, label_of
 from config.links import answer_link_secrets, public_url
 from config.settings import Settings
 from domain.access import may_export, may_read_reports, may_see, scope_of
-from domain.commands import CASE_NUMBER, AnswerReferral, OpenCase, StaffCommand
+from domain.commands import (
+    CASE_NUMBER,
+    COMMAND_KEY_PATTERN,
+    COMMAND_KEY_RULE,
+    AnswerReferral,
+    OpenCase,
+    StaffCommand,
+    new_command_key,
+)
 from domain.directory import Directory, load_directory
 from domain.errors import Refusal, explain
 from domain.events import Event
 from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, Stage
 from domain.policy import load_programs
-from domain.views import CaseView, Receipt
+from domain.views import CaseSummary, CaseView, Order, Receipt
 from service import access_log
-from service.caselist import MAX_PAGE, CaseFilter, CaseList, CaseSummary, Order, Position
+from service.caselist import MAX_PAGE, CaseFilter, CaseList, Position
 from service.erasure import Erasure, erase_client
 from service.export import SubjectAccess, html_chunks, json_chunks
-from service.facade import (
-    COMMAND_KEY_PATTERN,
-    COMMAND_KEY_RULE,
-    MAX_EVENTS_PAGE,
-    MAX_NOTES_PAGE,
-    CaseError,
-    CaseOps,
-    new_case_number,
-    new_command_key,
-)
-from service.refusals import HTTP_STATUS, title
+from service.facade import MAX_EVENTS_PAGE, MAX_NOTES_PAGE, CaseOps, new_case_number
+from service.refusals import HTTP_STATUS, CaseError, title
 from service.reports import Reports, Snapshots, stage_chart_png
 from store.db import engine as make_engine
 from store.keys import ClientErased

@@ -52,8 +52,8 @@ from domain.directory import Directory, Provider
 from domain.errors import Refusal, explain
 from domain.models import Actor, Referral, ReferralStatus, Role
 from service.access_log import log_access
-from service.facade import CaseError, CaseOps
-from service.refusals import HTTP_STATUS
+from service.facade import CaseOps
+from service.refusals import HTTP_STATUS, CaseError
 from store.keys import ClientErased
 from store.tables import case_referrals, outbox
 

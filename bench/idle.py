@@ -28,7 +28,8 @@ from bench.devserver import start_dev_server
 from bench.sealing import in_clear, sealed
 from bench.worker import WorkerProcess
 from domain.errors import Refusal
-from service.facade import CaseError, CaseOps
+from service.facade import CaseOps
+from service.refusals import CaseError
 from store.db import engine, migrate
 from tests.scenario import PROGRAMS, opening
 

@@ -41,9 +41,11 @@ from bench.devserver import start_dev_server
 from config.logs import configure_logging
 from config.settings import Settings
 from domain import commands as c
+from domain.commands import new_command_key
 from domain.errors import Refusal
 from domain.models import Actor, Role
-from service.facade import CaseError, CaseOps, new_command_key
+from service.facade import CaseOps
+from service.refusals import CaseError
 from store.db import engine, migrate
 from tests.receivers import MailSink
 from tests.scenario import ALICE, PLAN_REVISION, PROGRAMS, TO_MONITORING, opening, quiet_referral

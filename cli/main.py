@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -37,20 +37,16 @@ from cli import hsds, render
 from cli.apiclient import Api, ApiError, Credential, credential, forget_credential, save_credential
 from config.settings import Settings
 from domain import commands as c
+from domain.commands import COMMAND_KEY_PATTERN, COMMAND_KEY_RULE, new_command_key
 from domain.directory import DirectoryError, load_directory
 from domain.errors import Refusal, explain
 from domain.models import Actor, Client, RiskLevel, Stage
 from domain.policy import ProgramError, load_programs
-from domain.views import CaseView, Receipt
-from service.caselist import CaseSummary, Order
-from service.facade import (
-    COMMAND_KEY_PATTERN,
-    COMMAND_KEY_RULE,
-    CaseError,
-    CaseOps,
-    new_command_key,
-)
-from service.refusals import EXIT_CODE
+from domain.views import CaseSummary, CaseView, Order, Receipt, Report
+from service.refusals import EXIT_CODE, CaseError
+
+if TYPE_CHECKING:  # loaded by the operator commands that use it (Temporal, the record): not by staff's
+    from service.facade import CaseOps
 
 app = typer.Typer(
     add_completion=False,
@@ -341,6 +337,7 @@ def run_direct(work: Callable[[CaseOps], Awaitable[T]]) -> T:
 
     async def go() -> T:
         from config.temporal import connect
+        from service.facade import CaseOps
         from store.db import engine
 
         try:
@@ -719,7 +716,6 @@ def report(
     ] = None,
 ) -> None:
     """Caseload, overdue items, referral outcomes, time in stage, cases per week (supervisors, leads)."""
-    from service.reports import Report
 
     def fetch(api: Api) -> tuple[dict[str, Report], dict[str, bytes], bytes | None]:
         reports = {}

@@ -13,10 +13,8 @@ from domain.directory import Directory, EmailChannel, Provider
 from domain.events import Event, NoticeIssued
 from domain.models import SSM_SCALE, Note, Stage
 from domain.policy import Program, human
-from domain.views import CaseView, Receipt
+from domain.views import CaseSummary, CaseView, Receipt, Report
 from domain.vocabulary import Terms
-from service.caselist import CaseSummary
-from service.reports import Report
 
 
 def when(at: datetime | None) -> str:

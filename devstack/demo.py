@@ -10,7 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 from domain import commands as c
 from domain.errors import Refusal
 from domain.models import Actor, Assessment, Client, Goal, Need, NeedDomain, RiskLevel, Role, SharedField
-from service.facade import CaseError, CaseOps, new_case_number
+from service.facade import CaseOps, new_case_number
+from service.refusals import CaseError
 
 ALICE = Actor(id="alice", role=Role.CASE_MANAGER)
 BOB = Actor(id="bob", role=Role.CASE_MANAGER)

@@ -7,6 +7,7 @@ command type. Who may give which command, and when, is decided in lifecycle.py.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 from typing import Annotated, Literal, get_args
 
@@ -327,3 +328,12 @@ STAFF_COMMAND: TypeAdapter[StaffCommand] = TypeAdapter(StaffCommand)
 # models (their fields, docstrings and descriptions), and the domain's apply table must cover them.
 STAFF_COMMAND_TYPES: tuple[type[_Command], ...] = get_args(get_args(StaffCommand)[0])
 STAFF_ACTIONS: tuple[str, ...] = tuple(t.model_fields["action"].default for t in STAFF_COMMAND_TYPES)
+
+
+# A staff command's idempotency key (the API's Idempotency-Key header, the CLI's --key).
+COMMAND_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{8,100}$"
+COMMAND_KEY_RULE = "8 to 100 characters of A-Z a-z 0-9 _ . : -"
+
+
+def new_command_key() -> str:
+    return uuid.uuid4().hex

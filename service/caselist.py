@@ -24,44 +24,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.access import Scope
 from domain.errors import Refusal
 from domain.models import RiskLevel, Stage
-from service.facade import CaseError
+from domain.views import ORDERS, CaseSummary, ListedStatus, Order
+from service.refusals import CaseError
 from service.reports import within
 from store.tables import cases
 
-Order = Literal["next_due", "newest"]
-ORDERS: tuple[Order, ...] = ("next_due", "newest")
-# What the record knows of a case: open, closed, or closed with its client's data erased.
-# (Whether Temporal still runs its workflow is `casework show`'s to say: CaseView.status.)
-ListedStatus = Literal["open", "closed", "erased"]
 MAX_PAGE = 100
-
-
-class CaseSummary(BaseModel):
-    """One row of `casework list`: clear columns of the record only (no personal data)."""
-
-    number: str
-    stage: str
-    manager: str
-    supervisor: str | None = None
-    program: str
-    risk: str
-    opened_at: datetime | None = None
-    next_due: datetime | None = Field(description="the soonest due time of what the case owes")
-    overdue: bool = Field(description="something the case owes was due by the time of the list")
-    status: ListedStatus = "open"
-    running: bool = Field(
-        description="the case is open (status 'open'); kept for older clients. The list reads the "
-        "record, which does not know whether Temporal still runs the workflow: GET /cases/{number} does"
-    )
 
 
 @dataclass(frozen=True)

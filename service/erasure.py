@@ -27,7 +27,8 @@ from domain.access import may_erase
 from domain.errors import Refusal
 from domain.events import EraseClient
 from domain.models import Actor, Model, Stage
-from service.facade import CaseError, CaseOps, workflow_status
+from service.facade import CaseOps, workflow_status
+from service.refusals import CaseError
 from store.db import writing
 from store.keys import ERASED
 from store.tables import case_events, case_goals, cases, delivery_attempts, outbox

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from config.settings import Settings
 from config.temporal import actor_keys
 from domain.access import may_open
 from domain.case import apply_open, decide, intake_conflict
-from domain.commands import OpenCase, Refer, StaffCommand
+from domain.commands import OpenCase, Refer, StaffCommand, new_command_key
 from domain.directory import Directory
 from domain.errors import Refusal, Rejected
 from domain.events import ALL_CHANGES, ErasedChange, Event, Restore
@@ -53,26 +52,12 @@ from domain.schedule import next_deadline, overdue
 from domain.views import CaseView, Receipt, WorkflowStatus, case_view
 from domain.vocabulary import STOCK
 from service.identity import acting, signing
+from service.refusals import CaseError
 from store.keys import ClientErased, KeyRing, Opener
 from store.tables import case_events, cases
 from workflows import search
 from workflows.case import GENERATION, CaseInput, CaseWorkflow
 from workflows.identity import ActorKeys
-
-
-class CaseError(Exception):
-    """A refusal as the API and the CLI see it (service/refusals.py maps `kind` to a status and an
-    exit code). `key`: the command's idempotency key, when there was one."""
-
-    # `str` only until cli/main.py names its one refusal with the enum; Refusal() raises on a
-    # word that is not a refusal, so no unknown kind gets through either way.
-    def __init__(self, kind: Refusal, message: str, key: str | None = None) -> None:
-        super().__init__(message)
-        self.kind, self.message, self.key = kind, message, key
-
-    @classmethod
-    def rejected(cls, refused: Rejected, key: str | None = None) -> CaseError:
-        return cls(refused.kind, refused.message, key)
 
 
 def refusal_named(failure_type: str | None) -> Refusal:
@@ -144,14 +129,6 @@ def event_from_row(row: Any, opener: Opener) -> Event:
 
 # What a caller's idempotency key may be (the API's header, the CLI's --key): long enough not
 # to collide by accident, and safe in a header and a Temporal update id.
-COMMAND_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{8,100}$"
-COMMAND_KEY_RULE = "8 to 100 characters of A-Z a-z 0-9 _ . : -"
-
-
-def new_command_key() -> str:
-    return uuid.uuid4().hex
-
-
 # The most a page of a case's history holds, whatever the caller asks (the API's own limits).
 MAX_EVENTS_PAGE = 500
 MAX_NOTES_PAGE = 200

@@ -15,7 +15,7 @@ CLI exit codes, by what the person at the terminal can do about it:
 
 from __future__ import annotations
 
-from domain.errors import Refusal
+from domain.errors import Refusal, Rejected
 
 HTTP_STATUS: dict[Refusal, int] = {
     Refusal.VALIDATION: 422,
@@ -53,3 +53,18 @@ EXIT_CODE: dict[Refusal, int] = {
 def title(refusal: Refusal) -> str:
     """The refusal as a problem's title: "Guard failed"."""
     return refusal.value.replace("_", " ").capitalize()
+
+
+class CaseError(Exception):
+    """A refusal as the API and the CLI see it (service/refusals.py maps `kind` to a status and an
+    exit code). `key`: the command's idempotency key, when there was one."""
+
+    # `str` only until cli/main.py names its one refusal with the enum; Refusal() raises on a
+    # word that is not a refusal, so no unknown kind gets through either way.
+    def __init__(self, kind: Refusal, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.key = kind, message, key
+
+    @classmethod
+    def rejected(cls, refused: Rejected, key: str | None = None) -> CaseError:
+        return cls(refused.kind, refused.message, key)

@@ -19,11 +19,9 @@ computed (`as_of`).
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -42,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.access import Scope
 from domain.models import ReferralStatus, Stage, week_of
+from domain.views import Report
 from store.tables import case_obligations, case_referrals, case_stage_spells, cases
 
 __all__ = [
@@ -58,29 +57,6 @@ __all__ = [
 
 REPORTS = ("caseload", "overdue", "referrals", "stages", "weekly")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Report:
-    title: str
-    columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-    as_of: datetime | None = None  # the moment the figures were computed
-
-    def csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(self.columns)
-        writer.writerows(self.rows)
-        return out.getvalue()
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "title": self.title,
-            "columns": list(self.columns),
-            "rows": [list(r) for r in self.rows],
-            "as_of": self.as_of.isoformat() if self.as_of else None,
-        }
 
 
 StageSeries = tuple[dict[str, list[int]], list[datetime]]  # cases per stage at each week's end, the ends

@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from config.temporal import register_search_attributes
 from domain import commands as c
 from domain.models import RiskLevel
-from service.facade import CaseError
+from service.refusals import CaseError
 from store.db import engine, migrate
 from tests.conftest import case_worker, sdk_binary
 from tests.receivers import MailSink

@@ -32,8 +32,10 @@ from domain.access import Scope, may_see, scope_of
 from domain.case import open_case
 from domain.models import Actor, RiskLevel, Role, Stage
 from domain.schedule import next_deadline
-from service.caselist import CaseFilter, CaseList, Order, Position
-from service.facade import CaseError, CaseOps
+from domain.views import Order
+from service.caselist import CaseFilter, CaseList, Position
+from service.facade import CaseOps
+from service.refusals import CaseError
 from store.db import MIGRATIONS
 from store.tables import cases
 from tests.integration.test_callback import DIRECTORY, serving

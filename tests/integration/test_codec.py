@@ -36,7 +36,8 @@ from api.sessions import COOKIE, SessionTokens
 from config.codec import ENCODING, LABEL, EncryptionCodec, SharedPydanticPayloadConverter, data_converter
 from config.settings import Settings
 from domain import commands as c
-from service.facade import CaseError, CaseOps
+from service.facade import CaseOps
+from service.refusals import CaseError
 from store.keys import KeyRing, LocalMasterKey
 from store.tables import record_access
 from tests.conftest import case_worker

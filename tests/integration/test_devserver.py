@@ -15,7 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
 from domain.models import Stage
-from service.facade import CaseError, CaseOps
+from service.facade import CaseOps
+from service.refusals import CaseError
 from store.tables import outbox
 from tests.conftest import SUGGEST_CONTINUE_AS_NEW_AT, TrackingOps, case_worker, recorded_events
 from tests.integration.test_callback import DIRECTORY

@@ -18,7 +18,7 @@ from api.app import create_app
 from domain import commands as c
 from domain.errors import Refusal
 from domain.models import Stage
-from service.facade import CaseError
+from service.refusals import CaseError
 from tests.conftest import TrackingOps, case_worker, recorded, recorded_events
 from tests.integration.test_callback import DIRECTORY, serving
 from tests.processes import casework, environment

@@ -34,7 +34,8 @@ from bench.synthetic import NOW, fill
 from domain import commands as c
 from domain.access import Scope
 from domain.models import RiskLevel, Stage
-from service.caselist import ORDERS, CaseFilter, CaseList, Position
+from domain.views import ORDERS
+from service.caselist import CaseFilter, CaseList, Position
 from service.facade import CaseOps
 from service.reports import Reports, week_ends
 from store.db import engine, migrate

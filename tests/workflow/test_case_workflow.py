@@ -15,8 +15,8 @@ from domain import commands as c
 from domain.errors import Refusal
 from domain.events import Event, NoticeIssued
 from domain.models import Actor, Outcome, RiskLevel, Role, Stage
-from service.facade import CaseError
 from service.identity import acting
+from service.refusals import CaseError
 from store.tables import cases, outbox
 from tests.conftest import case_worker, recorded_events
 from tests.scenario import ALICE, SAM, TO_MONITORING, assessment, goals, opening, quiet_referral

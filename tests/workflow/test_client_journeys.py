@@ -29,7 +29,7 @@ from domain.models import (
     SharedField,
     Stage,
 )
-from service.facade import CaseError
+from service.refusals import CaseError
 from tests.conftest import TrackingOps, case_worker
 from tests.scenario import ALICE, ROOT, SAM, new_number
 

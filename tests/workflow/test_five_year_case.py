@@ -23,7 +23,7 @@ from domain import commands as c
 from domain.errors import Refusal
 from domain.models import Actor, Role, Stage
 from domain.views import Receipt
-from service.facade import CaseError
+from service.refusals import CaseError
 from tests.conftest import TrackingOps, case_worker, recorded, recorded_events
 from tests.scenario import ALICE, PLAN_REVISION, TO_MONITORING, opening, quiet_referral
 from tests.timeskip import settled, skip
