@@ -502,20 +502,27 @@ async def workflow_status(client: Client, workflow_id: str) -> WorkflowExecution
     """A workflow's status, or None if Temporal has no such workflow. Reads the raw
     description: decoding search attributes is not needed here (and the time-skipping
     test server returns unset datetime attributes in a form the SDK cannot decode)."""
+    for wait in DESCRIBE_AGAIN_AFTER:
+        try:
+            return await _described_status(client, workflow_id)
+        except RPCError as exc:
+            if exc.status not in TRANSIENT:
+                raise
+        await asyncio.sleep(wait)
+    return await _described_status(client, workflow_id)
+
+
+async def _described_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
     request = DescribeWorkflowExecutionRequest(
         namespace=client.namespace, execution=ExecutionRef(workflow_id=workflow_id)
     )
-    for wait in (*DESCRIBE_AGAIN_AFTER, None):
-        try:
-            described = await client.workflow_service.describe_workflow_execution(request)
-            return WorkflowExecutionStatus(described.workflow_execution_info.status)
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                return None
-            if exc.status not in TRANSIENT or wait is None:
-                raise
-        await asyncio.sleep(wait)
-    raise AssertionError("unreachable: the last try returns or raises")
+    try:
+        described = await client.workflow_service.describe_workflow_execution(request)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return WorkflowExecutionStatus(described.workflow_execution_info.status)
 
 
 def utcnow() -> datetime:
