@@ -4,14 +4,18 @@
 
 Each case: open (start the workflow, then query its view) + 6 updates (accept, assess, submit
 plan, approve, start monitoring, add note), each recorded by an activity (casework: to SQLite).
-The bare-Temporal twin (bench/bare.py) gets the same calls with the same payloads. casework runs
+The bare-Temporal twin (bench/bare.py) gets the same calls with the same payloads; with
+`--publishing-twin` a third system runs beside them, the twin showing its stage in the Temporal
+UI's list as casework does (its seven search attributes at start, an upsert at each change of
+stage), and the ratio to it is printed too: what casework costs beyond that list. casework runs
 sealed, as installed by default (bench/sealing.py); `--clear` measures it without. The record is
 a SQLite file (as `casework dev` keeps it), or with `--database postgresql` a new database on the
 `--postgres` server (as a deployment keeps it). Each worker
 runs in a process of its own; this process is the load generator. Three rounds, the order
 alternating (casework, bare / bare, casework / casework, bare); every case stays open, so each
-round runs with the open cases of the rounds before it. Reports cases/s, updates/s, opening
-and update latency per round and system, and casework's ratio to bare.
+round runs with the open cases of the rounds before it (with three systems, rounds alternate
+the order of all three). Reports cases/s, updates/s, opening and update latency per round and
+system, and casework's ratio to each twin.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.common import TypedSearchAttributes
 
 from bench.bare import BareCase
 from bench.devserver import start_dev_server
@@ -38,17 +44,21 @@ from bench.record import with_database
 from bench.sealing import in_clear, sealed
 from bench.worker import WorkerProcess, child_named, cpu_seconds, cpu_seconds_of_all
 from domain import commands as c
+from domain.case import apply, decide, open_case
+from domain.schedule import next_deadline
 from service.facade import CaseOps
 from store import tables
 from store.db import engine, migrate
 from tests.processes import free_port
 from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, opening
+from workflows import search
 
 # The benchmark signs its own commands (workflows/identity.py); the worker inherits the key.
 os.environ.setdefault("CASEWORK_ACTOR_KEY", secrets.token_urlsafe(32))
 
 STEPS = (*TO_MONITORING, c.AddNote(actor=ALICE, text="benchmark note"))
-ORDERS = (("casework", "bare"), ("bare", "casework"), ("casework", "bare"))
+ROUNDS = 3
+PUBLISHING = "publishing twin"
 CaseRun = Callable[[list[float], list[float]], Awaitable[None]]
 
 
@@ -85,21 +95,50 @@ def casework_case(ops: CaseOps) -> CaseRun:
     return run
 
 
-def bare_case(client: Client) -> CaseRun:
+def bare_case(client: Client, queue: str, publishing: bool = False) -> CaseRun:
+    """The twin's case; `publishing`: the publishing twin's (its stage in the search attributes)."""
+    stages = stages_after() if publishing else [None] * len(STEPS)
+
     async def run(latencies: list[float], openings: list[float]) -> None:
         command = opening("general", number=f"B-{uuid.uuid4().hex[:10]}")
         started = time.perf_counter()
         handle = await client.start_workflow(
-            BareCase.run, command.model_dump(mode="json"), id=f"bare-{command.number}", task_queue="bare"
+            BareCase.run,
+            command.model_dump(mode="json"),
+            id=f"bare-{command.number}",
+            task_queue=queue,
+            search_attributes=starting_attributes(command) if publishing else None,
         )
         await handle.query(BareCase.view)
         openings.append(time.perf_counter() - started)
-        for step in STEPS:
+        for step, stage in zip(STEPS, stages, strict=True):
+            sent = step.model_dump(mode="json") | ({"stage_after": stage} if stage else {})
             started = time.perf_counter()
-            await handle.execute_update(BareCase.act, step.model_dump(mode="json"), id=uuid.uuid4().hex)
+            await handle.execute_update(BareCase.act, sent, id=uuid.uuid4().hex)
             latencies.append(time.perf_counter() - started)
 
     return run
+
+
+def stages_after() -> list[str]:
+    """The stage each of STEPS leads the case to (by casework's lifecycle, worked out here so the
+    twin needs none of it)."""
+    program = PROGRAMS["general"]
+    case, event = open_case(opening("general", number="B-STAGES"), program, datetime.now(UTC))
+    stages = []
+    for step in STEPS:
+        event = decide(case, step, program, event.at, seq=event.seq + 1)
+        case = apply(case, event, program)
+        stages.append(case.stage.value)
+    return stages
+
+
+def starting_attributes(command: c.OpenCase) -> TypedSearchAttributes:
+    """casework's seven search attributes for a case opened by `command`, as its client starts it."""
+    program = PROGRAMS["general"]
+    case, _ = open_case(command, program, datetime.now(UTC))
+    due = next_deadline(case, program)
+    return search.starting_attributes(search.case_attributes(case, due, overdue=False))
 
 
 async def drive(case: CaseRun, cases: int, concurrency: int) -> Result:
@@ -149,7 +188,7 @@ def line(round_: int, system: str, result: Result, rss_kb: int) -> str:
 
 
 async def main(
-    cases: int, concurrency: int, verbose: bool, clear: bool, database: str, postgres: str
+    cases: int, concurrency: int, verbose: bool, clear: bool, database: str, postgres: str, publishing: bool
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = await start_dev_server(tmp)
@@ -177,8 +216,13 @@ async def main(
         ours = in_clear(env.client) if clear else sealed(env.client, url)
         runs = {
             "casework": casework_case(CaseOps(ours, PROGRAMS, "bench")),
-            "bare": bare_case(env.client),
+            "bare": bare_case(env.client, "bare"),
         }
+        if publishing:  # a worker of its own: each system's worker CPU and cache are its own
+            workers[PUBLISHING] = await WorkerProcess.start(
+                "--address", address, "--queue", "publishing", "--bare", *counters()
+            )
+            runs[PUBLISHING] = bare_case(env.client, "publishing", publishing=True)
         server = child_named("temporal")
         try:
             warm_up = 2
@@ -191,8 +235,9 @@ async def main(
             print("| round | system | cases/s | answered/s | record lag | open p50", end=" ")
             print("| update p50 | update p95 | RSS |")
             print("|---|---|---|---|---|---|---|---|---|")
-            results: dict[str, list[Result]] = {"casework": [], "bare": []}
-            for round_, order in enumerate(ORDERS, start=1):
+            results: dict[str, list[Result]] = {system: [] for system in runs}
+            for round_ in range(1, ROUNDS + 1):
+                order = list(runs) if round_ % 2 else list(reversed(runs))  # casework first, then last
                 for system in order:
                     clocks = cpu_clocks(workers[system].process.pid, server, database)
                     await workers[system].stats()  # starts the worker's collection counts afresh
@@ -229,12 +274,14 @@ def cpu_clocks(worker: int, server: int | None, database: str) -> dict[str, floa
 
 def summarize(results: dict[str, list[Result]]) -> None:
     ours = [r.rate for r in results["casework"]]
-    theirs = [r.rate for r in results["bare"]]
-    answered = sum(r.answered_rate for r in results["casework"]) / sum(theirs)
-    ratios = ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs, strict=True))
-    print(f"casework / bare by round: {ratios}; over all rounds {sum(ours) / sum(theirs):.2f}", end="")
-    print(f" (counting casework's answers only, its record's lag left out: {answered:.2f})")
-    print(f"round 3 / round 1: casework {ours[-1] / ours[0]:.2f}, bare {theirs[-1] / theirs[0]:.2f}")
+    for twin in (system for system in results if system != "casework"):
+        theirs = [r.rate for r in results[twin]]
+        answered = sum(r.answered_rate for r in results["casework"]) / sum(theirs)
+        ratios = ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs, strict=True))
+        print(f"casework / {twin} by round: {ratios}; over all rounds {sum(ours) / sum(theirs):.2f}", end="")
+        print(f" (counting casework's answers only, its record's lag left out: {answered:.2f})")
+    levels = ", ".join(f"{system} {r[-1].rate / r[0].rate:.2f}" for system, r in results.items())
+    print(f"round 3 / round 1: {levels}")
 
 
 if __name__ == "__main__":
@@ -245,5 +292,18 @@ if __name__ == "__main__":
     parser.add_argument("--clear", action="store_true", help="casework without sealing client data")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite", help="the record's")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--publishing-twin", action="store_true", help="also the twin showing its stage as casework does"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.concurrency, args.verbose, args.clear, args.database, args.postgres))
+    asyncio.run(
+        main(
+            args.cases,
+            args.concurrency,
+            args.verbose,
+            args.clear,
+            args.database,
+            args.postgres,
+            args.publishing_twin,
+        )
+    )
