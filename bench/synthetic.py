@@ -126,6 +126,9 @@ def synthetic_case(i: int, rng: random.Random) -> dict[str, list[dict[str, Any]]
         "case_stage_spells": spells(number, moves),
         "case_obligations": [] if closed_at else obligations(number, manager, last_moved, rng),
     }
+    case_row = rows["cases"][0]
+    for row in rows["case_referrals"]:  # each carries its case's scope, as the projection writes it
+        row |= {key: case_row[key] for key in ("program", "manager", "supervisor")}
     # the soonest of what it owes, as the recording activity writes it (the list's sort key)
     rows["cases"][0]["next_due"] = min((o["due_at"] for o in rows["case_obligations"]), default=None)
     return rows

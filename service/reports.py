@@ -28,6 +28,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
     and_,
     case,
     false,
@@ -100,18 +101,19 @@ class Snapshots:
         return value
 
 
-def within(scope: Scope) -> ColumnElement[bool]:
+def within(scope: Scope, table: Table = cases) -> ColumnElement[bool]:
     """The scope's rule (domain/access.py: every field that is set must match) as a condition
-    on `cases`, so the database counts only the caller's caseload."""
+    on `cases` (or on a table whose rows carry their case's program, manager and supervisor:
+    `case_referrals`), so the database counts only the caller's caseload."""
     if scope.everything:
         return true()
     conditions: list[ColumnElement[bool]] = []
     if scope.manager is not None:
-        conditions.append(cases.c.manager == scope.manager)
+        conditions.append(table.c.manager == scope.manager)
     if scope.supervisor is not None:
-        conditions.append(cases.c.supervisor == scope.supervisor)
+        conditions.append(table.c.supervisor == scope.supervisor)
     if scope.programs is not None:
-        conditions.append(cases.c.program.in_(scope.programs) if scope.programs else false())
+        conditions.append(table.c.program.in_(scope.programs) if scope.programs else false())
     return and_(true(), *conditions)
 
 
@@ -195,20 +197,17 @@ class Reports:
         r = case_referrals
         accepted = func.sum(case((r.c.status.in_([s.value for s in ACCEPTED]), 1), else_=0))
         declined = func.sum(case((r.c.status == ReferralStatus.DECLINED.value, 1), else_=0))
-        counts = self._of_caseload(
-            select(r.c.provider, r.c.service, func.count(), accepted, declined).group_by(
-                r.c.provider, r.c.service
-            ),
-            r.c.case_number,
+        # each referral row carries its case's scope columns: no join to `cases` (migration 0011)
+        counts = (
+            select(r.c.provider, r.c.service, func.count(), accepted, declined)
+            .where(within(self.scope, r))
+            .group_by(r.c.provider, r.c.service)
         )
-        waits = self._of_caseload(
-            select(
-                r.c.provider.label("provider"),
-                r.c.service.label("service"),
-                r.c.hours_to_answer.label("value"),
-            ).where(r.c.hours_to_answer.is_not(None)),
-            r.c.case_number,
-        )
+        waits = select(
+            r.c.provider.label("provider"),
+            r.c.service.label("service"),
+            r.c.hours_to_answer.label("value"),
+        ).where(r.c.hours_to_answer.is_not(None), within(self.scope, r))
         async with self.engine.connect() as conn:
             by = {
                 (p, s): (n, int(a or 0), int(d or 0)) for p, s, n, a, d in (await conn.execute(counts)).all()

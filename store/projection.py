@@ -82,6 +82,7 @@ class Written:
 
     seq: int
     at: datetime  # the case row's updated_at as written: with `seq`, how the row is known unchanged
+    scope: Row  # the case's program, manager and supervisor, as its referral rows carry them
     goals: bytes  # digest of the goals as written
     referrals: dict[str, Row]  # by referral id, as written (with its updated_at)
     follow_ups: dict[str, Row]  # by follow-up id
@@ -93,6 +94,7 @@ class Parts:
     """A case's projection rows as its live state gives them (referrals without updated_at)."""
 
     goals: tuple[tuple[Any, ...], ...]
+    scope: Row
     referrals: dict[str, Row]
     follow_ups: dict[str, Row]
     obligations: tuple[Row, ...] | None
@@ -103,8 +105,10 @@ class Parts:
             (g.id, g.description, g.objective, g.target_date, g.status.value)
             for g in (case.plan.goals if case.plan else [])
         )
+        scope = {"program": case.program, "manager": case.manager, "supervisor": case.supervisor}
         referrals = {
-            r.id: {
+            r.id: scope
+            | {
                 "case_number": case.number,
                 "referral_id": r.id,
                 "provider": r.provider,
@@ -130,7 +134,7 @@ class Parts:
             for f in case.follow_ups
         }
         obligations = None if owed is None else tuple(obligation_rows(case, owed))
-        return cls(goals, referrals, follow_ups, obligations)
+        return cls(goals, scope, referrals, follow_ups, obligations)
 
 
 class Projector:
@@ -192,24 +196,27 @@ def _case_row(case: Case, seq: int, now: datetime, sealer: Sealer, owed: Sequenc
 
 async def _write_all(conn: Any, case: Case, seq: int, now: datetime, sealer: Sealer, parts: Parts) -> Written:
     """Every part afresh. Referrals and follow-ups are upserted, never deleted: the live case
-    forgets finished ones (domain/bounds.py) but the record keeps every one. Goals are the
-    current plan's."""
-    before = await conn.execute(
-        select(case_referrals.c.referral_id, case_referrals.c.status, case_referrals.c.updated_at).where(
-            case_referrals.c.case_number == case.number
-        )
-    )
-    seen = {r.referral_id: (r.status, r.updated_at) for r in before}
+    forgets finished ones (domain/bounds.py) but the record keeps every one, each with the case's
+    program, manager and supervisor (all of them rewritten when the record's differ). Goals are
+    the current plan's."""
+    r = case_referrals
+    scoped = [r.c.program, r.c.manager, r.c.supervisor]
+    query = select(r.c.referral_id, r.c.status, r.c.updated_at, *scoped).where(r.c.case_number == case.number)
+    before = (await conn.execute(query)).all()
+    seen = {row.referral_id: (row.status, row.updated_at) for row in before}
     referrals = {
         rid: row | {"updated_at": _since(row, *seen.get(rid, (None, None)), now)}
         for rid, row in parts.referrals.items()
     }
+    if any({c.name: getattr(row, c.name) for c in scoped} != parts.scope for row in before):
+        await _rescope_referrals(conn, case.number, parts.scope)
     await _replace_goals(conn, case.number, parts.goals, sealer)
     await upsert(conn, case_referrals, list(referrals.values()), ["case_number", "referral_id"])
     await upsert(conn, case_follow_ups, list(parts.follow_ups.values()), ["case_number", "follow_up_id"])
     if parts.obligations is not None:
         await _replace_obligations(conn, case.number, list(parts.obligations))
-    return Written(seq, now, _digest(parts.goals), referrals, parts.follow_ups, parts.obligations)
+    goals = _digest(parts.goals)
+    return Written(seq, now, parts.scope, goals, referrals, parts.follow_ups, parts.obligations)
 
 
 async def _write_changes(
@@ -219,6 +226,8 @@ async def _write_changes(
     goals = _digest(parts.goals)
     if goals != known.goals:
         await _replace_goals(conn, case.number, parts.goals, sealer)
+    if parts.scope != known.scope:  # transferred, say: the referrals it no longer holds too
+        await _rescope_referrals(conn, case.number, parts.scope)
     referrals, changed = {}, []
     for rid, row in parts.referrals.items():
         old = known.referrals.get(rid)
@@ -231,7 +240,13 @@ async def _write_changes(
     await upsert(conn, case_follow_ups, follow_ups, ["case_number", "follow_up_id"])
     if parts.obligations is not None and parts.obligations != known.obligations:
         await _replace_obligations(conn, case.number, list(parts.obligations))
-    return Written(seq, now, goals, referrals, parts.follow_ups, parts.obligations)
+    return Written(seq, now, parts.scope, goals, referrals, parts.follow_ups, parts.obligations)
+
+
+async def _rescope_referrals(conn: Any, number: str, scope: Row) -> None:
+    """Every referral row of the case, the finished ones its live state has forgotten too
+    (domain/bounds.py), given the case's program, manager and supervisor."""
+    await conn.execute(update(case_referrals).where(case_referrals.c.case_number == number).values(**scope))
 
 
 def _digest(goals: tuple[tuple[Any, ...], ...]) -> bytes:

@@ -153,10 +153,18 @@ case_referrals = Table(
     # the FHIR API for changes (_lastUpdated) asks about. Set by activities/records.py.
     Column("updated_at", DateTime(timezone=True)),
     Column("hours_to_answer", Float),  # answered_at - requested_at, for the referral outcomes report
+    # The case's own (kept equal to its row in `cases` by store/projection.py), so the referral
+    # outcomes report reads a caller's referrals by index instead of joining every case (0011).
+    Column("program", String(40)),
+    Column("manager", String(64)),
+    Column("supervisor", String(64)),
     Index("ix_case_referrals_provider", "provider", "service"),
     Index("ix_case_referrals_provider_updated", "provider", "updated_at"),
     # in the order the median's window reads them
     Index("ix_case_referrals_waits", "provider", "service", "hours_to_answer"),
+    Index("ix_case_referrals_manager", "manager", "provider", "service"),
+    Index("ix_case_referrals_supervisor", "supervisor", "provider", "service"),
+    Index("ix_case_referrals_program", "program", "provider", "service"),
 )
 
 case_goals = Table(

@@ -6,8 +6,9 @@ The statements are the product's own: captured from the engine (`before_cursor_e
 the real `CaseList.page`, `Reports` methods and `CaseOps.events` / `notes` run, then explained
 with the parameters they ran with. Reports are checked for the scopes that are a small part of
 the record (a supervisor's, a case manager's): a reader who sees everything counts every row,
-and reading the whole table is then the right plan. One report still reads a table whole for
-those scopes, the referral outcomes: marked as a known failure below, with why.
+and reading the whole table is then the right plan. The referral outcomes read each referral's
+own copy of its case's scope (migration 0011): joined to `cases` instead, PostgreSQL read all of
+`case_referrals` even for a case manager's 3 % of the record.
 
 Dropping any of the list's indexes (store/migrations/versions/0008_case_list.py) makes this fail.
 The record is analysed first, as autovacuum would have it: without statistics PostgreSQL guesses
@@ -198,14 +199,6 @@ async def test_the_reports_over_a_small_caseload_read_by_index(
     await no_sequential_scans(eng, statements)
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,  # when it reads by index (the report served another way), this says so: drop the mark
-    reason="referral outcomes join every referral of the scope's cases: a case manager's cases are 3 % "
-    "of this record and a supervisor's 17 %, and PostgreSQL rightly reads case_referrals whole rather "
-    "than probe its primary key once per case (no index changes that; the scope's columns on the "
-    "referral rows, or per-day summaries, would)",
-)
 @pytest.mark.parametrize("scope", ["case manager", "supervisor"], ids=str)
 async def test_referral_outcomes_over_a_small_caseload_read_by_index(
     caseload: tuple[AsyncEngine, str], scope: str

@@ -7,8 +7,10 @@ import itertools
 import random
 import statistics
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -19,9 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.contracts import RecordBatch
 from activities.records import CaseRecorder
+from domain import bounds
 from domain import commands as c
 from domain.access import Scope
 from domain.models import Actor, Role, Stage
+from domain.views import Report
 from service.backfill import backfill_obligations
 from service.reports import Reports, Snapshots, percentile, stage_chart, week_ends, week_of
 from store.db import MIGRATIONS, engine, migrate
@@ -152,6 +156,43 @@ async def test_referral_outcomes_count_every_referral_a_long_case_ever_made(empt
 
 
 @pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.parametrize("worker", ["the same worker", "another worker"])
+async def test_a_transferred_case_brings_every_referral_it_ever_made_to_its_new_manager_report(
+    empty_store: AsyncEngine, worker: str
+) -> None:
+    """The referral report reads each referral's own copy of its case's manager: a transfer
+    moves them all, those the live case has forgotten too, whichever worker records it (one that
+    remembers what it wrote of the case, or one that writes every part afresh)."""
+    story = Story("general").to(Stage.MONITORING)
+    recorder = CaseRecorder(empty_store, programs=PROGRAMS)
+    made, recorded = bounds.KEEP_FINISHED_REFERRALS + 4, 0
+    for _ in range(made):  # each recorded before the next, as the workflow records them
+        referral = story.do(quiet_referral())
+        answer = c.AnswerReferral(
+            actor=SHELTER, referral_id=f"R{referral.seq}", answer="declined", reason="full"
+        )
+        story.do(answer)
+        batch = story.events[recorded:]
+        await recorder.record(RecordBatch(case=story.case, case_seq=len(story.events), events=batch))
+        recorded = len(story.events)
+    assert len(story.case.referrals) < made  # the live case kept the newest only
+
+    def outcomes(manager: str) -> Awaitable[Report]:
+        return Reports(empty_store, Scope(manager=manager), story.now).referral_outcomes()
+
+    [before] = (await outcomes("alice")).rows
+    assert before[2] == made + 1 and (await outcomes("bob")).rows == []  # + the happy path's
+    story.do(c.Transfer(actor=SAM, to_manager="bob", reason="caseload balance"))
+    if worker == "another worker":
+        recorder = CaseRecorder(empty_store, programs=PROGRAMS)
+    await recorder.record(
+        RecordBatch(case=story.case, case_seq=len(story.events), events=story.events[recorded:])
+    )
+    assert (await outcomes("bob")).rows == [before]
+    assert (await outcomes("alice")).rows == []
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_history_reports_are_kept_five_minutes_and_say_when_they_were_computed(
     empty_store: AsyncEngine,
 ) -> None:
@@ -230,6 +271,33 @@ async def test_a_record_from_before_the_projection_gets_its_reports_by_migration
     for then, now_row in zip(before["stages"].rows, after["stages"].rows, strict=True):
         assert now_row[:2] == then[:2]
         assert abs(now_row[2] - then[2]) <= 0.01 and abs(now_row[3] - then[3]) <= 0.01
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_referrals_recorded_before_they_carried_their_case_manager_get_it_by_migration(
+    empty_store: AsyncEngine,
+) -> None:
+    """Referrals recorded before 0011 have no program, manager or supervisor of their own; the
+    migration copies their case's, so each case manager's referral report is as it was."""
+    stories = generated_cases()
+    recorder = CaseRecorder(empty_store, programs=PROGRAMS)
+    for story in stories:
+        await recorder.record(RecordBatch(case=story.case, case_seq=len(story.events), events=story.events))
+    now = max(s.now for s in stories) + timedelta(days=1)
+    managers = sorted({s.case.manager for s in stories})
+    assert len(managers) > 1  # some were transferred
+
+    async def by_manager() -> dict[str, list[tuple[Any, ...]]]:
+        reports = {m: Reports(empty_store, Scope(manager=m), now) for m in managers}
+        return {m: (await r.referral_outcomes()).rows for m, r in reports.items()}
+
+    before = await by_manager()
+    assert all(before.values())
+    async with empty_store.begin() as conn:
+        await conn.run_sync(_to_revision, "0010_open_caseload_index", False)
+    async with empty_store.begin() as conn:
+        await conn.run_sync(_to_revision, "head", True)
+    assert await by_manager() == before
 
 
 @pytest.mark.asyncio(loop_scope="session")
