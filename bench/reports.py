@@ -69,6 +69,7 @@ async def measure(url: str, count: int, runs: int) -> dict[str, Any]:
     filled = await fill(store, count)
     reports = Reports(store, Scope(everything=True), NOW)
     supervised = Reports(store, Scope(supervisor="sup-2"), NOW)
+    managed = Reports(store, Scope(manager="cm-07"), NOW)
     served = Served(store)
     jobs: dict[str, Callable[[], Awaitable[Any]]] = {
         "caseload": reports.caseload,
@@ -78,6 +79,8 @@ async def measure(url: str, count: int, runs: int) -> dict[str, Any]:
         "weekly": reports.opened_closed_per_week,
         "chart series": reports.stage_series,
         "stages (one supervisor)": supervised.time_in_stage,
+        "referrals (one supervisor)": supervised.referral_outcomes,
+        "referrals (one case manager)": managed.referral_outcomes,
         "referrals, as served": lambda: served.reports().referral_outcomes(),
         "stages, as served": lambda: served.reports().time_in_stage(),
         "chart series, as served": lambda: served.reports().stage_series(),
