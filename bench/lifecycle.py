@@ -36,7 +36,6 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.common import TypedSearchAttributes
 
 from bench.bare import BareCase
 from bench.devserver import start_dev_server
@@ -44,14 +43,12 @@ from bench.record import with_database
 from bench.sealing import in_clear, sealed
 from bench.worker import WorkerProcess, child_named, cpu_seconds, cpu_seconds_of_all
 from domain import commands as c
-from domain.case import apply, decide, open_case
-from domain.schedule import next_deadline
-from service.facade import CaseOps
+from domain.case import apply, apply_open, decide, open_case
+from service.facade import CaseOps, starting_attributes
 from store import tables
 from store.db import engine, migrate
 from tests.processes import free_port
 from tests.scenario import ALICE, PROGRAMS, TO_MONITORING, opening
-from workflows import search
 
 # The benchmark signs its own commands (workflows/identity.py); the worker inherits the key.
 os.environ.setdefault("CASEWORK_ACTOR_KEY", secrets.token_urlsafe(32))
@@ -107,7 +104,9 @@ def bare_case(client: Client, queue: str, publishing: bool = False) -> CaseRun:
             command.model_dump(mode="json"),
             id=f"bare-{command.number}",
             task_queue=queue,
-            search_attributes=starting_attributes(command) if publishing else None,
+            search_attributes=starting_attributes(apply_open(command, datetime.now(UTC)), PROGRAMS["general"])
+            if publishing
+            else None,
         )
         await handle.query(BareCase.view)
         openings.append(time.perf_counter() - started)
@@ -131,14 +130,6 @@ def stages_after() -> list[str]:
         case = apply(case, event, program)
         stages.append(case.stage.value)
     return stages
-
-
-def starting_attributes(command: c.OpenCase) -> TypedSearchAttributes:
-    """casework's seven search attributes for a case opened by `command`, as its client starts it."""
-    program = PROGRAMS["general"]
-    case, _ = open_case(command, program, datetime.now(UTC))
-    due = next_deadline(case, program)
-    return search.starting_attributes(search.case_attributes(case, due, overdue=False))
 
 
 async def drive(case: CaseRun, cases: int, concurrency: int) -> Result:

@@ -209,7 +209,7 @@ class CaseOps:
                     task_queue=self.task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     id_conflict_policy=conflict,
-                    search_attributes=self._attributes(apply_open(command, utcnow()), program),
+                    search_attributes=starting_attributes(apply_open(command, utcnow()), program),
                     static_summary=f"Case {command.number} · {program.name}",
                 )
         except WorkflowAlreadyStartedError:
@@ -441,7 +441,7 @@ class CaseOps:
                     task_queue=self.task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                    search_attributes=self._attributes(case, program),
+                    search_attributes=starting_attributes(case, program),
                     static_summary=f"Case {number} · {program.name} (restored)",
                 )
         except WorkflowAlreadyStartedError:
@@ -452,13 +452,6 @@ class CaseOps:
         if self.record is None:
             raise CaseError(Refusal.UNAVAILABLE, "no record store is configured (CASEWORK_DATABASE_URL)")
         return self.record
-
-    @staticmethod
-    def _attributes(case: Case, program: Program) -> TypedSearchAttributes:
-        """The search attributes a case's workflow starts with: those it would publish itself
-        (it keeps them current; starting with all of them, its first task has none to upsert)."""
-        due, late = next_deadline(case, program), overdue(case, program, utcnow())
-        return search.starting_attributes(search.case_attributes(case, due, bool(late)))
 
     def _handle(self, number: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle_for(CaseWorkflow.run, search.workflow_id(number))
@@ -487,6 +480,13 @@ class CaseOps:
                 Refusal.UNAVAILABLE, f"case {number}: no worker answered within {wait} s; try again"
             )
         return CaseError(Refusal.UNAVAILABLE, f"case {number}: {exc.message}")
+
+
+def starting_attributes(case: Case, program: Program) -> TypedSearchAttributes:
+    """The search attributes a case's workflow starts with: those it would publish itself
+    (it keeps them current; starting with all of them, its first task has none to upsert)."""
+    due, late = next_deadline(case, program), overdue(case, program, utcnow())
+    return search.starting_attributes(search.case_attributes(case, due, bool(late)))
 
 
 # A describe the server gave up on is asked again before the caller is told to try again: it is
