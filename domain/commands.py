@@ -330,7 +330,8 @@ STAFF_COMMAND_TYPES: tuple[type[_Command], ...] = get_args(get_args(StaffCommand
 STAFF_ACTIONS: tuple[str, ...] = tuple(t.model_fields["action"].default for t in STAFF_COMMAND_TYPES)
 
 
-# A staff command's idempotency key (the API's Idempotency-Key header, the CLI's --key).
+# A staff command's idempotency key (the API's Idempotency-Key header, the CLI's --key): long
+# enough not to collide by accident, and safe in a header and a Temporal update id.
 COMMAND_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{8,100}$"
 COMMAND_KEY_RULE = "8 to 100 characters of A-Z a-z 0-9 _ . : -"
 

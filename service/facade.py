@@ -127,8 +127,6 @@ def event_from_row(row: Any, opener: Opener) -> Event:
         return Event.model_validate(fields | {"change": ErasedChange(actor=actor, was=row["action"])})
 
 
-# What a caller's idempotency key may be (the API's header, the CLI's --key): long enough not
-# to collide by accident, and safe in a header and a Temporal update id.
 # The most a page of a case's history holds, whatever the caller asks (the API's own limits).
 MAX_EVENTS_PAGE = 500
 MAX_NOTES_PAGE = 200

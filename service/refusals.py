@@ -56,11 +56,9 @@ def title(refusal: Refusal) -> str:
 
 
 class CaseError(Exception):
-    """A refusal as the API and the CLI see it (service/refusals.py maps `kind` to a status and an
-    exit code). `key`: the command's idempotency key, when there was one."""
+    """A refusal as the API and the CLI see it (HTTP_STATUS and EXIT_CODE above map `kind` to a
+    status and an exit code). `key`: the command's idempotency key, when there was one."""
 
-    # `str` only until cli/main.py names its one refusal with the enum; Refusal() raises on a
-    # word that is not a refusal, so no unknown kind gets through either way.
     def __init__(self, kind: Refusal, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.kind, self.message, self.key = kind, message, key
