@@ -83,6 +83,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os._exit(config.stash[_EXIT])
 
 
+# --- the longest files first --------------------------------------------------------------
+# `make test` shares the suite's files among two pytest processes (pytest-xdist, --dist
+# loadfile). The five-year case alone is a fifth of the suite: started last, one process would
+# run it while the other sat idle. These files are handed out first.
+LONGEST_FIRST = ("test_five_year_case.py", "test_long_lived.py", "test_reports_at_scale.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 # --- a hang fails, showing where it is ----------------------------------------------------
 # faulthandler (pyproject: faulthandler_timeout) prints the threads of a test still running
 # after 10 minutes, but an async test waits in the event loop, where threads show nothing. This
