@@ -36,7 +36,7 @@ from bench.bare import BareCase, bare_record
 from bench.sealing import in_clear, sealed
 from config.settings import Settings
 from store.db import engine
-from worker import build_worker, workflow_runner
+from worker import build_worker, freeze_startup_heap, workflow_runner
 
 TRACE_FRAMES = 8
 TRACE_TOP = 40
@@ -137,6 +137,7 @@ async def serve(args: argparse.Namespace) -> None:
     else:
         client = in_clear(client) if args.clear else sealed(client, args.store)
         worker = build_worker(client, engine(args.store), args.queue)
+        freeze_startup_heap()  # as `casework worker` does
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
