@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
@@ -128,8 +128,7 @@ class CaseRecorder:
         await insert_ignoring_duplicates(
             conn, outbox, [sealed_message(m, sealer) for m in cancels], ["idempotency_key"]
         )
-        if any(_moves(e) for e in batch.events):
-            await _project_spells(conn, case.number)
+        await _project_spells(conn, case.number, batch.events)
         written = None
         if batch.events and batch.events[-1].seq == batch.case_seq:  # the batch reaches the case
             program = batch.program or self.programs.get(case.program)
@@ -270,40 +269,39 @@ def _moves(event: Event) -> bool:
     return event.stage_before is None or event.stage_before != event.stage_after
 
 
-async def _project_spells(conn: Any, number: str) -> None:
-    """Rewrite the case's stays in each stage from its recorded moves (few rows per case, and a
-    retried or late batch lands in the right place: the spells follow the events' order)."""
-    moves = (
-        await conn.execute(
-            select(case_events.c.seq, case_events.c.at, case_events.c.stage_after)
-            .where(
-                case_events.c.case_number == number,
-                (case_events.c.stage_before.is_(None))
-                | (case_events.c.stage_before != case_events.c.stage_after),
-            )
-            .order_by(case_events.c.seq)
-        )
-    ).all()
+async def _project_spells(conn: Any, number: str, events: list[Event]) -> None:
+    """The case's stays in each stage that the batch's moves begin and end: the stay it was in
+    ends at the first move, and each move begins one. Two statements for a batch that moves the
+    case, whatever its age (this used to read every move the case ever made and rewrite all its
+    stays). A retried batch changes nothing: its stays are there (inserted once, by key), and
+    the stay before it already ended. The workflow records a case's batches one after another,
+    so a batch never lands before one it precedes."""
+    moves = [e for e in events if _moves(e)]
+    if not moves:
+        return
+    s = case_stage_spells
+    first = _aware(moves[0].at)
+    ended = (s.c.case_number == number) & (s.c.seq < moves[0].seq) & s.c.left_at.is_(None)
+    await conn.execute(
+        update(s).where(ended).values(left_at=first, days=(first.timestamp() - s.c.entered_epoch) / 86400.0)
+    )
     spells = []
-    for i, move in enumerate(moves):
-        entered = _aware(move.at)
-        left = _aware(moves[i + 1].at) if i + 1 < len(moves) else None
+    for move, after in zip(moves, [*moves[1:], None], strict=True):
+        entered, left = _aware(move.at), _aware(after.at) if after else None
         spells.append(
             {
                 "case_number": number,
                 "seq": move.seq,
-                "stage": move.stage_after,
+                "stage": move.stage_after.value,
                 "entered_at": entered,
                 "left_at": left,
                 "entered_epoch": entered.timestamp(),
                 "days": (left - entered).total_seconds() / 86400 if left else None,
             }
         )
-    await conn.execute(delete(case_stage_spells).where(case_stage_spells.c.case_number == number))
-    if spells:
-        await conn.execute(insert(case_stage_spells), spells)
+    await insert_ignoring_duplicates(conn, s, spells, ["case_number", "seq"])
 
 
 def _aware(at: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; they were written in UTC."""
+    """An event's time is UTC (the workflow's clock); one made without its zone is taken as UTC."""
     return at if at.tzinfo else at.replace(tzinfo=UTC)

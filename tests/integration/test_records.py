@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,9 +19,9 @@ from domain.models import Stage
 from domain.schedule import next_due
 from store.db import migrate, write_together
 from store.keys import Sealer
-from store.tables import case_events, cases, outbox
+from store.tables import case_events, case_stage_spells, cases, outbox
 from tests.conftest import recorded_events
-from tests.scenario import ALICE, SAM, Story
+from tests.scenario import ALICE, SAM, TO_MONITORING, Story
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -212,3 +214,51 @@ async def test_a_write_together_on_sqlite_may_await_only_its_statements(sqlite_s
 
     assert await write_together(sqlite_store, writes) == 1
     assert len(await recorded_events(sqlite_store, story.case.number)) == 1
+
+
+async def spells_of(store: AsyncEngine, number: str) -> list[tuple[int, str, float, float | None]]:
+    """The case's stays in each stage as the record has them: seq, stage, when entered (epoch
+    seconds) and days (None: still there), to the millisecond."""
+    s = case_stage_spells
+    query = select(s.c.seq, s.c.stage, s.c.entered_epoch, s.c.days).where(s.c.case_number == number)
+    async with store.connect() as conn:
+        rows = (await conn.execute(query.order_by(s.c.seq))).all()
+    return [(r.seq, r.stage, round(r.entered_epoch, 3), _ms(r.days)) for r in rows]
+
+
+def _ms(days: float | None) -> float | None:
+    return None if days is None else round(days * 86_400, 3)
+
+
+async def test_a_cases_stays_in_each_stage_are_the_same_however_its_events_are_recorded(
+    record_store: AsyncEngine,
+) -> None:
+    """One event at a time, all at once, or in batches with one retried after the next: each
+    stay in a stage begins at the move into it and ends at the next move, once."""
+    story = Story("general").to(Stage.ON_HOLD)
+    story.do(c.Resume(actor=ALICE), after=timedelta(days=9))
+    story.do(c.AddNote(actor=ALICE, text="back from hospital"))  # moves nothing
+    for step in TO_MONITORING[1:]:  # back in assessment, on to monitoring
+        story.do(step)
+    n = len(story.events)
+    twins = [story.case.model_copy(update={"number": f"{story.case.number}-{i}"}) for i in range(3)]
+
+    def of(i: int, start: int, end: int) -> RecordBatch:
+        return RecordBatch(case=twins[i], case_seq=end, events=story.events[start - 1 : end])
+
+    recorder = CaseRecorder(record_store)
+    for seq in range(1, n + 1):
+        await recorder.record(of(0, seq, seq))
+    await recorder.record(of(1, 1, n))
+    await recorder.record(of(2, 1, 4))
+    await recorder.record(of(2, 5, n))
+    await recorder.record(of(2, 1, 4))  # a retry of the first batch, arriving after the second
+
+    one_at_a_time, at_once, retried = [await spells_of(record_store, t.number) for t in twins]
+    moves = [e for e in story.events if e.stage_before != e.stage_after]
+    assert [stage for _, stage, _, _ in at_once] == [e.stage_after.value for e in moves]
+    assert [days for _, _, _, days in at_once] == [
+        *(round((b.at - a.at).total_seconds(), 3) for a, b in itertools.pairwise(moves)),
+        None,
+    ]
+    assert one_at_a_time == at_once and retried == at_once
