@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench.bare import BareCase
 from bench.devserver import start_dev_server
+from bench.ending import run_and_leave
 from bench.sealing import in_clear, sealed
 from bench.worker import WorkerProcess
 from domain.errors import Refusal
@@ -119,6 +120,6 @@ if __name__ == "__main__":
     parser.add_argument("--trace", type=Path)
     parser.add_argument("-v", "--verbose", action="store_true", help="the worker's objects and collections")
     args = parser.parse_args()
-    asyncio.run(
+    run_and_leave(
         main(args.cases, args.every, args.concurrency, args.bare, args.trace, args.verbose, args.clear)
     )

@@ -39,6 +39,7 @@ from temporalio.client import Client
 
 from bench.bare import BareCase
 from bench.devserver import start_dev_server
+from bench.ending import run_and_leave
 from bench.record import with_database
 from bench.sealing import in_clear, sealed
 from bench.worker import WorkerProcess, child_named, cpu_seconds, cpu_seconds_of_all
@@ -287,7 +288,7 @@ if __name__ == "__main__":
         "--publishing-twin", action="store_true", help="also the twin showing its stage as casework does"
     )
     args = parser.parse_args()
-    asyncio.run(
+    run_and_leave(
         main(
             args.cases,
             args.concurrency,

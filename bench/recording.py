@@ -26,6 +26,7 @@ from typing import Any
 import activities.records
 from activities.contracts import RecordBatch
 from activities.records import CaseRecorder
+from bench.ending import run_and_leave
 from bench.record import with_database
 from domain.models import Stage
 from store.db import engine, migrate, write_together, writing
@@ -94,4 +95,4 @@ if __name__ == "__main__":
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.database, args.postgres))
+    run_and_leave(main(args.cases, args.database, args.postgres))

@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.ending import run_and_leave
 from bench.record import with_database
 from bench.synthetic import NOW, fill
 from domain.access import Scope
@@ -172,4 +173,4 @@ if __name__ == "__main__":
         print(f"peak_rss_kb={own_peak_rss_kb()}")  # read by report_process
     else:
         kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
-        asyncio.run(main(args.cases, kinds, args.postgres, args.runs))
+        run_and_leave(main(args.cases, kinds, args.postgres, args.runs))
