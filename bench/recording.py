@@ -48,7 +48,7 @@ def cpu_seconds() -> float:
 
 async def run(cases: int, database: str, postgres: str, write: Write) -> tuple[float, float, int]:
     stories = [Story("general").to(Stage.MONITORING) for _ in range(cases)]
-    activities.records.write_together = write  # type: ignore[assignment]
+    activities.records.write_together = write  # type: ignore[attr-defined,assignment]  # how the recorder writes, swapped
     with tempfile.TemporaryDirectory() as tmp:
         url, drop = await with_database(database, postgres, Path(tmp))
         store = engine(url)
