@@ -85,8 +85,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # --- the longest files first --------------------------------------------------------------
 # `make test` shares the suite's files among two pytest processes (pytest-xdist, --dist
-# loadfile). The five-year case alone is a fifth of the suite: started last, one process would
-# run it while the other sat idle. These files are handed out first.
+# loadfile). A long file started last keeps one process busy while the other sits idle (the
+# five-year case is the longest test by far), so these are handed out first.
 LONGEST_FIRST = ("test_five_year_case.py", "test_long_lived.py", "test_reports_at_scale.py")
 
 
