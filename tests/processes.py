@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,8 +17,38 @@ from pathlib import Path
 CASEWORK = str(Path(sys.executable).parent / "casework")
 
 
+# The servers tests start take ports below the kernel's ephemeral range (32768-60999 by default).
+# A port found free by binding port 0 comes from that range, and until the server binds it any
+# outgoing connection of any process (the suite runs in two, each with its servers and clients)
+# may be given it as its local port. Below the range, only a server asking for that very port
+# can take it: the other process picks at random among thousands, and a port it holds fails
+# the bind here.
+_GIVEN: set[int] = set()
+
+
+def _below_ephemeral() -> range:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(10_000, low) if low > 12_000 else range(0)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port no server listens on, for a server the test starts."""
+    candidates = _below_ephemeral()
+    for _ in range(200 if candidates else 0):
+        port = random.choice(candidates)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    with socket.socket() as s:  # an unusual range: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
