@@ -111,6 +111,10 @@ def add_answer_routes(app: FastAPI, links: AnswerLinks, ops: CaseOps, log_access
         try:
             done = await ops.act(claims.case, command, key=command_key(token))
         except CaseError as exc:
+            if exc.kind is Refusal.CONFLICT:  # the link gave another answer before: that one stands
+                said = f"<p>This link has already answered referral {escape(claims.referral)} on case "
+                said += f"{escape(claims.case)}; a second answer is not recorded. To change the answer, "
+                return page(409, "Already answered", said + "ask the case manager.</p>")
             return page(HTTP_STATUS[exc.kind], "Not recorded", f"<p>{escape(exc.message)}</p>")
         status = done.referral.status if done.referral else answer.status
         body = f'<p id="answered">Thank you: referral {escape(claims.referral)} on case '

@@ -7,9 +7,11 @@ command type. Who may give which command, and when, is decided in lifecycle.py.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import date, timedelta
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AwareDatetime, Field, TypeAdapter, model_validator
 
@@ -338,3 +340,10 @@ COMMAND_KEY_RULE = "8 to 100 characters of A-Z a-z 0-9 _ . : -"
 
 def new_command_key() -> str:
     return uuid.uuid4().hex
+
+
+def command_digest(command: dict[str, Any]) -> str:
+    """A short fingerprint of a command as sent (its JSON): a key sent again with another
+    command is told apart from a retry of the same one (service.facade.CaseOps.act)."""
+    canonical = json.dumps(command, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()

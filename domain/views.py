@@ -93,9 +93,14 @@ class Receipt(Model):
     allowed_actions: list[str]
     referral: Referral | None = Field(None, description="the referral this action made or answered")
     repeated: bool = False
+    command: str | None = Field(
+        None, description="fingerprint of the command this key applied (domain.commands.command_digest)"
+    )
 
 
-def receipt(case: Case, event: Event, program: Program, key: str, repeated: bool = False) -> Receipt:
+def receipt(
+    case: Case, event: Event, program: Program, key: str, repeated: bool = False, command: str | None = None
+) -> Receipt:
     referral_id = getattr(event.change, "referral_id", None) or (
         f"R{event.seq}" if event.action == "refer" else None
     )
@@ -110,6 +115,7 @@ def receipt(case: Case, event: Event, program: Program, key: str, repeated: bool
         allowed_actions=allowed_actions(case),
         referral=next((r for r in case.referrals if r.id == referral_id), None),
         repeated=repeated,
+        command=command,
     )
 
 

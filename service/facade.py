@@ -42,7 +42,7 @@ from config.settings import Settings
 from config.temporal import actor_keys
 from domain.access import may_open
 from domain.case import apply_open, decide, intake_conflict
-from domain.commands import OpenCase, Refer, StaffCommand, new_command_key
+from domain.commands import OpenCase, Refer, StaffCommand, command_digest, new_command_key
 from domain.directory import Directory
 from domain.errors import Refusal, Rejected
 from domain.events import ALL_CHANGES, ErasedChange, Event, Restore
@@ -239,14 +239,11 @@ class CaseOps:
         except Rejected as refused:
             raise CaseError.rejected(refused) from None
         handle = self._handle(number)
+        sent = command.model_dump(mode="json")
         try:
             with await self._acting(command.actor, number):
-                return await handle.execute_update(
-                    CaseWorkflow.act,
-                    command.model_dump(mode="json"),
-                    id=key,
-                    rpc_timeout=self.command_timeout,
-                )
+                timeout = self.command_timeout
+                done = await handle.execute_update(CaseWorkflow.act, sent, id=key, rpc_timeout=timeout)
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             raise CaseError(
                 Refusal.UNAVAILABLE,
@@ -266,6 +263,15 @@ class CaseOps:
             raise await self._not_running(number) or self._rpc_error(number, exc) from None
         except ClientErased:  # the command cannot even be sealed: the client's key is gone
             raise CaseError(Refusal.CLOSED, not_running_message(number, "erased")) from None
+        if done.command is not None and done.command != command_digest(sent):
+            # Temporal answers a key it has seen with that update's result, whatever was sent
+            raise CaseError(
+                Refusal.CONFLICT,
+                f"case {number}: the idempotency key {key} was used for another command "
+                f"({done.summary}); this one was not applied: send it with a new key",
+                key=key,
+            )
+        return done
 
     async def _acting(self, actor: Actor, number: str) -> AbstractContextManager[None]:
         """Sign who acts on this case for the Temporal call made inside (workflows/identity.py)."""

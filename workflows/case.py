@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.messages import FAILING_NOTICE
     from domain import bounds
     from domain.case import apply, decide, notice_for, open_case
-    from domain.commands import STAFF_COMMAND, StaffCommand
+    from domain.commands import STAFF_COMMAND, StaffCommand, command_digest
     from domain.errors import Refusal, Rejected, explain
     from domain.events import Archive, Change, DeliveryFailing, DeliveryRecorded, Event
     from domain.lifecycle import allowed_actions
@@ -386,8 +386,10 @@ class CaseWorkflow:
             raise ApplicationError(refused.message, type=refused.kind.value, non_retryable=True) from refused
         self.updates += 1
         self.last_update_at_length = workflow.info().get_current_history_length()
-        self._remember(CommandKey(key=key, seq=event.seq, action=event.action, summary=event.describe()))
-        return receipt(self.case, event, self.program, key)
+        summary, digest = event.describe(), command_digest(command)
+        applied = CommandKey(key=key, seq=event.seq, action=event.action, summary=summary, command=digest)
+        self._remember(applied)
+        return receipt(self.case, event, self.program, key, command=applied.command)
 
     @act.validator
     def _validate(self, command: dict[str, Any]) -> None:
@@ -447,6 +449,7 @@ class CaseWorkflow:
             next_deadline=next_deadline(self.case, self.program),
             allowed_actions=allowed_actions(self.case),
             repeated=True,
+            command=applied.command,
         )
 
     def _view(self) -> CaseView:

@@ -24,6 +24,7 @@ class CommandKey(Model):
     seq: int
     action: str
     summary: str
+    command: str | None = None  # its fingerprint (None: remembered by a run before there was one)
 
 
 class CaseInput(Model):

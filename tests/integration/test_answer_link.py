@@ -163,6 +163,12 @@ async def test_a_double_submit_applies_once(
         assert sorted([first.status_code, second.status_code])[0] == 200
         answers = [e for e in await ops.history(number) if e.action == "answer_referral"]
         assert len(answers) == 1
+        # the link sent once more with the other answer: the first stands, and the page says so
+        given = answers[0].change.answer.value  # type: ignore[union-attr]
+        other = "declined" if given == "accepted" else "accepted"
+        late = await http.post(path, data={"answer": other, "reason": "no beds"})
+        assert late.status_code == 409 and "Already answered" in late.text
+        assert len([e for e in await ops.history(number) if e.action == "answer_referral"]) == 1
 
 
 async def test_forged_and_expired_links_are_refused(

@@ -232,6 +232,30 @@ async def test_a_refused_action_explains_why_and_leaves_no_trace(
         assert len(accepted) == 3
 
 
+async def test_a_key_sent_again_with_another_command_is_refused_and_the_first_stands(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    """Temporal answers a key it has seen with that command's result, whatever comes with it:
+    a key reused by mistake for another action, or for the same action with other words, must
+    not read as done."""
+    async with case_worker(time_env, record_store) as ops:
+        number = (await ops.open_case(opening("general"))).case.number
+        first = await ops.act(number, c.AddNote(actor=ALICE, text="called the client"), key="note-0001-alice")
+        again = await ops.act(number, c.AddNote(actor=ALICE, text="called the client"), key="note-0001-alice")
+        assert again.seq == first.seq  # a retry: answered, not applied again
+        for other in (c.AddNote(actor=ALICE, text="she moved"), c.Accept(actor=ALICE)):
+            with pytest.raises(CaseError) as refused:
+                await ops.act(number, other, key="note-0001-alice")
+            assert refused.value.kind == Refusal.CONFLICT
+            assert (
+                "was used for another command" in refused.value.message
+                and "add_note" in refused.value.message
+            )
+        notes = [e.change for e in await ops.history(number) if isinstance(e.change, c.AddNote)]
+        assert [n.text for n in notes] == ["called the client"]
+        assert (await ops.view(number)).case.stage is Stage.INTAKE
+
+
 async def test_a_malformed_command_is_refused_and_the_case_keeps_working(
     time_env: WorkflowEnvironment, record_store: AsyncEngine
 ) -> None:
