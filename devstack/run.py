@@ -108,8 +108,8 @@ def refuse_if_answering(address: str) -> None:
         return
     raise DevStackError(
         f"something already listens on {address}, where casework dev starts Temporal: another "
-        "casework dev, or a Temporal dev server left running (e.g. `pkill -f 'temporal server "
-        "start-dev'`); or choose another port (--port, CASEWORK_TEMPORAL_ADDRESS)"
+        "casework dev, or a Temporal dev server left running (`ss -ltnp` shows which process; stop "
+        "that one only); or choose another port (--port, CASEWORK_TEMPORAL_ADDRESS)"
     )
 
 

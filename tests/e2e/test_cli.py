@@ -242,6 +242,9 @@ def test_the_cli_never_chooses_who_acts(stack: dict[str, str], tmp_path: Path) -
     assert good.returncode == 0 and "as sam (supervisor)" in good.stdout, good.stderr
     assert (tmp_path / "cred" / "credentials.json").stat().st_mode & 0o777 == 0o600
     assert ok("whoami", env=saved).strip() == "sam (supervisor)"
+    # an empty CASEWORK_API_KEY (a script's unset variable) is no key: the saved sign-in counts
+    assert ok("whoami", env=saved | {"CASEWORK_API_KEY": ""}).strip() == "sam (supervisor)"
+    assert "not signed in" in refused("whoami", env=nobody | {"CASEWORK_API_KEY": " "}, code=4)
     ok("logout", env=saved)
     assert "not signed in" in refused("whoami", env=saved, code=4)
 
