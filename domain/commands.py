@@ -342,6 +342,18 @@ def new_command_key() -> str:
     return uuid.uuid4().hex
 
 
+def blank_text(command: _Command) -> str | None:
+    """The first text the command must have (a note, a reason) that holds only spaces: None if
+    there is none. Refused at the door (service.facade), before Temporal: the workflow parses
+    commands as it always has, so a case that took such a command once replays unchanged."""
+    for name, field in type(command).model_fields.items():
+        value = getattr(command, name)
+        required = any(getattr(limit, "min_length", 0) for limit in field.metadata)
+        if isinstance(value, str) and required and not value.strip():
+            return name
+    return None
+
+
 def command_digest(command: dict[str, Any]) -> str:
     """A short fingerprint of a command as sent (its JSON): a key sent again with another
     command is told apart from a retry of the same one (service.facade.CaseOps.act)."""

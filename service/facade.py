@@ -42,7 +42,7 @@ from config.settings import Settings
 from config.temporal import actor_keys
 from domain.access import may_open
 from domain.case import apply_open, decide, intake_conflict
-from domain.commands import OpenCase, Refer, StaffCommand, command_digest, new_command_key
+from domain.commands import OpenCase, Refer, StaffCommand, blank_text, command_digest, new_command_key
 from domain.directory import Directory
 from domain.errors import Refusal, Rejected
 from domain.events import ALL_CHANGES, ErasedChange, Event, Restore
@@ -221,7 +221,10 @@ class CaseOps:
 
     def _checked(self, command: StaffCommand) -> StaffCommand:
         """The command in the deployment's vocabulary (aliases become slugs) and, for a referral,
-        fitting the directory. Cases accept any slug: this is where the vocabulary is kept."""
+        fitting the directory; a note or reason of only spaces refused. Cases accept any slug:
+        this is where the vocabulary is kept."""
+        if blank := blank_text(command):
+            raise Rejected(Refusal.VALIDATION, f"{blank}: write something, not only spaces")
         vocabulary = self.directory.vocabulary if self.directory is not None else STOCK
         command = vocabulary.check_command(command)
         if isinstance(command, Refer) and self.directory is not None:

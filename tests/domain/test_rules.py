@@ -160,3 +160,11 @@ def test_commands_validate_their_input() -> None:
         c.Decline(actor=ALICE, reason="no")
     with pytest.raises(ValueError):
         c.STAFF_COMMAND.validate_python({"action": "teleport", "actor": {"id": "a", "role": "supervisor"}})
+
+
+def test_a_note_or_a_reason_of_only_spaces_is_no_note() -> None:
+    """Refused at the door; a note may be empty where it is optional (an acceptance's note)."""
+    assert c.blank_text(c.AddNote(actor=ALICE, text="   ")) == "text"
+    assert c.blank_text(c.Suspend(actor=ALICE, reason=" \n\t ")) == "reason"
+    assert c.blank_text(c.AddNote(actor=ALICE, text=" called her ")) is None
+    assert c.blank_text(c.Accept(actor=ALICE, note="  ")) is None  # optional: nothing to say is fine

@@ -212,6 +212,8 @@ def test_errors_are_one_clear_line_with_the_refusals_exit_code(stack: dict[str, 
         "error: invalid transition: cannot start_monitoring a case in intake (only from: coordination)"
     )
     assert "not found: no case" in refused("accept", number, env=bob, code=3)  # not bob's: not shown to him
+    blank = refused("add-note", number, "--text", "   ", env=alice, code=2)
+    assert "text: write something, not only spaces" in blank
     assert "note: Input should be a valid string" in refused(
         "act", number, '{"action": "accept", "note": 5}', env=alice, code=2
     )
