@@ -8,6 +8,7 @@ Pure standard library: the workflow sandbox passes the domain through.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
@@ -41,4 +42,13 @@ class Rejected(Exception):
 
 def explain(errors: Iterable[Mapping[str, Any]], whole: str = "input") -> str:
     """Pydantic's errors as 'field.path: message; ...' (`whole` names a problem with no field)."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in errors)
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {_plain(e['msg'])}" for e in errors)
+
+
+# An enum member as Python prints it (pydantic names a field's allowed members so):
+# "<FollowUpKind.CHECK_IN: 'check_in'>" is said "'check_in'", the word people type.
+_MEMBER = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*: ('[^']*')>")
+
+
+def _plain(message: str) -> str:
+    return _MEMBER.sub(r"\1", message)

@@ -3,8 +3,13 @@ refusal fails here until both maps name it."""
 
 from __future__ import annotations
 
-from domain.errors import Refusal
+import pytest
+from pydantic import ValidationError
+
+from domain import commands as c
+from domain.errors import Refusal, explain
 from service.refusals import EXIT_CODE, HTTP_STATUS, title
+from tests.scenario import ALICE
 
 
 def test_every_refusal_has_an_http_status_and_an_exit_code() -> None:
@@ -23,3 +28,11 @@ def test_refusals_that_mean_the_same_to_a_person_share_an_exit_code() -> None:
     assert {EXIT_CODE[r] for r in not_now} == {5}
     assert HTTP_STATUS[Refusal.UNAUTHENTICATED] == 401
     assert title(Refusal.GUARD_FAILED) == "Guard failed"
+
+
+def test_a_fields_allowed_values_are_named_as_people_type_them() -> None:
+    """Not as Python prints an enum's members ("<FollowUpKind.CHECK_IN: 'check_in'>")."""
+    with pytest.raises(ValidationError) as refused:
+        c.ScheduleFollowUp(actor=ALICE, kind="party", at="2027-01-04T10:00:00+00:00")
+    said = explain(refused.value.errors())
+    assert said == "kind: Input should be 'check_in', 'home_visit', 'phone_call' or 'appointment'"
