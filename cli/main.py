@@ -502,7 +502,8 @@ def open_case(
     try:
         Client.model_validate(details)  # a clear line before anything is sent
     except ValidationError as exc:
-        raise Fail("invalid client: " + explain(exc.errors()), EXIT_CODE[Refusal.VALIDATION]) from None
+        said = explain([e | {"loc": ("client", *e["loc"])} for e in exc.errors()])
+        raise Fail(f"{Refusal.VALIDATION.value}: {said}", EXIT_CODE[Refusal.VALIDATION]) from None
     body = {
         "program": program,
         "client": details,

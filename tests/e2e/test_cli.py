@@ -199,7 +199,7 @@ def test_errors_are_one_clear_line_with_the_refusals_exit_code(stack: dict[str, 
         "open", "--program", "nope", "--given-name", "A", "--family-name", "B", env=alice, code=2
     )
     assert refused("open", "--family-name", "B", env=alice, code=2) == (
-        "error: invalid client: given_name: Field required"
+        "error: validation: client.given_name: Field required"
     )
     assert "Missing option '--reason'" in refused("decline", "X-1", env=alice, code=2)
     assert "expected DOMAIN:SCORE/5" in refused(
