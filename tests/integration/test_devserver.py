@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
 from domain import commands as c
+from domain.errors import Refusal
 from domain.models import Stage
 from service.facade import CaseOps
 from service.refusals import CaseError
@@ -166,13 +167,20 @@ async def test_a_long_case_continues_as_new_and_keeps_everything(
         handle = dev_env.client.get_workflow_handle(workflow_id(number))
         first_run = (await handle.describe()).run_id
         for i in range(SUGGEST_CONTINUE_AS_NEW_AT // 3):
-            await ops.act(number, c.AddNote(actor=ALICE, text=f"call {i}: left a message"))
+            note = c.AddNote(actor=ALICE, text=f"call {i}: left a message")
+            await ops.act(number, note, key=f"call-{i:04}")
         await ops.act(number, c.Accept(actor=ALICE))
 
         async def new_run() -> bool:
             return (await handle.describe()).run_id != first_run
 
         await eventually(new_run)
+        # a key from the first run: the new run knows it (carried over) and what it applied
+        again = await ops.act(number, c.AddNote(actor=ALICE, text="call 9: left a message"), key="call-0009")
+        assert again.repeated and again.action == "add_note"
+        with pytest.raises(CaseError) as reused:
+            await ops.act(number, c.AddNote(actor=ALICE, text="another call"), key="call-0009")
+        assert reused.value.kind is Refusal.CONFLICT
         view = await ops.do(number, c.AddNote(actor=ALICE, text="after continue-as-new"))
         assert view.case.stage is Stage.ASSESSMENT
         history = await ops.history(number)
