@@ -85,8 +85,9 @@ def credential(settings: Settings) -> Credential:
     saved = saved_credential(settings)
     url = settings.api_url or (saved.api_url if saved else local_api_url(settings))
     # an empty CASEWORK_API_KEY (a script's unset variable) is no key: the saved sign-in counts
-    if settings.api_key is not None and settings.api_key.get_secret_value().strip():
-        return Credential(api_url=url, api_key=settings.api_key.get_secret_value().strip())
+    given = settings.api_key.get_secret_value().strip() if settings.api_key is not None else ""
+    if given:
+        return Credential(api_url=url, api_key=given)
     if saved is None:
         raise ApiError(
             "unauthenticated", "not signed in: run `casework login` (or set CASEWORK_API_KEY to your API key)"
