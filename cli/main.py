@@ -226,7 +226,7 @@ def worker() -> None:
 def setup() -> None:
     """Prepare a Temporal namespace and the record store: search attributes, migrations. Idempotent."""
     from config.temporal import connect, register_search_attributes
-    from store.db import engine, migrate
+    from store.db import migrate_url
 
     settings = Settings()
 
@@ -236,11 +236,7 @@ def setup() -> None:
         except Exception as exc:
             raise Fail(f"cannot reach Temporal at {settings.temporal_address} ({exc})") from None
         await register_search_attributes(client, settings.temporal_namespace)
-        eng = engine(settings.database_url)
-        try:
-            await migrate(eng)
-        finally:
-            await eng.dispose()
+        await migrate_url(settings.database_url)
 
     asyncio.run(go())
     out.print(f"search attributes registered on {settings.temporal_address}; record store migrated")

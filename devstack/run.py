@@ -35,7 +35,7 @@ from config.settings import Settings
 from config.temporal import master_key, payload_key_file, register_search_attributes
 from devstack.mailsink import port_in_use, start_mail_sink
 from devstack.uiproxy import ui_proxy
-from store.db import engine, migrate
+from store.db import migrate_url
 from workflows.search import ALL_KEYS
 
 log = structlog.get_logger("casework.dev")
@@ -198,15 +198,6 @@ def announce_encryption(
         )
 
 
-async def migrate_record(url: str) -> None:
-    """Bring the record store to the newest migration (idempotent)."""
-    record = engine(url)
-    try:
-        await migrate(record)
-    finally:
-        await record.dispose()
-
-
 async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     from worker import run_worker
 
@@ -243,7 +234,7 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
         announce(f"Mail:         SMTP {settings.smtp_host}:{settings.smtp_port}, {mail}")
         # The record's tables before the API answers: the worker migrates at its start too, but
         # it starts beside the API, and a request that came first found no tables (a 500).
-        await migrate_record(settings.database_url)
+        await migrate_url(settings.database_url)
         api = await connected_app(settings)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         announce(f"API:          {api_url}/docs (providers answer at {settings.callback_url})")

@@ -213,6 +213,15 @@ async def migrate(eng: AsyncEngine) -> None:
         await conn.run_sync(_upgrade)
 
 
+async def migrate_url(url: str) -> None:
+    """`migrate` the record store at `url`, through an engine of its own (disposed after)."""
+    record = engine(url)
+    try:
+        await migrate(record)
+    finally:
+        await record.dispose()
+
+
 def _dialect_insert(conn: AsyncConnection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
