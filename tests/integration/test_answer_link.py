@@ -161,6 +161,9 @@ async def test_a_double_submit_applies_once(
             http.post(path, data={"answer": "declined", "reason": "no beds"}),
         )
         assert sorted([first.status_code, second.status_code])[0] == 200
+        # the other answer is not taken for done: the same link's key with another command
+        assert sorted([first.status_code, second.status_code]) == [200, 409]
+        assert "Already answered" in (second if second.status_code == 409 else first).text
         answers = [e for e in await ops.history(number) if e.action == "answer_referral"]
         assert len(answers) == 1
         # the link sent once more with the other answer: the first stands, and the page says so
