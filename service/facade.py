@@ -270,8 +270,8 @@ class CaseOps:
             # Temporal answers a key it has seen with that update's result, whatever was sent
             raise CaseError(
                 Refusal.CONFLICT,
-                f"case {number}: the idempotency key {key} was used for another command "
-                f"({done.summary}); this one was not applied: send it with a new key",
+                f"case {number}: this idempotency key was used for another command "
+                f"({done.summary.strip()}); this one was not applied: send it with a new key",
                 key=key,
             )
         return done
