@@ -18,7 +18,7 @@ from activities.answer_links import AnswerLinks, answer_link_lines
 from domain import commands as c
 from domain.case import ENDED_AS
 from domain.events import DeliveryFailing, Event, NoticeIssued
-from domain.lifecycle import REFERRAL_ANSWERS
+from domain.lifecycle import REFERRAL_ANSWERS, why_client_cannot_be_invited
 from domain.models import (
     Case,
     Client,
@@ -289,8 +289,9 @@ def invitations(case: Case, follow_up: FollowUp, now: datetime) -> list[Row]:
             "attachment": ics,
         }
     ]
-    consented = case.consent is not None and SharedField.CONTACT in case.consent.share
-    if follow_up.invite_client and consented and case.client.email:
+    # the rule the command was checked by (runs from before it accepted follow-ups inviting
+    # clients no invitation could reach: those invite only the manager, as they did)
+    if follow_up.invite_client and why_client_cannot_be_invited(case) is None:
         rows.append(
             {
                 "idempotency_key": f"{case.number}:invitation:{follow_up.id}:client",

@@ -253,7 +253,9 @@ class ScheduleFollowUp(_Command):
     provider: str | None = Field(
         default=None, max_length=100, description="for an appointment with a provider"
     )
-    invite_client: bool = False
+    invite_client: bool = Field(
+        default=False, description="invite the client too (needs their email and consent to share contact)"
+    )
     note: Text = ""
 
 

@@ -31,6 +31,7 @@ from domain.models import (
     ReferralAnswer,
     ReferralStatus,
     Role,
+    SharedField,
     Stage,
 )
 from domain.policy import Program, human
@@ -89,7 +90,7 @@ LIFECYCLE: tuple[Rule, ...] = (
     rule("answer_referral",     OPEN_STAGES,               None,            ANSWERING,   "referral_exists", "answer_fits_referral", "provider_is_the_one_referred"),
     rule("revoke_referral",     OPEN_STAGES,               None,            STAFF,       "referral_exists", "referral_is_open"),
     rule("record_consent",      OPEN_STAGES,               None),
-    rule("schedule_follow_up",  WORKING,                   None,            STAFF,       "room_for_follow_up", "follow_up_in_future"),
+    rule("schedule_follow_up",  WORKING,                   None,            STAFF,       "room_for_follow_up", "follow_up_in_future", "client_can_be_invited"),
     rule("record_follow_up_outcome", OPEN_STAGES,          None,            STAFF,       "follow_up_is_scheduled"),
     rule("record_follow_up",    (S.COORDINATION, S.MONITORING, S.EVALUATION), None),
     rule("review_plan",         S.MONITORING,              None,            STAFF,       "has_approved_plan"),
@@ -298,6 +299,30 @@ def _follow_up_in_future(ctx: Context, dest: Stage) -> str | None:
     return None if ctx.change.at > ctx.now else "a follow-up is scheduled for a time still to come"
 
 
+def why_client_cannot_be_invited(case: Case) -> str | None:
+    """Why the client would get no invitation to a follow-up (None: they would): invitations go
+    by email, and only with the client's consent to share their contact details. The one rule
+    for both refusing `invite_client` and writing the invitation (activities/messages.py)."""
+    if case.consent is None or SharedField.CONTACT not in case.consent.share:
+        return "they have not consented to share their contact details"
+    if not case.client.email:
+        return "there is no email address on file for them"
+    return None
+
+
+def _client_can_be_invited(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.ScheduleFollowUp)
+    # Runs that accepted such follow-ups before this rule replay them as they were (the workflow
+    # sets the flag off for them); a new command meets it there too (the validator's program).
+    if not ctx.change.invite_client or not ctx.program.invitations_need_a_reachable_client:
+        return None
+    why = why_client_cannot_be_invited(ctx.case)
+    if why is None:
+        return None
+    remedy = "record their consent, or" if "consent" in why else "or"
+    return f"the client cannot be invited: {why}; {remedy} schedule the follow-up without inviting them"
+
+
 def _follow_up_is_scheduled(ctx: Context, dest: Stage) -> str | None:
     assert isinstance(ctx.change, c.RecordFollowUpOutcome)
     wanted = ctx.change.follow_up_id
@@ -320,6 +345,7 @@ GUARDS: dict[str, Guard] = {
     "referral_is_open": _referral_is_open,
     "consent_covers_sharing": _consent_covers_sharing,
     "follow_up_in_future": _follow_up_in_future,
+    "client_can_be_invited": _client_can_be_invited,
     "follow_up_is_scheduled": _follow_up_is_scheduled,
     "no_plan_awaiting_decision": _no_plan_awaiting_decision,
     "plan_awaiting_decision": _plan_awaiting_decision,

@@ -92,6 +92,11 @@ class Program(_Strict):
     # did so replay with this False (the workflow sets it: patch "every-deadline-honours-holds"),
     # so the notices they issued then are the notices they issue on replay.
     holds_pause_every_deadline: bool = True
+    # A follow-up that invites the client is refused when no invitation could reach them (no
+    # consent to share contact details, or no email). Runs started before the rule accepted such
+    # follow-ups and replay them with this False (the workflow sets it by the run's generation);
+    # a command new to them is still checked (their validator's program has it True).
+    invitations_need_a_reachable_client: bool = True
 
     @model_validator(mode="after")
     def _deadline_stages(self) -> Program:

@@ -99,8 +99,12 @@ TAKES_EVERY_CHANGE = "takes-every-change-v5"
 # its first task upserts nothing (the client starts it with every attribute). The input is in
 # the run's history, so a replay decides the same. A change made after this one can be asked as
 # `self.generation >= 7` for runs started since, and `workflow.patched` for older runs.
-GENERATION = 6
+GENERATION = 7
 WITHOUT_MARKERS_SINCE = 6  # the generation since which runs ask no patch and publish with slack
+# Since generation 7 a follow-up inviting a client no invitation can reach is refused. Older runs
+# accepted some and replay them as they were; their validator refuses new ones (a refused update
+# leaves nothing in the history, so no marker is needed).
+REACHABLE_INVITEES_SINCE = 7
 
 
 BEFORE_EVERY_CHANGE = (BOUNDED_HISTORY, EVERY_DEADLINE_HONOURS_HOLDS, DELIVERY_IN_ROUNDS, UPSERT_ONLY_CHANGES)
@@ -121,7 +125,12 @@ class CaseWorkflow:
         self.generation = start.generation
         # Set both ways: a run continued as new from an old-path run carries the flag off.
         honours = self._patched(EVERY_DEADLINE_HONOURS_HOLDS)
-        self.program = start.program.model_copy(update={"holds_pause_every_deadline": honours})
+        reachable = self.generation >= REACHABLE_INVITEES_SINCE
+        self.program = start.program.model_copy(
+            update={"holds_pause_every_deadline": honours, "invitations_need_a_reachable_client": reachable}
+        )
+        # what a new command is judged by: every rule, also those this run's history predates
+        self.rules_now = self.program.model_copy(update={"invitations_need_a_reachable_client": True})
         self.recent: dict[str, CommandKey] = {k.key: k for k in start.recent}
         self.updates = 0  # updates taken by this run (Temporal allows 2,000 per run)
         self.last_update_at_length = -1  # the history length when this run last took an update
@@ -403,7 +412,7 @@ class CaseWorkflow:
                 non_retryable=True,
             )
         try:
-            decide(self.case, parse_command(command), self.program, workflow.now(), seq=self.seq + 1)
+            decide(self.case, parse_command(command), self.rules_now, workflow.now(), seq=self.seq + 1)
         except Rejected as refused:
             raise ApplicationError(refused.message, type=refused.kind.value, non_retryable=True) from refused
 

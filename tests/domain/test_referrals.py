@@ -173,7 +173,7 @@ def test_a_failed_delivery_leaves_the_referral_for_the_case_manager() -> None:
 def test_a_scheduled_follow_up_reminds_before_and_escalates_after() -> None:
     story = Story("weekly").to(Stage.COORDINATION)
     visit_at = story.now + 10 * DAY
-    story.do(c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=visit_at, invite_client=True))
+    story.do(c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=visit_at))
     follow_up = story.case.follow_ups[-1]
     assert follow_up.status is FollowUpStatus.SCHEDULED and follow_up.due_at == visit_at
     issued = [i for i in fire_due(story, 20 * DAY) if follow_up.id in i]
@@ -232,3 +232,32 @@ def test_follow_up_ids_never_repeat() -> None:
         story.do(c.RecordFollowUp(actor=ALICE, summary=f"phone call {call}"))
     ids = [f.id for f in story.case.follow_ups]
     assert len(ids) == len(set(ids)), ids
+
+
+def test_a_client_is_invited_only_where_an_invitation_reaches_them() -> None:
+    """The invitation goes by email and needs consent to share contact details: without either,
+    inviting the client is refused (it used to be accepted, and only the manager was invited)."""
+    story = Story("general").to(Stage.COORDINATION)  # consent to share contact details recorded
+    visit = c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=story.now + 10 * DAY, invite_client=True)
+    with pytest.raises(Rejected, match="no email address on file for them; or schedule") as refused:
+        story.do(visit)
+    assert refused.value.kind is Refusal.GUARD_FAILED
+    story.case = story.case.model_copy(
+        update={"client": story.case.client.model_copy(update={"email": "maria@example.org"})}
+    )
+    story.do(c.RecordConsent(actor=ALICE, share=frozenset({SharedField.NAME})))
+    with pytest.raises(Rejected, match="not consented to share their contact details; record their consent"):
+        story.do(visit)
+    story.do(c.RecordConsent(actor=ALICE, share=frozenset({SharedField.NAME, SharedField.CONTACT})))
+    story.do(visit)
+    assert story.case.follow_ups[-1].invite_client
+    story.do(visit.model_copy(update={"invite_client": False}))  # the manager alone: always allowed
+
+
+def test_a_run_from_before_the_rule_replays_the_invitation_it_accepted() -> None:
+    """Runs of generation 6 and older accepted such follow-ups; their handler's program has the
+    rule off (the workflow sets it), so replaying one gives the case it gave."""
+    story = Story("general").to(Stage.COORDINATION)
+    story.program = story.program.model_copy(update={"invitations_need_a_reachable_client": False})
+    story.do(c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=story.now + DAY, invite_client=True))
+    assert story.case.follow_ups[-1].invite_client

@@ -35,7 +35,7 @@ from workflows.search import workflow_id
 HERE = Path(__file__).parent
 # Bump this when the workflow changes in a way running cases must survive (behind
 # workflow.patched), and keep the older versions' files: CI replays them all.
-VERSION = "v6"
+VERSION = "v7"
 DAY = timedelta(days=1)
 
 
@@ -114,6 +114,19 @@ async def main() -> None:
             await ops.act(held, c.Resume(actor=ALICE))
             await env.sleep(3 * DAY)
             await save(env, held, "resumed_after_hold")
+
+            # The client has no email and gave no consent: until v6 a follow-up inviting them
+            # was accepted (only the manager was invited); from v7 it is refused, no trace left.
+            invited = (await ops.open_case(opening("general", number="H-INVITED"))).case.number
+            await ops.act(invited, c.Accept(actor=ALICE))
+            visit = await env.get_current_time() + 3 * DAY
+            inviting = c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=visit, invite_client=True)
+            with contextlib.suppress(CaseError):
+                await ops.act(invited, inviting)
+            await ops.act(invited, c.ScheduleFollowUp(actor=ALICE, kind="phone_call", at=visit + DAY))
+            await env.sleep(5 * DAY)
+            await ops.act(invited, c.AddNote(actor=ALICE, text="called; visit to be booked"))
+            await save(env, invited, "invited_unreachable_client")
         await store.dispose()
     await env.shutdown()
     sink.stop()

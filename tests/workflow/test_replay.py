@@ -7,7 +7,9 @@ honoured holds and deliveries went in rounds ("every-deadline-honours-holds", "d
 `v4-*` after a change upserts only the search attributes it changes ("upsert-only-changes"),
 `v5-*` from runs that take every change at once ("takes-every-change-v5": one marker, not four),
 `v6-*` from runs whose input says their code's generation (6: no marker at all, and a case starts
-with its search attributes, so its opening upserts none).
+with its search attributes, so its opening upserts none), `v7-*` from runs of generation 7, which
+refuse a follow-up inviting a client no invitation can reach (`v6-invited_unreachable_client`
+accepted one, and replays it so).
 A change that breaks replay would break every case already open in production.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from domain import commands as c
+from domain.errors import Refusal
 from domain.models import Stage
+from service.refusals import CaseError
 from tests.conftest import case_worker, recorded, recorded_events
 from tests.scenario import ALICE, PROGRAMS, T0, Story
 from worker import workflow_runner
@@ -41,8 +46,10 @@ HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
 def test_there_are_histories_from_several_stages_before_and_after_each_change() -> None:
     stages = {"archived_after_closure", "escalated_in_monitoring", "resumed_after_hold"}
-    for version in ("v1", "v2", "v3", "v4", "v5", "v6"):
+    for version in ("v1", "v2", "v3", "v4", "v5", "v6", "v7"):
         assert {p.stem for p in HISTORIES} >= {f"{version}-{stage}" for stage in stages}
+    for version in ("v6", "v7"):
+        assert f"{version}-invited_unreachable_client" in {p.stem for p in HISTORIES}
 
 
 async def workflow_type(env: WorkflowEnvironment, number: str) -> str:
@@ -82,15 +89,9 @@ async def test_a_run_carried_over_from_before_bounded_state_goes_on(
         number = story.case.number
         # As in production, the run comes from a continue-as-new (a fresh start of a case must
         # open or restore it): a stand-in for the old run hands over the old input.
-        old_code = f"old-{uuid.uuid4().hex[:8]}"
-        async with Worker(time_env.client, task_queue=old_code, workflows=[OldRun]):
-            await time_env.client.start_workflow(
-                OldRun.run, args=[legacy, ops.task_queue], id=workflow_id(number), task_queue=old_code
-            )
-            ops.opened.append(number)
-            while (await workflow_type(time_env, number)) != "CaseWorkflow":
-                await asyncio.sleep(0.05)
-            view = await ops.do(number, c.AddNote(actor=ALICE, text="after the upgrade"))
+        await carried_over(time_env, legacy, number, ops.task_queue)
+        ops.opened.append(number)
+        view = await ops.do(number, c.AddNote(actor=ALICE, text="after the upgrade"))
         assert view.case.stage is Stage.MONITORING and view.seq > len(story.events)
         await recorded(ops, number)
         rows = await recorded_events(record_store, number)
@@ -99,6 +100,45 @@ async def test_a_run_carried_over_from_before_bounded_state_goes_on(
         seqs = [r["seq"] for r in rows]
         assert seqs == list(range(len(story.events) - 1, seqs[-1] + 1))
         assert [r["change"].get("text") for r in rows].count("after the upgrade") == 1
+
+
+async def carried_over(env: WorkflowEnvironment, carried: dict[str, Any], number: str, queue: str) -> None:
+    """Hand `carried` to CaseWorkflow by a continue-as-new, as production starts a run of a case
+    already open (a fresh start must open or restore it)."""
+    old_code = f"old-{uuid.uuid4().hex[:8]}"
+    async with Worker(env.client, task_queue=old_code, workflows=[OldRun]):
+        await env.client.start_workflow(
+            OldRun.run, args=[carried, queue], id=workflow_id(number), task_queue=old_code
+        )
+        while (await workflow_type(env, number)) != "CaseWorkflow":
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_run_from_before_the_invitation_rule_refuses_new_invitations_that_reach_nobody(
+    time_env: WorkflowEnvironment, record_store: AsyncEngine
+) -> None:
+    """A run of generation 6 replays the follow-ups inviting unreachable clients it accepted
+    (v6-invited_unreachable_client); a new one it refuses, as a run of today's code does."""
+    story = Story("general").to(Stage.COORDINATION)  # the client has no email
+    carried = {
+        "program": PROGRAMS["general"].model_dump(mode="json"),
+        "case": story.case.model_dump(mode="json"),
+        "seq": len(story.events),
+        "generation": 6,
+    }
+    async with case_worker(time_env, record_store) as ops:
+        number = story.case.number
+        await carried_over(time_env, carried, number, ops.task_queue)
+        ops.opened.append(number)
+        at = T0 + timedelta(days=3650)
+        visit = c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=at, invite_client=True)
+        with pytest.raises(CaseError, match="no email address on file") as refused:
+            await ops.act(number, visit)
+        assert refused.value.kind is Refusal.GUARD_FAILED
+        view = await ops.do(number, visit.model_copy(update={"invite_client": False}))
+        assert len(view.case.follow_ups) == len(story.case.follow_ups) + 1  # the refused one left nothing
+        assert not any(f.invite_client for f in view.case.follow_ups)
 
 
 @pytest.mark.asyncio(loop_scope="session")
