@@ -768,7 +768,7 @@ def add_action_route(
         # Keys are per caller: two people can never collide on (or replay) each other's commands.
         given = idempotency_key or new_command_key()
         try:
-            done = await ops.act(number, command, key=f"{actor.id}:{given}")  # type: ignore[arg-type]
+            done = await ops.act(number, command, f"{actor.id}:{given}", new_key=not idempotency_key)  # type: ignore[arg-type]
         except CaseError as exc:
             p = from_case_error(exc)
             raise Problem(p.status, p.title, p.detail, key=given, kind=p.kind) from None

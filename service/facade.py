@@ -231,12 +231,16 @@ class CaseOps:
             command = self.directory.check_referral(command)
         return command
 
-    async def act(self, number: str, command: StaffCommand, key: str | None = None) -> Receipt:
+    async def act(
+        self, number: str, command: StaffCommand, key: str | None = None, new_key: bool = False
+    ) -> Receipt:
         """Apply a staff command once. `key` is its idempotency key (a fresh one if None): sent
         again with the same key, the command is answered with the first result, never applied
-        twice. If no worker takes it within `command_timeout`, CaseError UNAVAILABLE says so
-        and that retrying with the same key is safe (the command may still apply meanwhile)."""
-        key = key or new_command_key()
+        twice (the receipt says `repeated`). If no worker takes it within `command_timeout`,
+        CaseError UNAVAILABLE says so and that retrying with the same key is safe (the command
+        may still apply meanwhile). `new_key`: the caller made `key` just now (nothing was sent
+        with it before: no need to ask Temporal for an earlier answer)."""
+        sent_before, key = key is not None and not new_key, key or new_command_key()
         try:  # before Temporal: a referral to no one, a need no one knows, must not wait for a worker
             command = self._checked(command)
         except Rejected as refused:
@@ -246,7 +250,9 @@ class CaseOps:
         try:
             with await self._acting(command.actor, number):
                 timeout = self.command_timeout
-                done = await handle.execute_update(CaseWorkflow.act, sent, id=key, rpc_timeout=timeout)
+                done = await self._answered_before(handle, key) if sent_before else None
+                if done is None:
+                    done = await handle.execute_update(CaseWorkflow.act, sent, id=key, rpc_timeout=timeout)
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             raise CaseError(
                 Refusal.UNAVAILABLE,
@@ -275,6 +281,22 @@ class CaseOps:
                 key=key,
             )
         return done
+
+    async def _answered_before(self, handle: WorkflowHandle[Any, Any], key: str) -> Receipt | None:
+        """The answer the case's run gave a command sent before with `key`, marked `repeated`;
+        None if the run has not taken it. Temporal answers an update id it has seen with the
+        first answer as it was, so without this a retry could not tell its caller that it applied
+        nothing. Only for keys the caller chose (a fresh key was never sent): a read, one round
+        trip. A key from an earlier run of the case is not Temporal's to know: the workflow
+        carries its keys across continue-as-new and answers those as repeats itself."""
+        earlier = handle.get_update_handle(key, result_type=Receipt)
+        try:
+            answer: Receipt = await earlier.result(rpc_timeout=self.command_timeout)
+        except (RPCError, WorkflowUpdateFailedError):
+            # not seen (NOT_FOUND); or refused, and sending it again is answered with the same
+            # refusal, told the usual way. A command still waiting for a worker times out above.
+            return None
+        return answer.model_copy(update={"repeated": True})
 
     async def _acting(self, actor: Actor, number: str) -> AbstractContextManager[None]:
         """Sign who acts on this case for the Temporal call made inside (workflows/identity.py)."""

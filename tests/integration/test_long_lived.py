@@ -73,8 +73,10 @@ async def test_a_command_sent_while_no_worker_runs_applies_once_when_retried_wit
         async with build_worker(dev_env.client, record_store, task_queue, directory=DIRECTORY):
             retried = await asyncio.to_thread(casework, "--key", "cli-key-1", *note, env=env)
             assert retried.returncode == 0, retried.stderr
+            assert "add_note had already been done" in retried.stdout  # the kept command applied it
             again = await http.post(path, json={"text": api_text}, headers=headers)
             assert again.status_code == 200 and again.headers["Idempotency-Key"] == "api-key-0001"
+            assert again.json()["repeated"] is True
             once_more = await http.post(path, json={"text": api_text}, headers=headers)
             assert once_more.json()["seq"] == again.json()["seq"]
             await recorded(ops, number)

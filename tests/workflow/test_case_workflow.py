@@ -242,7 +242,8 @@ async def test_a_key_sent_again_with_another_command_is_refused_and_the_first_st
         number = (await ops.open_case(opening("general"))).case.number
         first = await ops.act(number, c.AddNote(actor=ALICE, text="called the client"), key="note-0001-alice")
         again = await ops.act(number, c.AddNote(actor=ALICE, text="called the client"), key="note-0001-alice")
-        assert again.seq == first.seq  # a retry: answered, not applied again
+        assert again.seq == first.seq  # a retry: answered, not applied again, and says so
+        assert not first.repeated and again.repeated
         for other in (c.AddNote(actor=ALICE, text="she moved"), c.Accept(actor=ALICE)):
             with pytest.raises(CaseError) as refused:
                 await ops.act(number, other, key="note-0001-alice")
