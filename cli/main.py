@@ -32,6 +32,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from rich.console import Console
+from rich.text import Text
 
 from cli import hsds, render
 from cli.apiclient import Api, ApiError, Credential, credential, forget_credential, save_credential
@@ -54,8 +55,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="casework: every client case a durable Temporal workflow.",
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# No markup: what people typed (a note, a name, a refusal quoting them) is printed as they typed
+# it. With Rich's markup on, "[mother]" vanished and "[/b]" made every read of the case fail.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
+ERROR = Text("error:", style="red")
 T = TypeVar("T")
 
 CaseArg = Annotated[str, typer.Argument(help="case number")]
@@ -983,10 +987,10 @@ def main() -> None:
         result = app(standalone_mode=False)
         code = result if isinstance(result, int) else 0  # click returns an Exit's code here
     except Fail as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(ERROR, f"{exc}", highlight=False)
         code = exc.code
     except ValidationError as exc:  # a command built from flags that the domain's models refuse
-        err.print(f"[red]error:[/red] {validation_message(exc)}", highlight=False)
+        err.print(ERROR, f"{validation_message(exc)}", highlight=False)
         code = EXIT_CODE[Refusal.VALIDATION]
     except typer.Abort:
         code = 130
@@ -995,7 +999,7 @@ def main() -> None:
     except Exception as problem:  # click usage errors and anything unforeseen: still one line
         format_message = getattr(problem, "format_message", None)
         message = format_message() if callable(format_message) else str(problem)
-        err.print(f"[red]error:[/red] {message}", highlight=False)
+        err.print(ERROR, f"{message}", highlight=False)
         code = getattr(problem, "exit_code", 1) or 1
     sys.stdout.flush()
     sys.stderr.flush()

@@ -8,6 +8,7 @@ from datetime import datetime
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from domain.directory import Directory, EmailChannel, Provider
 from domain.events import Event, NoticeIssued
@@ -143,7 +144,7 @@ def list_table(rows: Sequence[CaseSummary]) -> Table:
             r.program,
             r.risk,
             when(r.next_due),
-            "[red]yes[/red]" if r.overdue else "",
+            Text("yes", style="red") if r.overdue else "",
         )
     return table
 

@@ -280,3 +280,18 @@ def test_demo_cases_feed_the_list_and_the_report(stack: dict[str, str], tmp_path
     assert "Open caseload by manager and stage" in report and "Overdue items" in report
     assert (tmp_path / "csv" / "caseload.csv").read_text().startswith("manager,stage,cases")
     assert (tmp_path / "stages.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_what_people_type_is_printed_as_they_typed_it(stack: dict[str, str]) -> None:
+    """Square brackets are text: a note like this one made every later read of the case fail
+    (Rich took it for markup), and a refusal quoting "[assessment]" lost it."""
+    alice = stack | {"CASEWORK_API_KEY": "dev-alice"}
+    opened = ok("open", "--given-name", "[red]Ana", "--family-name", "B[/]", "--json", env=alice)
+    number = json.loads(opened)["case"]["number"]
+    text = "called [mother] re: [/b] housing [bold red]urgent[/]"
+    ok("--key", "bracket-note-01", "add-note", number, "--text", text, env=alice)
+    assert text in ok("notes", number, env=alice)
+    shown = ok("show", number, env=alice)
+    assert text in shown and "[red]Ana B[/]" in shown
+    reused = refused("--key", "bracket-note-01", "add-note", number, "--text", "other", env=alice, code=5)
+    assert reused.startswith("error: conflict: ") and "[intake])" in reused
