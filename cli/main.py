@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
@@ -123,6 +124,17 @@ def options(
     COMMAND_KEY["key"] = key or new_command_key()
 
 
+def retry_line(key: str, args: list[str]) -> str:
+    """The command again with its key, quoted for the shell so it can be pasted as printed."""
+    rest, skip = [], False
+    for arg in args:  # the key given before, if any, is the one printed first
+        if skip or arg == "--key" or arg.startswith("--key="):
+            skip = arg == "--key"
+            continue
+        rest.append(arg)
+    return shlex.join(["casework", "--key", key, *rest])
+
+
 def send_action(number: str, action: str, body: dict[str, Any], as_json: bool) -> None:
     """POST the action to the case; a command no worker took in time prints its retry line."""
     key = COMMAND_KEY.get("key") or new_command_key()
@@ -131,8 +143,7 @@ def send_action(number: str, action: str, body: dict[str, Any], as_json: bool) -
         _, done = call_api(lambda api: api.post(path, body, key=key))
     except Fail as failed:
         if failed.code == EXIT_CODE[Refusal.UNAVAILABLE] and "same idempotency key" in str(failed):
-            retry = f"Retry: casework --key {key} {' '.join(sys.argv[1:])}"
-            raise Fail(f"{failed} {retry}", failed.code) from None
+            raise Fail(f"{failed} Retry: {retry_line(key, sys.argv[1:])}", failed.code) from None
         raise
     receipt = Receipt.model_validate(done)
     if as_json:

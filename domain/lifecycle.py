@@ -319,8 +319,8 @@ def _client_can_be_invited(ctx: Context, dest: Stage) -> str | None:
     why = why_client_cannot_be_invited(ctx.case)
     if why is None:
         return None
-    remedy = "record their consent, or" if "consent" in why else "or"
-    return f"the client cannot be invited: {why}; {remedy} schedule the follow-up without inviting them"
+    remedy = "record their consent, or schedule" if "consent" in why else "schedule"
+    return f"the client cannot be invited: {why}; {remedy} the follow-up without inviting them"
 
 
 def _follow_up_is_scheduled(ctx: Context, dest: Stage) -> str | None:

@@ -239,7 +239,9 @@ def test_a_client_is_invited_only_where_an_invitation_reaches_them() -> None:
     inviting the client is refused (it used to be accepted, and only the manager was invited)."""
     story = Story("general").to(Stage.COORDINATION)  # consent to share contact details recorded
     visit = c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=story.now + 10 * DAY, invite_client=True)
-    with pytest.raises(Rejected, match="no email address on file for them; or schedule") as refused:
+    with pytest.raises(
+        Rejected, match="no email address on file for them; schedule the follow-up without inviting them"
+    ) as refused:
         story.do(visit)
     assert refused.value.kind is Refusal.GUARD_FAILED
     story.case = story.case.model_copy(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import uuid
 from datetime import timedelta
 
@@ -59,7 +60,9 @@ async def test_a_command_sent_while_no_worker_runs_applies_once_when_retried_wit
         timed_out = await asyncio.to_thread(casework, "--key", "cli-key-1", *note, env=env)
         assert timed_out.returncode == 6, timed_out.stderr
         assert "no worker took the command" in timed_out.stderr
-        assert "casework --key cli-key-1" in timed_out.stderr
+        # the retry line pastes as printed: the note's spaces are quoted
+        retry_line = timed_out.stderr.split("Retry: ", 1)[1].strip()
+        assert retry_line == f"casework --key cli-key-1 add-note {number} --text '{cli_text}'"
         headers = {"Authorization": "Bearer key-alice", "Idempotency-Key": "api-key-0001"}
         path = f"/cases/{number}/add-note"
         unavailable = await http.post(path, json={"text": api_text}, headers=headers)
@@ -71,7 +74,7 @@ async def test_a_command_sent_while_no_worker_runs_applies_once_when_retried_wit
 
         # the worker returns: the waiting commands apply; the retries are answered, not applied again
         async with build_worker(dev_env.client, record_store, task_queue, directory=DIRECTORY):
-            retried = await asyncio.to_thread(casework, "--key", "cli-key-1", *note, env=env)
+            retried = await asyncio.to_thread(casework, *shlex.split(retry_line)[1:], env=env)
             assert retried.returncode == 0, retried.stderr
             assert "add_note had already been done" in retried.stdout  # the kept command applied it
             again = await http.post(path, json={"text": api_text}, headers=headers)
