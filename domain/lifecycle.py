@@ -135,7 +135,12 @@ def _plan_awaiting_decision(ctx: Context, dest: Stage) -> str | None:
 def _approver_has_authority(ctx: Context, dest: Stage) -> str | None:
     needs_supervisor = ctx.case.risk in ctx.program.approvals.plan_needs_supervisor_at
     if needs_supervisor and ctx.change.actor.role not in SUPERVISORS:
-        return f"a {ctx.case.risk}-risk plan needs a supervisor's decision in program {ctx.program.key}"
+        # say who can decide: a case opened with no supervisor is decided by its program lead
+        who = f"its supervisor {ctx.case.supervisor}" if ctx.case.supervisor else "it has no supervisor"
+        return (
+            f"a {ctx.case.risk}-risk plan needs a supervisor's decision in program {ctx.program.key} "
+            f"({who}, or the program lead {ctx.program.lead})"
+        )
     return None
 
 

@@ -45,6 +45,15 @@ def test_the_housing_program_asks_a_supervisor_from_medium_risk() -> None:
         story.do(c.ApprovePlan(actor=ALICE))
 
 
+def test_a_case_with_no_supervisor_is_told_its_program_lead_decides() -> None:
+    story = planning_story(RiskLevel.HIGH)
+    story.case = story.case.model_copy(update={"supervisor": None})
+    with pytest.raises(Rejected, match=r"\(it has no supervisor, or the program lead lead-general\)"):
+        story.do(c.ApprovePlan(actor=ALICE))
+    story.do(c.ApprovePlan(actor=LEAD))
+    assert story.case.stage is Stage.COORDINATION
+
+
 def test_a_program_lead_may_approve_what_a_supervisor_may() -> None:
     story = planning_story(RiskLevel.HIGH)
     story.do(c.ApprovePlan(actor=LEAD))
