@@ -28,9 +28,13 @@ def receipt(done: Receipt) -> str:
         f"{done.action} done" if not done.repeated else f"{done.action} had already been done (#{done.seq})"
     )
     made = {"refer": f" · referral R{done.seq}", "schedule_follow_up": f" · follow-up F{done.seq}"}
+    # what the command ended with it (a withdrawal revokes referrals, cancels follow-ups): the
+    # summary's tail after the stage (domain.events.Event.describe)
+    _, _, ended = done.summary.partition("]; ")
     return (
         f"case {done.number}: {what} · stage {done.stage.value}"
         + (made.get(done.action, "") if not done.repeated else "")
+        + (f" · {ended}" if ended else "")
         + (f" · next due {when(done.next_deadline)}" if done.next_deadline else "")
     )
 

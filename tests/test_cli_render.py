@@ -1,0 +1,25 @@
+"""What the terminal prints for a receipt: one line a caseworker reads at a glance."""
+
+from __future__ import annotations
+
+from cli.render import receipt as receipt_line
+from domain import commands as c
+from domain.models import Stage
+from domain.views import receipt
+from tests.scenario import ALICE, Story
+
+
+def test_a_withdrawal_says_which_referrals_it_revoked_and_which_follow_ups_it_cancelled() -> None:
+    story = Story("weekly").to(Stage.MONITORING)  # a referral sent, a home visit scheduled
+    referral = story.case.referrals[-1]
+    event = story.do(c.Withdraw(actor=ALICE, reason="client moved away"))
+    line = receipt_line(receipt(story.case, event, story.program, key="k-withdraw-1"))
+    assert line.startswith(f"case {story.case.number}: withdraw done · stage closed · revoked {referral.id}")
+    assert f"({referral.provider})" in line and "cancelled F" in line
+
+
+def test_a_retried_command_says_it_had_already_been_done() -> None:
+    story = Story("general")
+    event = story.do(c.AddNote(actor=ALICE, text="called"))
+    line = receipt_line(receipt(story.case, event, story.program, key="k-note-0001", repeated=True))
+    assert f"add_note had already been done (#{event.seq})" in line
