@@ -128,6 +128,8 @@ class Client(Model):
 
     @property
     def display_name(self) -> str:
+        if self.given_name == self.family_name == ERASED_NAME:
+            return ERASED_NAME
         return f"{self.given_name} {self.family_name}"
 
 

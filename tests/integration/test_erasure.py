@@ -236,6 +236,7 @@ async def test_casework_erase_client_asks_first_and_says_what_it_did(
     shown = await asyncio.to_thread(casework, "show", number, env=as_lead)
     assert shown.returncode == 0, shown.stderr
     assert "(erased)" in shown.stdout and "only the case's facts remain" in shown.stdout
+    assert "(erased) (erased)" not in shown.stdout  # the client is "(erased)", once
     assert "casework restore" not in shown.stdout
     history = await asyncio.to_thread(casework, "history", number, env=as_lead)
     assert history.returncode == 0, history.stderr
