@@ -50,5 +50,9 @@ def explain(errors: Iterable[Mapping[str, Any]], whole: str = "input") -> str:
 _MEMBER = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*: ('[^']*')>")
 
 
+# What pydantic puts before the message of a validator that raised: not for people.
+_RAISED = re.compile(r"^(Value error|Assertion failed), ")
+
+
 def _plain(message: str) -> str:
-    return _MEMBER.sub(r"\1", message)
+    return _MEMBER.sub(r"\1", _RAISED.sub("", message))

@@ -36,3 +36,10 @@ def test_a_fields_allowed_values_are_named_as_people_type_them() -> None:
         c.ScheduleFollowUp(actor=ALICE, kind="party", at="2027-01-04T10:00:00+00:00")
     said = explain(refused.value.errors())
     assert said == "kind: Input should be 'check_in', 'home_visit', 'phone_call' or 'appointment'"
+
+
+def test_a_rule_a_command_breaks_is_said_without_pydantics_preamble() -> None:
+    """Not "Value error, a declined referral needs a reason": that is pydantic's, not ours."""
+    with pytest.raises(ValidationError) as refused:
+        c.AnswerReferral(actor=ALICE, referral_id="R7", answer="declined")
+    assert explain(refused.value.errors(), whole="answer") == "answer: a declined referral needs a reason"
