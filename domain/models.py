@@ -126,6 +126,13 @@ class Client(Model):
     email: EmailStr | None = None
     address: str | None = Field(default=None, max_length=300)
 
+    def unlikely_birth_date(self, today: date) -> str | None:
+        """Why the birth date cannot be right (None: it can). Checked when a case opens (the
+        case service), not by the model: a case that took such a date once must still load."""
+        if self.birth_date is not None and self.birth_date > today:
+            return f"client.birth_date: {self.birth_date} is still to come"
+        return None
+
     @property
     def display_name(self) -> str:
         if self.given_name == self.family_name == ERASED_NAME:

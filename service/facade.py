@@ -188,6 +188,8 @@ class CaseOps:
         request returns the case it opened before (its `opening_request` tells which request)."""
         if refusal := may_open(command.actor, command.manager):
             raise CaseError(Refusal.FORBIDDEN, refusal)
+        if unlikely := command.client.unlikely_birth_date(utcnow().date()):
+            raise CaseError(Refusal.VALIDATION, unlikely)
         program = self.program(command.program)
         if command.request_id is None:  # to tell this request's case from one opened before
             command = command.model_copy(update={"request_id": new_command_key()})

@@ -201,6 +201,10 @@ def test_errors_are_one_clear_line_with_the_refusals_exit_code(stack: dict[str, 
     assert refused("open", "--family-name", "B", env=alice, code=2) == (
         "error: validation: client.given_name: Field required"
     )
+    unborn = ("open", "--given-name", "A", "--family-name", "B", "--birth-date", "2090-01-01")
+    assert refused(*unborn, env=alice, code=2) == (
+        "error: validation: client.birth_date: 2090-01-01 is still to come"
+    )
     assert "Missing option '--reason'" in refused("decline", "X-1", env=alice, code=2)
     assert "expected DOMAIN:SCORE/5" in refused(
         "complete-assessment", "X-1", "--need", "housing", "--risk", "low", env=alice, code=2
