@@ -168,17 +168,18 @@ def dev(
         int | None, typer.Option(help="Temporal frontend port [CASEWORK_TEMPORAL_ADDRESS's: 7233]")
     ] = None,
     ui_port: Annotated[int | None, typer.Option(help="Temporal Web UI port [CASEWORK_UI_PORT: 8233]")] = None,
+    api_port: Annotated[int | None, typer.Option(help="the API's port [CASEWORK_API_PORT: 8000]")] = None,
 ) -> None:
     """Start a local Temporal dev server (data under ./var), the worker, the API and a mail sink."""
     from devstack.run import DevStackError, run_dev
 
     try:
-        asyncio.run(run_dev(dev_settings(port, ui_port), announce=out.print))
+        asyncio.run(run_dev(dev_settings(port, ui_port, api_port), announce=out.print))
     except DevStackError as exc:
         raise Fail(str(exc)) from None
 
 
-def dev_settings(port: int | None, ui_port: int | None) -> Settings:
+def dev_settings(port: int | None, ui_port: int | None, api_port: int | None = None) -> Settings:
     """The settings `casework dev` runs with: the environment's, the options given over them.
     (The options' own defaults once replaced CASEWORK_TEMPORAL_ADDRESS and CASEWORK_UI_PORT.)"""
     given: dict[str, Any] = {}
@@ -187,6 +188,8 @@ def dev_settings(port: int | None, ui_port: int | None) -> Settings:
         given["temporal_address"] = f"{host}:{port}"
     if ui_port is not None:
         given["ui_port"] = ui_port
+    if api_port is not None:  # the callback and answer links follow it (unless set apart)
+        given["api_port"] = api_port
     return Settings(**given)
 
 

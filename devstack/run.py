@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ctypes
+import fcntl
 import functools
 import os
 import secrets
@@ -26,6 +27,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import IO
 
 import structlog
 
@@ -92,25 +94,52 @@ class DevStackError(RuntimeError):
     """`casework dev` cannot start; the message says why and what to do."""
 
 
-def refuse_if_answering(address: str) -> None:
-    """Stop before starting Temporal if something already listens where it would: a Temporal
-    left running by a `casework dev` that was killed, or another one. Started anyway, the new
-    server fails to bind while the old one answers, and the stack would run on the old one
-    (its UI on a port nobody proxies, no process watching it)."""
+def refuse_if_answering(address: str, serves: str, choose: str) -> None:
+    """Stop before starting anything if something already listens where casework dev would
+    serve `serves`: a stack left running by a `casework dev` that was killed, or another one.
+    Started anyway, a new Temporal fails to bind while the old one answers, and the stack would
+    run on the old one (its UI on a port nobody proxies, no process watching it); an API that
+    cannot bind failed with a traceback after Temporal had started."""
     host, _, port = address.rpartition(":")
     try:
         answering = port_in_use(host.strip("[]") or "127.0.0.1", int(port))
     except (OSError, ValueError) as exc:  # a name that does not resolve, a port that is not one
-        raise DevStackError(
-            f"cannot start Temporal at {address} (CASEWORK_TEMPORAL_ADDRESS): {exc}"
-        ) from None
+        raise DevStackError(f"cannot start {serves} at {address} ({choose}): {exc}") from None
     if not answering:
         return
     raise DevStackError(
-        f"something already listens on {address}, where casework dev starts Temporal: another "
-        "casework dev, or a Temporal dev server left running (`ss -ltnp` shows which process; stop "
-        "that one only); or choose another port (--port, CASEWORK_TEMPORAL_ADDRESS)"
+        f"something already listens on {address}, where casework dev starts {serves}: another "
+        "casework dev, or a server left running (`ss -ltnp` shows which process; stop that one "
+        f"only); or choose another port ({choose})"
     )
+
+
+def refuse_taken_addresses(settings: Settings) -> None:
+    refuse_if_answering(settings.temporal_address, "Temporal", "--port, CASEWORK_TEMPORAL_ADDRESS")
+    refuse_if_answering(
+        f"{settings.api_host}:{settings.api_port}", "the API", "--api-port, CASEWORK_API_PORT"
+    )
+    refuse_if_answering(f"127.0.0.1:{settings.ui_port}", "the Temporal UI", "--ui-port, CASEWORK_UI_PORT")
+
+
+def hold_var_dir(var_dir: Path) -> IO[str]:
+    """Hold var/ for this stack (a lock the kernel drops when the process ends, however it ends):
+    two stacks on other ports but one var/ would run two Temporal servers on one database file."""
+    lock = (var_dir / "dev.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise DevStackError(
+            f"another casework dev ({holder}) runs on {var_dir}: stop it first, or give this one "
+            "a folder of its own (CASEWORK_VAR_DIR)"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"pid {os.getpid()}")
+    lock.flush()
+    return lock
 
 
 # Looked up before any fork: the child calls it between fork and exec.
@@ -202,9 +231,10 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
     from worker import run_worker
 
     configure_logging(settings.log_level)
-    refuse_if_answering(settings.temporal_address)  # before anything is written to var/
+    refuse_taken_addresses(settings)  # before anything is written to var/
     settings.var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings.var_dir.chmod(0o700)  # also a var/ made before casework kept it private
+    held = hold_var_dir(settings.var_dir)  # noqa: F841 - held until this process ends
     ensure_actor_key(settings)
     db_file = settings.var_dir / "temporal.db"
     clear_before = ensure_payload_key(settings) and db_file.exists()  # a var/ from before the key

@@ -3,6 +3,7 @@ started where a Temporal already answers."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -85,6 +86,46 @@ def test_casework_dev_refuses_a_temporal_port_something_already_answers_on(tmp_p
     assert "Traceback" not in said
     assert time.monotonic() - started < 30  # at once, not after waiting for a server to come up
     assert not (tmp_path / "var").exists()  # nothing made: no key, so a later start still says what it must
+
+
+def test_casework_dev_refuses_an_api_port_something_already_answers_on(tmp_path: Path) -> None:
+    """Before, Temporal started, then the API failed to bind with a traceback."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        port = free_port()
+        args = ("dev", "--port", str(port), "--ui-port", str(free_port()), "--api-port", str(taken))
+        done = casework(*args, env=dev_environment(tmp_path, port), timeout=60)
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    assert f"something already listens on 127.0.0.1:{taken}, where casework dev starts the API" in said
+    assert "--api-port" in said and "Traceback" not in said
+    assert not port_in_use("127.0.0.1", port)  # no Temporal was started
+    assert not (tmp_path / "var").exists()
+
+
+def test_a_second_casework_dev_on_the_same_var_folder_is_refused(tmp_path: Path) -> None:
+    """Two stacks on other ports but one var/ ran two Temporal servers on one database file."""
+    (tmp_path / "var").mkdir()
+    with (tmp_path / "var" / "dev.lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running casework dev holds it
+        held.write("pid 4242")
+        held.flush()
+        port = free_port()
+        done = casework(
+            "dev",
+            "--port",
+            str(port),
+            "--ui-port",
+            str(free_port()),
+            env=dev_environment(tmp_path, port),
+            timeout=60,
+        )
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    assert f"another casework dev (pid 4242) runs on {tmp_path / 'var'}" in said
+    assert not port_in_use("127.0.0.1", port)
 
 
 def test_casework_dev_names_a_temporal_address_it_cannot_use(tmp_path: Path) -> None:
