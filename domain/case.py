@@ -315,6 +315,13 @@ def _record_consent(case: Case, ch: c.RecordConsent, event: Event) -> None:
     case.consent = Consent(share=ch.share, recorded_at=event.at, recorded_by=ch.actor, note=ch.note)
 
 
+def _update_contact(case: Case, ch: c.UpdateContact, event: Event) -> None:
+    given = {
+        name: getattr(ch, name) for name in ("phone", "email", "address") if getattr(ch, name) is not None
+    }
+    case.client = case.client.model_copy(update=given)
+
+
 def _schedule_follow_up(case: Case, ch: c.ScheduleFollowUp, event: Event) -> None:
     case.follow_ups.append(
         FollowUp(
@@ -430,6 +437,7 @@ _APPLY: dict[type, Callable[[Case, Any, Event], None]] = {
     c.AnswerReferral: _answer_referral,
     c.RevokeReferral: _revoke_referral,
     c.RecordConsent: _record_consent,
+    c.UpdateContact: _update_contact,
     c.ScheduleFollowUp: _schedule_follow_up,
     c.RecordFollowUpOutcome: _record_follow_up_outcome,
     DeliveryRecorded: _record_delivery,

@@ -13,7 +13,7 @@ import uuid
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AwareDatetime, Field, TypeAdapter, model_validator
+from pydantic import AwareDatetime, EmailStr, Field, TypeAdapter, model_validator
 
 from domain.models import (
     Actor,
@@ -242,6 +242,23 @@ class RecordConsent(_Command):
     note: Text = ""
 
 
+class UpdateContact(_Command):
+    """Correct or add the client's contact details: each one given replaces what is on file (a
+    client who moved, a new phone, an email so invitations can reach them)."""
+
+    action: Literal["update_contact"] = "update_contact"
+    phone: str | None = Field(default=None, min_length=1, max_length=40)
+    email: EmailStr | None = None
+    address: str | None = Field(default=None, min_length=1, max_length=300)
+    note: Text = ""
+
+    @model_validator(mode="after")
+    def _gives_something(self) -> UpdateContact:
+        if self.phone is None and self.email is None and self.address is None:
+            raise ValueError("give the new phone, email or address")
+        return self
+
+
 class ScheduleFollowUp(_Command):
     """Schedule a follow-up; the case manager (and, with consent, the client) get an invitation."""
 
@@ -319,6 +336,7 @@ StaffCommand = Annotated[
     | AnswerReferral
     | RevokeReferral
     | RecordConsent
+    | UpdateContact
     | ScheduleFollowUp
     | RecordFollowUpOutcome
     | RecordFollowUp

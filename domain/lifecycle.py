@@ -90,6 +90,7 @@ LIFECYCLE: tuple[Rule, ...] = (
     rule("answer_referral",     OPEN_STAGES,               None,            ANSWERING,   "referral_exists", "answer_fits_referral", "provider_is_the_one_referred"),
     rule("revoke_referral",     OPEN_STAGES,               None,            STAFF,       "referral_exists", "referral_is_open"),
     rule("record_consent",      OPEN_STAGES,               None),
+    rule("update_contact",      OPEN_STAGES,               None),
     rule("schedule_follow_up",  WORKING,                   None,            STAFF,       "room_for_follow_up", "follow_up_in_future", "client_can_be_invited"),
     rule("record_follow_up_outcome", OPEN_STAGES,          None,            STAFF,       "follow_up_is_scheduled"),
     rule("record_follow_up",    (S.COORDINATION, S.MONITORING, S.EVALUATION), None),
@@ -324,8 +325,8 @@ def _client_can_be_invited(ctx: Context, dest: Stage) -> str | None:
     why = why_client_cannot_be_invited(ctx.case)
     if why is None:
         return None
-    remedy = "record their consent, or schedule" if "consent" in why else "schedule"
-    return f"the client cannot be invited: {why}; {remedy} the follow-up without inviting them"
+    remedy = "record their consent" if "consent" in why else "add it to their contact details"
+    return f"the client cannot be invited: {why}; {remedy}, or schedule the follow-up without inviting them"
 
 
 def _follow_up_is_scheduled(ctx: Context, dest: Stage) -> str | None:

@@ -45,6 +45,7 @@ EXAMPLES: dict[str, Change] = {
     ),
     "revoke_referral": c.RevokeReferral(actor=SAM, referral_id=REFERRAL, reason="client found a place"),
     "record_consent": c.RecordConsent(actor=SAM, share=frozenset({"name"})),
+    "update_contact": c.UpdateContact(actor=SAM, email="maria@example.org"),
     "schedule_follow_up": c.ScheduleFollowUp(actor=SAM, kind="phone_call", at=T0 + timedelta(days=90)),
     "record_follow_up_outcome": c.RecordFollowUpOutcome(
         actor=SAM, follow_up_id=FOLLOW_UP, outcome="attended"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from domain import commands as c
 from domain.case import Rejected, notice_for
@@ -240,13 +241,11 @@ def test_a_client_is_invited_only_where_an_invitation_reaches_them() -> None:
     story = Story("general").to(Stage.COORDINATION)  # consent to share contact details recorded
     visit = c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=story.now + 10 * DAY, invite_client=True)
     with pytest.raises(
-        Rejected, match="no email address on file for them; schedule the follow-up without inviting them"
+        Rejected, match="no email address on file for them; add it to their contact details, or schedule"
     ) as refused:
         story.do(visit)
     assert refused.value.kind is Refusal.GUARD_FAILED
-    story.case = story.case.model_copy(
-        update={"client": story.case.client.model_copy(update={"email": "maria@example.org"})}
-    )
+    story.do(c.UpdateContact(actor=ALICE, email="maria@example.org", note="she gave her email"))
     story.do(c.RecordConsent(actor=ALICE, share=frozenset({SharedField.NAME})))
     with pytest.raises(Rejected, match="not consented to share their contact details; record their consent"):
         story.do(visit)
@@ -263,3 +262,16 @@ def test_a_run_from_before_the_rule_replays_the_invitation_it_accepted() -> None
     story.program = story.program.model_copy(update={"invitations_need_a_reachable_client": False})
     story.do(c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=story.now + DAY, invite_client=True))
     assert story.case.follow_ups[-1].invite_client
+
+
+def test_contact_details_given_replace_those_on_file_and_the_rest_stay() -> None:
+    story = Story("general").to(Stage.ASSESSMENT)
+    phone = story.case.client.phone
+    story.do(c.UpdateContact(actor=ALICE, address="12 Harbour Lane"))
+    story.do(c.UpdateContact(actor=ALICE, email="maria@example.org"))
+    client = story.case.client
+    assert (client.phone, client.email, client.address) == (phone, "maria@example.org", "12 Harbour Lane")
+    with pytest.raises(ValidationError, match="give the new phone, email or address"):
+        c.UpdateContact(actor=ALICE)
+    with pytest.raises(ValidationError, match="email"):
+        c.UpdateContact(actor=ALICE, email="not an address")

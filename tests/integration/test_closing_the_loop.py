@@ -32,7 +32,7 @@ from tests.integration.test_callback import DIRECTORY as CALLBACK_DIRECTORY
 from tests.integration.test_callback import SECRETS, serving, signed
 from tests.integration.test_deliveries import SECRET, SECRET_ENV, directory
 from tests.receivers import MailSink, WebhookReceiver, is_msg_id
-from tests.scenario import ALICE, TO_MONITORING, client, opening, quiet_referral, story_in
+from tests.scenario import ALICE, TO_MONITORING, opening, quiet_referral, story_in
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SHELTER = "intake@shelter.example.org"  # shelter-north's email channel (tests/integration/test_deliveries.py)
@@ -77,14 +77,15 @@ class Booked(NamedTuple):
 
 async def a_case_with_two_referrals_and_a_visit(ops: TrackingOps, env: WorkflowEnvironment) -> Booked:
     """In coordination: referred to the shelter (email) and to Harbour (webhook), both sent; a home
-    visit booked with the client invited."""
+    visit booked with the client invited (her email given after opening: she had none then)."""
     maria = f"maria.{uuid.uuid4().hex[:8]}@client.example.org"
-    with_email = client().model_copy(update={"email": maria})
-    number = (await ops.open_case(opening("weekly").model_copy(update={"client": with_email}))).case.number
+    assert opening("weekly").client.email is None
+    number = (await ops.open_case(opening("weekly"))).case.number
     for change in TO_MONITORING[:-1]:
         await ops.act(number, change)
     share = frozenset({SharedField.NAME, SharedField.CONTACT, SharedField.NEEDS})
     await ops.act(number, c.RecordConsent(actor=ALICE, share=share))
+    await ops.act(number, c.UpdateContact(actor=ALICE, email=maria, note="she gave her email today"))
     email = await ops.act(
         number,
         c.Refer(actor=ALICE, provider="shelter-north", service="housing", reason="evicted", share=share),
