@@ -302,7 +302,9 @@ def _room_for_follow_up(ctx: Context, dest: Stage) -> str | None:
 
 def _follow_up_in_future(ctx: Context, dest: Stage) -> str | None:
     assert isinstance(ctx.change, c.ScheduleFollowUp)
-    return None if ctx.change.at > ctx.now else "a follow-up is scheduled for a time still to come"
+    if ctx.change.at > ctx.now:
+        return None
+    return f"at: {ctx.change.at.isoformat()} has passed; a follow-up is scheduled for a time still to come"
 
 
 def why_client_cannot_be_invited(case: Case) -> str | None:
@@ -378,6 +380,9 @@ AUTHORITY_GUARDS = frozenset(
 )
 # Guards that look something up on the case: their refusal means "no such thing".
 LOOKUP_GUARDS = frozenset({"referral_exists"})
+# Guards that judge a value the command gives against the clock: a time already past is bad
+# input (fix the command), not an action refused for now.
+INPUT_GUARDS = frozenset({"follow_up_in_future"})
 # Guards that only pick among rows of one trigger (which stage to return to).
 ROUTING_GUARDS = frozenset({"returns_to_held_stage", "chosen_destination"})
 
@@ -431,6 +436,8 @@ def _refusal_kind(guard: str) -> Refusal:
         return Refusal.FORBIDDEN
     if guard in LOOKUP_GUARDS:
         return Refusal.NOT_FOUND
+    if guard in INPUT_GUARDS:
+        return Refusal.VALIDATION
     return Refusal.GUARD_FAILED
 
 

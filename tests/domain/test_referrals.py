@@ -223,8 +223,11 @@ def test_rescheduling_makes_a_new_appointment() -> None:
 
 def test_a_follow_up_is_scheduled_in_the_future() -> None:
     story = Story("weekly").to(Stage.COORDINATION)
-    with pytest.raises(Rejected, match="time still to come"):
+    with pytest.raises(
+        Rejected, match="has passed; a follow-up is scheduled for a time still to come"
+    ) as refused:
         story.do(c.ScheduleFollowUp(actor=ALICE, kind="phone_call", at=story.now - DAY))
+    assert refused.value.kind is Refusal.VALIDATION  # bad input: exit 2, HTTP 422
 
 
 def test_follow_up_ids_never_repeat() -> None:

@@ -54,6 +54,7 @@ class CaseLife(RuleBasedStateMachine):
                 Refusal.FORBIDDEN,
                 Refusal.GUARD_FAILED,
                 Refusal.NOT_FOUND,
+                Refusal.VALIDATION,  # a follow-up's time that the story's clock has passed
             }
             assert refused.message
             assert self.story.case == before
