@@ -271,7 +271,7 @@ async def run_dev(settings: Settings, announce: Callable[[str], None]) -> None:
         announce_encryption(settings, clear_before, api_url, announce)
         announce(
             "Worker running. In another terminal: casework login (the dev key dev-alice), then "
-            "casework open --given-name Ada --family-name Lovelace"
+            "casework open --given-name Ada --family-name Lovelace --supervisor sam"
         )
 
         async def worker_and_api(stop: asyncio.Event) -> None:
