@@ -33,7 +33,7 @@ def receipt(done: Receipt) -> str:
     _, _, ended = done.summary.partition("]; ")
     return (
         f"case {done.number}: {what} · stage {done.stage.value}"
-        + (made.get(done.action, "") if not done.repeated else "")
+        + made.get(done.action, "")  # a repeat's seq is the first answer's: the same id
         + (f" · {ended}" if ended else "")
         + (f" · next due {when(done.next_deadline)}" if done.next_deadline else "")
     )
@@ -45,8 +45,10 @@ def case(console: Console, view: CaseView, events: Sequence[Event], notes: Seque
     facts.add_column(style="bold")
     facts.add_column()
     stage = f"{c.stage.value} (held from {c.held_from.value})" if c.held_from else c.stage.value
+    contact = " · ".join(str(v) for v in (c.client.phone, c.client.email, c.client.address) if v)
     rows = [
         ("Client", c.client.display_name),
+        ("Contact", contact or "—"),
         ("Program", c.program),
         ("Stage", stage),
         ("Manager", c.manager + (f" · supervisor {c.supervisor}" if c.supervisor else "")),

@@ -243,8 +243,10 @@ class RecordConsent(_Command):
 
 
 class UpdateContact(_Command):
-    """Correct or add the client's contact details: each one given replaces what is on file (a
-    client who moved, a new phone, an email so invitations can reach them)."""
+    """Correct or add the client's phone, email or address.
+
+    Each one given replaces what is on file: a client who moved, a new phone, an email so
+    invitations can reach them."""
 
     action: Literal["update_contact"] = "update_contact"
     phone: str | None = Field(default=None, min_length=1, max_length=40)

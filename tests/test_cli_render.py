@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from cli.render import receipt as receipt_line
 from domain import commands as c
 from domain.models import Stage
 from domain.views import receipt
 from tests.scenario import ALICE, Story
+
+DAY = timedelta(days=1)
 
 
 def test_a_withdrawal_says_which_referrals_it_revoked_and_which_follow_ups_it_cancelled() -> None:
@@ -23,3 +27,10 @@ def test_a_retried_command_says_it_had_already_been_done() -> None:
     event = story.do(c.AddNote(actor=ALICE, text="called"))
     line = receipt_line(receipt(story.case, event, story.program, key="k-note-0001", repeated=True))
     assert f"add_note had already been done (#{event.seq})" in line
+
+
+def test_a_retried_follow_up_names_the_follow_up_it_made() -> None:
+    story = Story("general").to(Stage.COORDINATION)
+    event = story.do(c.ScheduleFollowUp(actor=ALICE, kind="phone_call", at=story.now + 2 * DAY))
+    line = receipt_line(receipt(story.case, event, story.program, key="k-call-0001", repeated=True))
+    assert f"had already been done (#{event.seq}) · stage coordination · follow-up F{event.seq}" in line

@@ -290,12 +290,24 @@ def test_what_people_type_is_printed_as_they_typed_it(stack: dict[str, str]) -> 
     """Square brackets are text: a note like this one made every later read of the case fail
     (Rich took it for markup), and a refusal quoting "[assessment]" lost it."""
     alice = stack | {"CASEWORK_API_KEY": "dev-alice"}
-    opened = ok("open", "--given-name", "[red]Ana", "--family-name", "B[/]", "--json", env=alice)
+    opened = ok(
+        "open",
+        "--given-name",
+        "[red]Ana",
+        "--family-name",
+        "B[/]",
+        "--phone",
+        "555-0101",
+        "--json",
+        env=alice,
+    )
     number = json.loads(opened)["case"]["number"]
+    ok("update-contact", number, "--email", "ana@example.org", "--note", "she gave her email", env=alice)
     text = "called [mother] re: [/b] housing [bold red]urgent[/]"
     ok("--key", "bracket-note-01", "add-note", number, "--text", text, env=alice)
     assert text in ok("notes", number, env=alice)
     shown = ok("show", number, env=alice)
     assert text in shown and "[red]Ana B[/]" in shown
+    assert "555-0101 · ana@example.org" in shown  # the contact details, the email given after opening
     reused = refused("--key", "bracket-note-01", "add-note", number, "--text", "other", env=alice, code=5)
     assert reused.startswith("error: conflict: ") and "[intake])" in reused
