@@ -130,7 +130,12 @@ class CaseWorkflow:
             update={"holds_pause_every_deadline": honours, "invitations_need_a_reachable_client": reachable}
         )
         # what a new command is judged by: every rule, also those this run's history predates
-        self.rules_now = self.program.model_copy(update={"invitations_need_a_reachable_client": True})
+        # (the same object for a run of today's generation: no second program per cached case)
+        self.rules_now = (
+            self.program
+            if reachable
+            else self.program.model_copy(update={"invitations_need_a_reachable_client": True})
+        )
         self.recent: dict[str, CommandKey] = {k.key: k for k in start.recent}
         self.updates = 0  # updates taken by this run (Temporal allows 2,000 per run)
         self.last_update_at_length = -1  # the history length when this run last took an update
