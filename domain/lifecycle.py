@@ -308,13 +308,14 @@ def _follow_up_in_future(ctx: Context, dest: Stage) -> str | None:
 
 
 def why_client_cannot_be_invited(case: Case) -> str | None:
-    """Why the client would get no invitation to a follow-up (None: they would): invitations go
-    by email, and only with the client's consent to share their contact details. The one rule
-    for both refusing `invite_client` and writing the invitation (activities/messages.py)."""
+    """Why the client would get no invitation to a follow-up, and what would mend it (None: they
+    would). Invitations go by email, and only with the client's consent to share their contact
+    details. The one rule for both refusing `invite_client` and writing the invitation
+    (activities/messages.py)."""
     if case.consent is None or SharedField.CONTACT not in case.consent.share:
-        return "they have not consented to share their contact details"
+        return "they have not consented to share their contact details; record their consent"
     if not case.client.email:
-        return "there is no email address on file for them"
+        return "there is no email address on file for them; add it to their contact details"
     return None
 
 
@@ -327,8 +328,7 @@ def _client_can_be_invited(ctx: Context, dest: Stage) -> str | None:
     why = why_client_cannot_be_invited(ctx.case)
     if why is None:
         return None
-    remedy = "record their consent" if "consent" in why else "add it to their contact details"
-    return f"the client cannot be invited: {why}; {remedy}, or schedule the follow-up without inviting them"
+    return f"the client cannot be invited: {why}, or schedule the follow-up without inviting them"
 
 
 def _follow_up_is_scheduled(ctx: Context, dest: Stage) -> str | None:
