@@ -661,10 +661,15 @@ def erase_client(
 ) -> None:
     """Erase a closed case's client for good (program leads): nothing about them can be read
     any more, in Temporal's history or the record; the case's facts stay for statistics."""
-    if not yes and not typer.confirm(
-        f"Erase the client of case {number}? This cannot be undone", default=False, err=True
-    ):
-        raise typer.Exit(1)
+    if not yes:
+        # Read the case first: a case out of reach or mistyped is refused before the question,
+        # and the question names whose data goes (a read the access log keeps, as for `show`).
+        view = CaseView.model_validate(call_api(lambda api: api.get(f"/cases/{number}")))
+        whose = f"{view.case.client.display_name}, {view.case.stage.value}"
+        if not typer.confirm(
+            f"Erase the client of case {number} ({whose})? This cannot be undone", default=False, err=True
+        ):
+            raise typer.Exit(1)
     _, data = call_api(lambda api: api.post(f"/cases/{number}/erase", {"reason": reason}))
     if as_json:
         out.print_json(json.dumps(data))

@@ -195,7 +195,13 @@ class Reports:
 
     async def _referral_outcomes(self) -> Report:
         r = case_referrals
-        accepted = func.sum(case((r.c.status.in_([s.value for s in ACCEPTED]), 1), else_=0))
+        # A referral the provider accepted counts as accepted even once it was revoked (the case
+        # withdrawn or closed): the rate is of the provider's answers, not of what became of them.
+        took_it = or_(
+            r.c.status.in_([s.value for s in ACCEPTED]),
+            and_(r.c.status == ReferralStatus.REVOKED.value, r.c.answered_at.is_not(None)),
+        )
+        accepted = func.sum(case((took_it, 1), else_=0))
         declined = func.sum(case((r.c.status == ReferralStatus.DECLINED.value, 1), else_=0))
         # each referral row carries its case's scope columns: no join to `cases` (migration 0011)
         counts = (

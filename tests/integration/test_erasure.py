@@ -225,7 +225,14 @@ async def test_casework_erase_client_asks_first_and_says_what_it_did(
 
     declined = await asyncio.to_thread(casework, *args, env=as_lead, input="n\n")
     assert declined.returncode == 1 and "cannot be undone" in declined.stderr
+    assert f"case {number} (Maria Okafor, closed)?" in declined.stderr  # whose data would go
     assert (await ops.view(number)).status != "erased"
+    # a case out of the caller's reach, or none, is refused before the question is asked
+    as_bob = environment(api_url=base, api_key="key-bob")
+    for who, case in ((as_bob, number), (as_lead, "991231-ZZZZ")):
+        mistaken = ("erase-client", case, "--reason", "a mistake")
+        refused = await asyncio.to_thread(casework, *mistaken, env=who, input="y\n")
+        assert refused.returncode != 0 and "cannot be undone" not in refused.stderr, refused.stderr
 
     done = await asyncio.to_thread(casework, *args, "--yes", env=as_lead)
     assert done.returncode == 0, done.stderr

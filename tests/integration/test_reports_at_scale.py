@@ -191,7 +191,12 @@ def expected(stories: list[GeneratedCase], now: datetime) -> dict[str, list[tupl
 
 
 def referral_row(key: tuple[str, str], referrals: list[Any]) -> tuple[Any, ...]:
-    accepted = sum(r.status is ReferralStatus.ACCEPTED for r in referrals)
+    # what the provider answered: accepted, even if the case's end revoked it since
+    revoked = ReferralStatus.REVOKED
+    accepted = sum(
+        r.status is ReferralStatus.ACCEPTED or (r.status is revoked and r.answered_at is not None)
+        for r in referrals
+    )
     declined = sum(r.status is ReferralStatus.DECLINED for r in referrals)
     waits = [(r.answered_at - r.requested_at).total_seconds() / 3600 for r in referrals if r.answered_at]
     rate = round(accepted / (accepted + declined), 3) if accepted + declined else None
