@@ -6,6 +6,7 @@ client use the pydantic data converter) and validate input at the edge.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -116,6 +117,27 @@ SSM_SCALE: dict[int, str] = {
 SEVERITY_OF_SCORE: dict[int, int] = {1: 3, 2: 2, 3: 1, 4: 0, 5: 0}
 
 
+# A phone number as staff write one: digits with the usual separators, a leading +, an
+# extension ("x12", "ext. 12"); from 5 digits (a local number) to 20 (international with an extension).
+PHONE = re.compile(r"\+?[0-9 ()./-]+(\s*(ext\.?|x)\s*[0-9]+)?", re.IGNORECASE)
+PHONE_DIGITS = range(5, 21)
+
+
+def unlikely_phone(phone: str | None) -> str | None:
+    """Why `phone` cannot be a phone number (None: it can, or none was given). Checked at the
+    door (the case service) when a case opens and when the contact changes, not by the model:
+    a case that took such a number once must still load and replay."""
+    if phone is None:
+        return None
+    digits = sum(ch.isdigit() for ch in phone)
+    if not PHONE.fullmatch(phone.strip()) or digits not in PHONE_DIGITS:
+        return (
+            f"{phone!r} is not a phone number: write its 5 to 20 digits, with spaces, dashes, "
+            "brackets, a leading + or an extension (x12) if you like"
+        )
+    return None
+
+
 class Client(Model):
     """The person the case is for. Personal data: never in search attributes or logs."""
 
@@ -132,6 +154,13 @@ class Client(Model):
         if self.birth_date is not None and self.birth_date > today:
             return f"client.birth_date: {self.birth_date} is still to come"
         return None
+
+    def unlikely_details(self, today: date) -> str | None:
+        """Why a detail given for a new client cannot be right (None: they can): a birth date
+        still to come, a phone that is no phone number."""
+        if phone := unlikely_phone(self.phone):
+            return f"client.phone: {phone}"
+        return self.unlikely_birth_date(today)
 
     @property
     def display_name(self) -> str:

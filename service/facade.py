@@ -42,11 +42,19 @@ from config.settings import Settings
 from config.temporal import actor_keys
 from domain.access import may_open
 from domain.case import apply_open, decide, intake_conflict
-from domain.commands import OpenCase, Refer, StaffCommand, blank_text, command_digest, new_command_key
+from domain.commands import (
+    OpenCase,
+    Refer,
+    StaffCommand,
+    UpdateContact,
+    blank_text,
+    command_digest,
+    new_command_key,
+)
 from domain.directory import Directory
 from domain.errors import Refusal, Rejected
 from domain.events import ALL_CHANGES, ErasedChange, Event, Restore
-from domain.models import Actor, Case, Note, erased_case
+from domain.models import Actor, Case, Note, erased_case, unlikely_phone
 from domain.policy import Program
 from domain.schedule import next_deadline, overdue
 from domain.views import CaseView, Receipt, WorkflowStatus, case_view
@@ -188,7 +196,7 @@ class CaseOps:
         request returns the case it opened before (its `opening_request` tells which request)."""
         if refusal := may_open(command.actor, command.manager):
             raise CaseError(Refusal.FORBIDDEN, refusal)
-        if unlikely := command.client.unlikely_birth_date(utcnow().date()):
+        if unlikely := command.client.unlikely_details(utcnow().date()):
             raise CaseError(Refusal.VALIDATION, unlikely)
         program = self.program(command.program)
         if command.request_id is None:  # to tell this request's case from one opened before
@@ -223,10 +231,12 @@ class CaseOps:
 
     def _checked(self, command: StaffCommand) -> StaffCommand:
         """The command in the deployment's vocabulary (aliases become slugs) and, for a referral,
-        fitting the directory; a note or reason of only spaces refused. Cases accept any slug:
-        this is where the vocabulary is kept."""
+        fitting the directory; a note or reason of only spaces, or a phone that is no phone
+        number, refused. Cases accept any slug: this is where the vocabulary is kept."""
         if blank := blank_text(command):
             raise Rejected(Refusal.VALIDATION, f"{blank}: write something, not only spaces")
+        if isinstance(command, UpdateContact) and (phone := unlikely_phone(command.phone)):
+            raise Rejected(Refusal.VALIDATION, f"phone: {phone}")
         vocabulary = self.directory.vocabulary if self.directory is not None else STOCK
         command = vocabulary.check_command(command)
         if isinstance(command, Refer) and self.directory is not None:

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from domain import commands as c
 from domain.errors import Refusal, explain
+from domain.models import unlikely_phone
 from service.refusals import EXIT_CODE, HTTP_STATUS, title
 from tests.scenario import ALICE
 
@@ -43,3 +44,15 @@ def test_a_rule_a_command_breaks_is_said_without_pydantics_preamble() -> None:
     with pytest.raises(ValidationError) as refused:
         c.AnswerReferral(actor=ALICE, referral_id="R7", answer="declined")
     assert explain(refused.value.errors(), whole="answer") == "answer: a declined referral needs a reason"
+
+
+@pytest.mark.parametrize(
+    "phone", ["555-0142", "+44 20 7946 0958", "(02) 9374 4000", "555.0142 x12", "+1 555 0100 ext. 7"]
+)
+def test_a_phone_written_as_staff_write_numbers_is_taken(phone: str) -> None:
+    assert unlikely_phone(phone) is None
+
+
+@pytest.mark.parametrize("phone", ["call her mum", "555-0142!", "12", "ask at reception 4", "+1 " + "5" * 21])
+def test_a_phone_that_is_no_number_is_refused_saying_what_a_number_looks_like(phone: str) -> None:
+    assert f"{phone!r} is not a phone number: write its 5 to 20 digits" in (unlikely_phone(phone) or "")

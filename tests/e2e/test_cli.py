@@ -205,6 +205,10 @@ def test_errors_are_one_clear_line_with_the_refusals_exit_code(stack: dict[str, 
     assert refused(*unborn, env=alice, code=2) == (
         "error: validation: client.birth_date: 2090-01-01 is still to come"
     )
+    no_number = ("open", "--given-name", "A", "--family-name", "B", "--phone", "call her mum")
+    assert refused(*no_number, env=alice, code=2).startswith(
+        "error: validation: client.phone: 'call her mum' is not a phone number"
+    )
     assert "Missing option '--reason'" in refused("decline", "X-1", env=alice, code=2)
     assert "expected DOMAIN:SCORE/5" in refused(
         "complete-assessment", "X-1", "--need", "housing", "--risk", "low", env=alice, code=2
@@ -217,6 +221,9 @@ def test_errors_are_one_clear_line_with_the_refusals_exit_code(stack: dict[str, 
     )
     assert "not found: no case" in refused("accept", number, env=bob, code=3)  # not bob's: not shown to him
     blank = refused("add-note", number, "--text", "   ", env=alice, code=2)
+    assert "phone: 'ask mum' is not a phone number" in refused(
+        "update-contact", number, "--phone", "ask mum", env=alice, code=2
+    )
     assert "text: write something, not only spaces" in blank
     assert "note: Input should be a valid string" in refused(
         "act", number, '{"action": "accept", "note": 5}', env=alice, code=2
