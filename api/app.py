@@ -417,7 +417,7 @@ def create_app(
         # Fields of the body are named as in the body ("client.birth_date"), query ones as "query.x".
         errors = [e | {"loc": tuple(e["loc"])[1:]} if e["loc"][:1] == ("body",) else e for e in exc.errors()]
         detail = explain(errors, whole="body")
-        return problem(HTTP_STATUS[Refusal.VALIDATION], "Invalid request", detail)
+        return problem(HTTP_STATUS[Refusal.VALIDATION], title(Refusal.VALIDATION), detail)
 
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
@@ -490,7 +490,7 @@ def create_app(
                 request_id=request_id,
             )
         except ValidationError as exc:
-            raise Problem.refused(Refusal.VALIDATION, explain(exc.errors()), "Invalid request") from None
+            raise Problem.refused(Refusal.VALIDATION, explain(exc.errors())) from None
         view = await ops.open_case(command)
         created = view.case.opening_request == request_id
         if not created:  # a retry: the case is shown only to someone who may see it, and logged
@@ -764,7 +764,7 @@ def add_action_route(
             command = command_model.model_validate({**body.model_dump(), "actor": actor})  # type: ignore[attr-defined]
         except ValidationError as exc:
             detail = explain(exc.errors(), whole="body")
-            raise Problem.refused(Refusal.VALIDATION, detail, "Invalid request") from None
+            raise Problem.refused(Refusal.VALIDATION, detail) from None
         # Keys are per caller: two people can never collide on (or replay) each other's commands.
         given = idempotency_key or new_command_key()
         try:

@@ -50,9 +50,14 @@ EXIT_CODE: dict[Refusal, int] = {
 }
 
 
+# Bad input is "Invalid request" whether the request's shape or the door found it (an empty note
+# and a note of only spaces are refused alike).
+TITLES = {Refusal.VALIDATION: "Invalid request"}
+
+
 def title(refusal: Refusal) -> str:
     """The refusal as a problem's title: "Guard failed"."""
-    return refusal.value.replace("_", " ").capitalize()
+    return TITLES.get(refusal) or refusal.value.replace("_", " ").capitalize()
 
 
 class CaseError(Exception):

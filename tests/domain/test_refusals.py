@@ -29,6 +29,7 @@ def test_refusals_that_mean_the_same_to_a_person_share_an_exit_code() -> None:
     assert {EXIT_CODE[r] for r in not_now} == {5}
     assert HTTP_STATUS[Refusal.UNAUTHENTICATED] == 401
     assert title(Refusal.GUARD_FAILED) == "Guard failed"
+    assert title(Refusal.VALIDATION) == "Invalid request"  # as the API's shape checks say it
 
 
 def test_a_fields_allowed_values_are_named_as_people_type_them() -> None:

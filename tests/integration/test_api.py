@@ -160,6 +160,10 @@ async def test_every_error_has_its_status_and_the_domains_words(api: Api) -> Non
     assert "actor" in problem_of(
         await api.act("alice", number, "accept", actor={"id": "sam", "role": "supervisor"}), 422
     )
+    # an empty note and a note of only spaces are the same mistake, told alike
+    empty, spaces = [await api.act("alice", number, "add-note", text=text) for text in ("", "   ")]
+    assert "text" in problem_of(empty, 422) and "only spaces" in problem_of(spaces, 422)
+    assert empty.json()["title"] == spaces.json()["title"] == "Invalid request"
     problem_of(await api.act("alice", "NO-SUCH-CASE", "accept"), 404)
     problem_of(await api.call("alice", "POST", "/cases", json={"client": {"family_name": "X"}}), 422)
     problem_of(await api.call("alice", "POST", "/cases", json={"client": CLIENT, "manager": "bob"}), 403)
