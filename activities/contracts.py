@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field
+
 from domain.events import Event
 from domain.models import Case, FailingDelivery, Model
 from domain.policy import Program
@@ -17,6 +19,15 @@ class MessageRef(Model):
     # Set by the workflow while delivering, carried across continue-as-new:
     started_at: datetime | None = None  # the first attempt: the three days count from here
     failing: FailingDelivery | None = None  # once the first attempts failed
+
+
+class AppliedKey(Model):
+    """A staff command's idempotency key and the event it made, recorded with the event: a case
+    restored from the record answers a retry of it as done (service.facade.CaseOps.restore)."""
+
+    key: str
+    seq: int
+    command: str | None = None  # the command's fingerprint (domain.commands.command_digest)
 
 
 class RecordResult(Model):
@@ -36,3 +47,5 @@ class RecordBatch(Model):
     # The program the workflow judges the case's deadlines by (for the record's obligations).
     # None in batches scheduled before it was sent: the recorder then uses its own copy.
     program: Program | None = None
+    # The keys of the staff commands that made these events (empty in batches from before).
+    keys: list[AppliedKey] = Field(default_factory=list)

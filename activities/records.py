@@ -31,6 +31,7 @@ from store.db import insert_ignoring_duplicates, write_together
 from store.keys import KeyRing, Opener, Sealer, opened_message, sealed_message
 from store.projection import Projector, Written
 from store.tables import (
+    case_command_keys,
     case_events,
     case_stage_spells,
     outbox,
@@ -120,6 +121,11 @@ class CaseRecorder:
             m for e in batch.events for m in messages_for(case, e, now, self.callback_url, self.links)
         ]
         new = await insert_ignoring_duplicates(conn, case_events, events, ["case_number", "seq"])
+        keys = [
+            {"case_number": case.number, "command_key": k.key, "seq": k.seq, "command": k.command}
+            for k in batch.keys
+        ]
+        await insert_ignoring_duplicates(conn, case_command_keys, keys, ["case_number", "command_key"])
         await insert_ignoring_duplicates(
             conn, outbox, [sealed_message(m, sealer) for m in messages], ["idempotency_key"]
         )

@@ -472,8 +472,22 @@ def create_app(
         return actor
 
     @app.post("/cases", response_model=CaseView, status_code=201, responses={200: {"model": CaseView}})
-    async def open_case(body: OpenCaseBody, actor: Caller) -> JSONResponse:
-        """Open a case. With `intake_reference`, a retried request returns the same case (200)."""
+    async def open_case(
+        body: OpenCaseBody,
+        actor: Caller,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias=IDEMPOTENCY_HEADER,
+                pattern=COMMAND_KEY_PATTERN,
+                description=f"{COMMAND_KEY_RULE}. The same key again returns the case it opened (200), "
+                "never a second one; the case's number comes from it (K-...) unless an intake "
+                "reference is given",
+            ),
+        ] = None,
+    ) -> JSONResponse:
+        """Open a case. With `intake_reference`, or an `Idempotency-Key`, a retried request
+        returns the same case (200)."""
         manager = body.manager or actor.id
         request_id = uuid.uuid4().hex
         try:
@@ -491,19 +505,24 @@ def create_app(
             )
         except ValidationError as exc:
             raise Problem.refused(Refusal.VALIDATION, explain(exc.errors())) from None
-        view = await ops.open_case(command)
+        # keys are per caller, as for actions: nobody else's key can name this case
+        key = f"{actor.id}:{idempotency_key}" if idempotency_key else None
+        try:
+            view = await ops.open_case(command, key=key)
+        except CaseError as exc:
+            p = from_case_error(exc)
+            raise Problem(p.status, p.title, p.detail, key=idempotency_key, kind=p.kind) from None
         created = view.case.opening_request == request_id
         if not created:  # a retry: the case is shown only to someone who may see it, and logged
             if not may_see(actor, view.case, ops.programs):
-                raise Problem.refused(
-                    Refusal.CONFLICT,
-                    f"intake reference {body.intake_reference} is already used by another case",
-                )
+                used = f"intake reference {body.intake_reference}" if body.intake_reference else "this key"
+                raise Problem.refused(Refusal.CONFLICT, f"{used} is already used by another case")
             await log_access(actor, view.case.number, "view")
         return JSONResponse(
             view.model_dump(mode="json"),
             status_code=201 if created else 200,
-            headers={"Location": f"/cases/{view.case.number}"},
+            headers={"Location": f"/cases/{view.case.number}"}
+            | ({IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else {}),
         )
 
     @app.get("/cases", response_model=CasePage)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.models import Stage, week_of
 from store.tables import (
+    case_command_keys,
     case_events,
     case_follow_ups,
     case_goals,
@@ -100,6 +101,16 @@ def synthetic_case(i: int, rng: random.Random) -> dict[str, list[dict[str, Any]]
             }
         ],
         "case_events": events,
+        # a key for each staff command (every event after the opening), as the recording keeps them
+        "case_command_keys": [
+            {
+                "case_number": number,
+                "command_key": f"{manager}:{number}-{e['seq']}",
+                "seq": e["seq"],
+                "command": None,
+            }
+            for e in events[1:]
+        ],
         "case_referrals": [referral(number, n, opened, rng) for n in range(rng.randint(2, 3))],
         "case_goals": [
             {
@@ -191,6 +202,7 @@ TABLES = {
     for t in (
         cases,
         case_events,
+        case_command_keys,
         case_referrals,
         case_goals,
         case_follow_ups,

@@ -115,13 +115,15 @@ def options(
         typer.Option(
             "--key",
             help="the command's idempotency key: give the key a timed-out command printed "
-            "to retry it safely (it applies once)",
+            "to retry it safely (it applies once); with `open`, the same key opens one case",
         ),
     ] = None,
 ) -> None:
     if key is not None and not re.fullmatch(COMMAND_KEY_PATTERN, key):
         raise Fail(f"--key {key!r}: a key is {COMMAND_KEY_RULE}", EXIT_CODE[Refusal.BAD_REQUEST])
     COMMAND_KEY["key"] = key or new_command_key()
+    if key is not None:  # `open` sends only a key given: a case opened with one is numbered from it
+        COMMAND_KEY["given"] = key
 
 
 def retry_line(key: str, args: list[str]) -> str:
@@ -527,12 +529,13 @@ def open_case(
         "intake_reference": intake_reference,
         "note": note,
     }
-    status, data = call_api(lambda api: api.post("/cases", body))
+    status, data = call_api(lambda api: api.post("/cases", body, key=COMMAND_KEY.get("given")))
     view = CaseView.model_validate(data)
     if as_json:
         out.print_json(view.model_dump_json())
     else:
-        opened = "opened case" if status == 201 else "already open (same intake reference): case"
+        again = "same intake reference" if intake_reference else "same key"
+        opened = "opened case" if status == 201 else f"already open ({again}): case"
         out.print(
             f"{opened} {view.case.number} in {view.case.program} · manager {view.case.manager}"
             f" · next due {render.when(view.next_deadline)}"

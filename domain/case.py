@@ -68,18 +68,17 @@ def open_case(command: c.OpenCase, program: Program, now: datetime) -> tuple[Cas
 
 
 def intake_conflict(existing: Case, opening: c.OpenCase) -> str | None:
-    """Why `opening` is not a retry of the opening that made `existing` (same intake reference):
-    a reference names one referral of one client to one program. None: it is a retry."""
+    """Why `opening` is not a retry of the opening that made `existing` (same intake reference,
+    or same idempotency key): either names one referral of one client to one program. None: it
+    is a retry."""
+    used = (
+        f"intake reference {opening.intake_reference}" if opening.intake_reference else "this idempotency key"
+    )
     if existing.program != opening.program:
-        return (
-            f"intake reference {opening.intake_reference} already opened case {existing.number} "
-            f"in program {existing.program}, not {opening.program}"
-        )
+        opened = f"{existing.number} in program {existing.program}"
+        return f"{used} already opened case {opened}, not {opening.program}"
     if existing.client.model_dump() != opening.client.model_dump():
-        return (
-            f"intake reference {opening.intake_reference} already opened case {existing.number} "
-            "for another client"
-        )
+        return f"{used} already opened case {existing.number} for another client"
     return None
 
 

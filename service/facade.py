@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
@@ -40,6 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from config.codec import key_ring_of
 from config.settings import Settings
 from config.temporal import actor_keys
+from domain import bounds
 from domain.access import may_open
 from domain.case import apply_open, decide, intake_conflict
 from domain.commands import (
@@ -62,9 +63,10 @@ from domain.vocabulary import STOCK
 from service.identity import acting, signing
 from service.refusals import CaseError
 from store.keys import ClientErased, KeyRing, Opener
-from store.tables import case_events, cases
+from store.tables import case_command_keys, case_events, cases
 from workflows import search
 from workflows.case import GENERATION, CaseInput, CaseWorkflow
+from workflows.contracts import CommandKey
 from workflows.identity import ActorKeys
 
 
@@ -155,6 +157,12 @@ def intake_case_number(intake_reference: str) -> str:
     return "I-" + hashlib.sha256(intake_reference.encode()).hexdigest()[:10].upper()
 
 
+def keyed_case_number(key: str) -> str:
+    """The case number for an opening sent with an idempotency key (the caller's, prefixed with
+    their id): the same key always names the same case, so a retried open never opens a second."""
+    return "K-" + hashlib.sha256(key.encode()).hexdigest()[:10].upper()
+
+
 def new_case_number(now: datetime) -> str:
     """Short, unguessable, sortable by day: 261125-7KQ2."""
     return f"{now:%y%m%d}-{secrets.token_hex(2).upper()}"
@@ -191,9 +199,10 @@ class CaseOps:
             known = ", ".join(sorted(self.programs))
             raise CaseError(Refusal.VALIDATION, f"unknown program {key!r} (known: {known})") from None
 
-    async def open_case(self, command: OpenCase) -> CaseView:
-        """Open a case. With an intake reference the case number comes from it, and a repeated
-        request returns the case it opened before (its `opening_request` tells which request)."""
+    async def open_case(self, command: OpenCase, key: str | None = None) -> CaseView:
+        """Open a case. With an intake reference, or else an idempotency key (`key`: the caller's,
+        prefixed with their id), the case number comes from it, and a repeated request returns
+        the case it opened before (its `opening_request` tells which request)."""
         if refusal := may_open(command.actor, command.manager):
             raise CaseError(Refusal.FORBIDDEN, refusal)
         if unlikely := command.client.unlikely_details(utcnow().date()):
@@ -203,9 +212,11 @@ class CaseOps:
             command = command.model_copy(update={"request_id": new_command_key()})
         if command.intake_reference:
             command = command.model_copy(update={"number": intake_case_number(command.intake_reference)})
+        elif key:
+            command = command.model_copy(update={"number": keyed_case_number(key)})
         conflict = (
             WorkflowIDConflictPolicy.USE_EXISTING
-            if command.intake_reference
+            if command.intake_reference or key
             else WorkflowIDConflictPolicy.FAIL
         )
         try:
@@ -222,7 +233,19 @@ class CaseOps:
                 )
         except WorkflowAlreadyStartedError:
             raise CaseError(Refusal.CONFLICT, f"case {command.number} already exists") from None
-        view = await self._view(handle, command.number)
+        try:
+            view = await self._view(handle, command.number)
+        except CaseError as unanswered:
+            if unanswered.kind is not Refusal.UNAVAILABLE:
+                raise
+            # Temporal has the case: opening it again would make a second one
+            raise CaseError(
+                Refusal.UNAVAILABLE,
+                f"case {command.number} is opened, but no worker has taken it within "
+                f"{self.command_timeout.seconds} s: it is ready once a worker runs (casework show "
+                f"{command.number}). Do not open it again.",
+                key=key,
+            ) from None
         if view.case.opening_request != command.request_id and (
             refusal := intake_conflict(view.case, command)
         ):
@@ -473,11 +496,19 @@ class CaseOps:
             decide(case, restore, program, utcnow(), seq=seq + 1)
         except Rejected as refused:
             raise CaseError.rejected(refused) from None
+        recent = await self._recorded_keys(number)
         try:
             with await self._acting(actor, number):
                 handle = await self.client.start_workflow(
                     CaseWorkflow.run,
-                    CaseInput(program=program, case=case, seq=seq, restore=restore, generation=GENERATION),
+                    CaseInput(
+                        program=program,
+                        case=case,
+                        seq=seq,
+                        restore=restore,
+                        generation=GENERATION,
+                        recent=recent,
+                    ),
                     id=search.workflow_id(number),
                     task_queue=self.task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
@@ -488,6 +519,40 @@ class CaseOps:
         except WorkflowAlreadyStartedError:
             raise CaseError(Refusal.CONFLICT, f"case {number} was started again meanwhile") from None
         return await self._view(handle, number)
+
+    async def _recorded_keys(self, number: str) -> list[CommandKey]:
+        """The keys of the case's last RECENT_COMMAND_KEYS staff commands, as the record has them
+        (oldest first, as a run keeps them): the restored run answers a retry of each as done."""
+        k, e = case_command_keys, case_events
+        async with self.record_engine().connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        k.c.command_key,
+                        k.c.seq,
+                        k.c.command,
+                        e.c.action,
+                        e.c.actor_id,
+                        e.c.actor_role,
+                        e.c.stage_after,
+                    )
+                    .join(e, and_(e.c.case_number == k.c.case_number, e.c.seq == k.c.seq))
+                    .where(k.c.case_number == number)
+                    .order_by(k.c.seq.desc())
+                    .limit(bounds.RECENT_COMMAND_KEYS)
+                )
+            ).all()
+        # the summary as Event.describe words it, from the record's clear columns
+        return [
+            CommandKey(
+                key=r.command_key,
+                seq=r.seq,
+                action=r.action,
+                summary=f"#{r.seq} {r.action} by {r.actor_id} ({r.actor_role}) [{r.stage_after}]",
+                command=r.command,
+            )
+            for r in reversed(rows)
+        ]
 
     def record_engine(self) -> AsyncEngine:
         if self.record is None:

@@ -222,6 +222,19 @@ case_stage_spells = Table(
     Index("ix_case_stage_spells_entered", "entered_at", "left_at"),
 )
 
+# The idempotency key of each staff command a case applied, with the event it made: written with
+# the event, so a case restored from the record (service.facade.CaseOps.restore) still answers a
+# retry of its recent commands as done. Holds staff ids and keys, nothing of the client.
+case_command_keys = Table(
+    "case_command_keys",
+    metadata,
+    Column("case_number", String(40), primary_key=True),
+    Column("command_key", String(300), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("command", String(32)),  # the command's fingerprint; None if it was applied without one
+    Index("ix_case_command_keys_seq", "case_number", "seq"),
+)
+
 # What an open case owes and by when (domain.schedule.obligations), with the highest escalation
 # rung already issued: rewritten at every recording of the case, empty once it closes. The
 # overdue report counts the rows whose due time has passed.

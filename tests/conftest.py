@@ -274,8 +274,8 @@ class TrackingOps(CaseOps):
         super().__init__(*args, **kwargs)
         self.opened: list[str] = []
 
-    async def open_case(self, command: OpenCase) -> CaseView:
-        view = await super().open_case(command)
+    async def open_case(self, command: OpenCase, key: str | None = None) -> CaseView:
+        view = await super().open_case(command, key)
         self.opened.append(view.case.number)
         return view
 

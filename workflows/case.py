@@ -26,7 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.contracts import DeliveryOutcome, MessageRef, RecordBatch, RecordResult
+    from activities.contracts import AppliedKey, DeliveryOutcome, MessageRef, RecordBatch, RecordResult
     from activities.messages import FAILING_NOTICE
     from domain import bounds
     from domain.case import apply, decide, notice_for, open_case
@@ -230,7 +230,13 @@ class CaseWorkflow:
             batch = self._next_batch()
             result = await workflow.execute_activity(
                 "record_case_events",
-                RecordBatch(case=self.case, case_seq=self.seq, events=batch, program=self.program),
+                RecordBatch(
+                    case=self.case,
+                    case_seq=self.seq,
+                    events=batch,
+                    program=self.program,
+                    keys=self._keys_of(batch),
+                ),
                 result_type=RecordResult,
                 start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=RECORD_RETRY,
@@ -446,6 +452,16 @@ class CaseWorkflow:
         if self.generation >= WITHOUT_MARKERS_SINCE:
             return True
         return workflow.patched(TAKES_EVERY_CHANGE) or workflow.patched(change)
+
+    def _keys_of(self, batch: list[Event]) -> list[AppliedKey]:
+        """The keys of the commands that made `batch`'s events, recorded with them (at most
+        RECENT_COMMAND_KEYS: bounded whatever the case's age)."""
+        first, last = batch[0].seq, batch[-1].seq
+        return [
+            AppliedKey(key=k.key, seq=k.seq, command=k.command)
+            for k in self.recent.values()
+            if first <= k.seq <= last
+        ]
 
     def _remember(self, applied: CommandKey) -> None:
         self.recent[applied.key] = applied

@@ -149,6 +149,26 @@ async def test_a_case_through_the_api(api: Api, record_store: AsyncEngine) -> No
     assert [tuple(r) for r in reads[2:]] == [("sam", "events")] * len(reads[2:]) and reads[2:]
 
 
+async def test_an_open_retried_with_its_key_opens_one_case(api: Api) -> None:
+    key = f"open-{uuid.uuid4().hex[:12]}"
+    form = {"program": "general", "client": CLIENT, "supervisor": "sam"}
+
+    async def open_as(who: str, body: dict[str, Any]) -> httpx.Response:
+        headers = {"Authorization": f"Bearer key-{who}", "Idempotency-Key": key}
+        return await api.http.post("/cases", json=body, headers=headers)
+
+    first, again = await open_as("alice", form), await open_as("alice", form)
+    assert (first.status_code, again.status_code) == (201, 200), again.text
+    number = first.json()["case"]["number"]
+    assert number.startswith("K-") and again.json()["case"]["number"] == number
+    assert again.headers["Idempotency-Key"] == key
+    other_client = form | {"client": CLIENT | {"family_name": "Haddad"}}
+    assert "this idempotency key already opened case" in problem_of(await open_as("alice", other_client), 409)
+    # keys are per caller: bob's same key opens his own case
+    by_bob = await open_as("bob", form | {"supervisor": "sam"})
+    assert by_bob.status_code == 201 and by_bob.json()["case"]["number"] != number
+
+
 async def test_every_error_has_its_status_and_the_domains_words(api: Api) -> None:
     problem_of(await api.call(None, "GET", "/cases/X"), 401)
     problem_of(await api.call("mallory", "GET", "/cases/X"), 401)

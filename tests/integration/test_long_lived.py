@@ -72,8 +72,24 @@ async def test_a_command_sent_while_no_worker_runs_applies_once_when_retried_wit
         assert problem["idempotency_key"] == "api-key-0001"
         assert "same idempotency key is safe" in problem["detail"]
 
+        # a case opened now is started: the answer says so, and not to open it again
+        with pytest.raises(
+            CaseError, match=r"is opened, but no worker has taken it.*Do not open it again"
+        ) as no:
+            await ops.open_case(opening("general"))
+        waiting = str(no.value).split()[1]
+
         # the worker returns: the waiting commands apply; the retries are answered, not applied again
         async with build_worker(dev_env.client, record_store, task_queue, directory=DIRECTORY):
+            assert (await ops.view(waiting)).case.stage is Stage.INTAKE
+            # an open retried with its key finds the case the first one opened
+            form = ("open", "--given-name", "Ana", "--family-name", "Key", "--supervisor", "sam")
+            first = await asyncio.to_thread(casework, "--key", "open-key-0001", *form, env=env)
+            again = await asyncio.to_thread(casework, "--key", "open-key-0001", *form, env=env)
+            assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+            number_of_key = first.stdout.split()[2]
+            assert first.stdout.startswith("opened case K-")
+            assert again.stdout.startswith(f"already open (same key): case {number_of_key}")
             retried = await asyncio.to_thread(casework, *shlex.split(retry_line)[1:], env=env)
             assert retried.returncode == 0, retried.stderr
             assert "add_note had already been done" in retried.stdout  # the kept command applied it
@@ -85,7 +101,10 @@ async def test_a_command_sent_while_no_worker_runs_applies_once_when_retried_wit
             await recorded(ops, number)
             assert await notes_with(record_store, number, cli_text) == 1
             assert await notes_with(record_store, number, api_text) == 1
-            await dev_env.client.get_workflow_handle(workflow_id(number)).terminate(reason="test finished")
+            for opened in (number, waiting, number_of_key):
+                await dev_env.client.get_workflow_handle(workflow_id(opened)).terminate(
+                    reason="test finished"
+                )
 
 
 async def test_a_terminated_case_says_so_and_a_supervisor_restores_it_with_its_deadlines(
@@ -93,6 +112,9 @@ async def test_a_terminated_case_says_so_and_a_supervisor_restores_it_with_its_d
 ) -> None:
     async with case_worker(dev_env, record_store) as ops:
         number = (await ops.open_case(opening("general"))).case.number
+        noted = await ops.act(
+            number, c.AddNote(actor=ALICE, text="before the loss"), key="alice:lost-note-01"
+        )
         before = await ops.do(number, c.Accept(actor=ALICE))
         await recorded(ops, number)
         with pytest.raises(CaseError, match="is running: there is nothing to restore"):
@@ -122,6 +144,13 @@ async def test_a_terminated_case_says_so_and_a_supervisor_restores_it_with_its_d
         assert restored.seq == before.seq + 1
         after = await ops.do(number, c.AddNote(actor=ALICE, text="back again"))
         assert after.seq == before.seq + 2
+        # a command applied before the loss, retried with its key: answered as done, not applied
+        # again (the record kept its key); another command with that key is refused
+        retried = await ops.act(number, c.AddNote(actor=ALICE, text="before the loss"), key=noted.key)
+        assert retried.repeated and retried.seq == noted.seq and retried.action == "add_note"
+        with pytest.raises(CaseError, match="this idempotency key was used for another command"):
+            await ops.act(number, c.AddNote(actor=ALICE, text="something else"), key=noted.key)
+        assert await notes_with(record_store, number, "before the loss") == 1
         events = await ops.history(number)
         assert [e.seq for e in events] == list(range(1, after.seq + 1))
         restore = events[-2].change

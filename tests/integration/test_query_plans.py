@@ -29,7 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from activities.contracts import RecordBatch
+from activities.contracts import AppliedKey, RecordBatch
 from activities.records import CaseRecorder
 from bench.synthetic import NOW, fill
 from domain import commands as c
@@ -52,7 +52,8 @@ pytestmark = [
     ),
 ]
 CASES = 10_000
-WATCHED = ("cases", "case_events", "case_referrals")  # the tables that grow with the caseload
+# the tables that grow with the caseload
+WATCHED = ("cases", "case_events", "case_referrals", "case_command_keys")
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,16 @@ async def a_long_case(eng: AsyncEngine) -> str:
     for i in range(300):
         story.do(c.AddNote(actor=ALICE, text=f"call {i}"), after=timedelta(minutes=5))
     await CaseRecorder(eng, programs=PROGRAMS).record(
-        RecordBatch(case=story.case, case_seq=len(story.events), events=story.events)
+        RecordBatch(
+            case=story.case,
+            case_seq=len(story.events),
+            events=story.events,
+            keys=[
+                AppliedKey(key=f"alice:call-{e.seq}", seq=e.seq)
+                for e in story.events
+                if e.action == "add_note"
+            ],
+        )
     )
     return story.case.number
 
@@ -218,6 +228,7 @@ async def test_a_cases_events_and_notes_are_paged_by_index(caseload: tuple[Async
     statements += await captured(eng, "events, a later page", ops.events, number, 150)
     statements += await captured(eng, "notes, newest", ops.notes, number)
     statements += await captured(eng, "notes, older", ops.notes, number, 100)
+    statements += await captured(eng, "command keys, read to restore", ops._recorded_keys, number)
     await no_sequential_scans(eng, statements)
 
 
