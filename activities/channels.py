@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import parseaddr
+from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 import httpx
@@ -79,6 +79,7 @@ def email_message(
 ) -> EmailMessage:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Date"] = formatdate(usegmt=True)  # required (RFC 5322 3.6): when this attempt sends it
     msg["Message-ID"] = message_id(key, sender)
     msg["X-Casework-Delivery"] = key
     msg.set_content(body)

@@ -140,7 +140,9 @@ def _action(e: Event) -> str:
 
 def list_table(rows: Sequence[CaseSummary]) -> Table:
     table = Table(title=f"{len(rows)} case(s)", expand=False)
-    for col in ("case", "stage", "manager", "program", "risk", "next due", "overdue"):
+    # the case number is what a reader copies: never cut, the other columns wrap instead
+    table.add_column("case", no_wrap=True, min_width=max((len(r.number) for r in rows), default=4))
+    for col in ("stage", "manager", "program", "risk", "next due", "overdue"):
         table.add_column(col)
     for r in rows:
         table.add_row(

@@ -8,7 +8,7 @@ import email.policy
 import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
@@ -135,6 +135,8 @@ async def test_the_message_id_comes_from_the_key_alone_and_is_a_valid_msg_id(
     assert f"Message-ID: {msg_id}\n".encode() in wire
     parsed = email.message_from_bytes(wire, policy=email.policy.default)
     assert str(parsed["Message-ID"]) == msg_id and not parsed["Message-ID"].defects
+    sent = parsed["Date"].datetime  # the header every message must have, in UTC
+    assert sent.utcoffset() == timedelta(0) and abs(datetime.now(UTC) - sent) < timedelta(minutes=1)
     # a key this long is folded onto the next line (or RFC 2047-encoded): a reader gets it back
     # after unfolding, give or take the leading space Python's parser keeps
     assert str(parsed["X-Casework-Delivery"]).strip() == key
