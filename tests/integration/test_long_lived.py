@@ -85,11 +85,11 @@ async def test_a_command_sent_while_no_worker_runs_applies_once_when_retried_wit
             # an open retried with its key finds the case the first one opened
             form = ("open", "--given-name", "Ana", "--family-name", "Key", "--supervisor", "sam")
             first = await asyncio.to_thread(casework, "--key", "open-key-0001", *form, env=env)
-            again = await asyncio.to_thread(casework, "--key", "open-key-0001", *form, env=env)
-            assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+            reopened = await asyncio.to_thread(casework, "--key", "open-key-0001", *form, env=env)
+            assert first.returncode == reopened.returncode == 0, first.stderr + reopened.stderr
             number_of_key = first.stdout.split()[2]
             assert first.stdout.startswith("opened case K-")
-            assert again.stdout.startswith(f"already open (same key): case {number_of_key}")
+            assert reopened.stdout.startswith(f"already open (same key): case {number_of_key}")
             retried = await asyncio.to_thread(casework, *shlex.split(retry_line)[1:], env=env)
             assert retried.returncode == 0, retried.stderr
             assert "add_note had already been done" in retried.stdout  # the kept command applied it
