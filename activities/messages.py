@@ -23,6 +23,7 @@ from domain.models import (
     Case,
     Client,
     FollowUp,
+    FollowUpStatus,
     Referral,
     ReferralAnswer,
     ReferralEnded,
@@ -329,6 +330,25 @@ def invitation_keys(case: Case, follow_up_id: str) -> list[str]:
     return [f"{case.number}:invitation:{follow_up_id}:{who}" for who in ("manager", "client")]
 
 
+def called_off(event: Event) -> list[str]:
+    """The follow-ups whose invitations `event` calls off: those it cancelled (the case ended, or
+    staff cancelled one), and the one it rescheduled (its new time has an invitation of its own)."""
+    moved = (
+        [event.change.follow_up_id]
+        if isinstance(event.change, c.RecordFollowUpOutcome)
+        and event.change.outcome is FollowUpStatus.RESCHEDULED
+        else []
+    )
+    return [*event.cancelled, *moved]
+
+
+def _why_called_off(event: Event) -> str:
+    change = event.change
+    if isinstance(change, c.RecordFollowUpOutcome) and change.rescheduled_to is not None:
+        return f"it was moved to {change.rescheduled_to:%Y-%m-%d %H:%M} UTC (a new invitation is on its way)"
+    return f"the case was {ENDED_AS.get(change.action, 'ended')}"
+
+
 def calendar_cancellation(invitation: Row, event: Event, now: datetime) -> Row:
     """The iCalendar CANCEL of a sent invitation, to the same person: the same UID, SEQUENCE + 1,
     STATUS:CANCELLED, so their calendar removes the event (RFC 5546, 3.2.5)."""
@@ -341,7 +361,7 @@ def calendar_cancellation(invitation: Row, event: Event, now: datetime) -> Row:
         entry.add("sequence", sequence)
         entry.add("status", "CANCELLED")
         entry.add("dtstamp", now)
-    why = f"the case was {ENDED_AS.get(event.change.action, 'ended')}"
+    why = _why_called_off(event)
     return {
         "idempotency_key": invitation["idempotency_key"].replace(":invitation:", ":invitation-cancel:", 1),
         "kind": "invitation_cancellation",

@@ -23,7 +23,13 @@ from temporalio import activity
 from activities.answer_links import AnswerLinks
 from activities.contracts import MessageRef, RecordBatch, RecordResult
 from activities.failpoints import failpoint
-from activities.messages import calendar_cancellation, invitation_keys, messages_for, shown_recipient
+from activities.messages import (
+    calendar_cancellation,
+    called_off,
+    invitation_keys,
+    messages_for,
+    shown_recipient,
+)
 from domain.events import Event
 from domain.models import Case
 from domain.policy import Program
@@ -250,11 +256,11 @@ class RecordingTurns:
 async def _calendar_cancellations(
     conn: Any, case: Case, events: list[Event], now: datetime, opener: Opener
 ) -> list[dict[str, Any]]:
-    """A calendar CANCEL for every invitation the follow-ups an event cancelled have sent: the
-    outbox says who was invited (consent may have changed since)."""
+    """A calendar CANCEL for every invitation sent for the follow-ups an event called off
+    (cancelled or rescheduled): the outbox says who was invited (consent may have changed since)."""
     rows = []
     for event in events:
-        keys = [key for follow_up in event.cancelled for key in invitation_keys(case, follow_up)]
+        keys = [key for follow_up in called_off(event) for key in invitation_keys(case, follow_up)]
         if not keys:
             continue
         sent = await conn.execute(

@@ -18,9 +18,10 @@ from domain.case import notice_for
 from domain.models import Stage
 from domain.schedule import next_due
 from store.db import migrate, write_together
-from store.keys import Sealer
+from store.keys import Sealer, opened_message
 from store.tables import case_events, case_stage_spells, cases, outbox
 from tests.conftest import recorded_events
+from tests.keys import key_ring
 from tests.scenario import ALICE, SAM, TO_MONITORING, Story
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -262,3 +263,40 @@ async def test_a_cases_stays_in_each_stage_are_the_same_however_its_events_are_r
         None,
     ]
     assert one_at_a_time == at_once and retried == at_once
+
+
+async def test_a_rescheduled_visit_is_called_off_in_every_calendar_it_was_sent_to(
+    record_store: AsyncEngine,
+) -> None:
+    """The new time gets an invitation of its own (another UID): the old one must be cancelled,
+    or the visit stays in the calendars at a time it will not happen."""
+    story = Story("general").to(Stage.COORDINATION)
+    story.do(c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=story.now + timedelta(days=3)))
+    visit = story.case.follow_ups[-1]
+    recorder = CaseRecorder(record_store, keys=key_ring(record_store))
+    await recorder.record(batch(story, 1, len(story.events)))
+    moved_to = visit.due_at + timedelta(days=7)
+    story.do(
+        c.RecordFollowUpOutcome(
+            actor=ALICE, follow_up_id=visit.id, outcome="rescheduled", rescheduled_to=moved_to
+        )
+    )
+    await recorder.record(batch(story, len(story.events), len(story.events)))
+    opener = await key_ring(record_store).opener(story.case.number)
+    async with record_store.connect() as conn:
+        sent = (await conn.execute(select(outbox).where(outbox.c.case_number == story.case.number))).all()
+    messages = [opened_message(dict(m._mapping), opener) for m in sent]
+    invited = [m for m in messages if m["kind"] == "invitation" and f":{visit.id}:" in m["idempotency_key"]]
+    called_off = [m for m in messages if m["kind"] == "invitation_cancellation"]
+    assert invited and len(called_off) == len(invited)  # each invitation of the old time, cancelled
+    assert {m["recipient"] for m in called_off} == {m["recipient"] for m in invited}
+    for cancel in called_off:
+        assert f"UID:{story.case.number}-{visit.id}@casework" in cancel["attachment"]
+        assert "METHOD:CANCEL" in cancel["attachment"]
+    assert f"it was moved to {moved_to:%Y-%m-%d %H:%M} UTC" in next(
+        m["body"] for m in called_off if m["recipient_role"] != "client"
+    )
+    # and the new time has its invitation
+    new_visit = story.case.follow_ups[-1]
+    assert new_visit.id != visit.id
+    assert any(m["kind"] == "invitation" and f":{new_visit.id}:" in m["idempotency_key"] for m in messages)
