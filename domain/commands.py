@@ -13,7 +13,7 @@ import uuid
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AwareDatetime, EmailStr, Field, TypeAdapter, model_validator
+from pydantic import AwareDatetime, BaseModel, EmailStr, Field, TypeAdapter, model_validator
 
 from domain.models import (
     Actor,
@@ -29,6 +29,7 @@ from domain.models import (
     ServiceTypeSlug,
     SharedField,
     Stage,
+    unlikely_phone,
 )
 
 Reason = Annotated[str, Field(min_length=3, max_length=2000)]
@@ -364,15 +365,46 @@ def new_command_key() -> str:
     return uuid.uuid4().hex
 
 
-def blank_text(command: _Command) -> str | None:
-    """The first text the command must have (a note, a reason) that holds only spaces: None if
-    there is none. Refused at the door (service.facade), before Temporal: the workflow parses
-    commands as it always has, so a case that took such a command once replays unchanged."""
+def blank_text(command: BaseModel, within: str = "") -> str | None:
+    """The first text the command must have (a note, a reason, a goal's description) that holds
+    only spaces, named as its field ("goals.0.objective"): None if there is none."""
     for name, field in type(command).model_fields.items():
-        value = getattr(command, name)
+        value, named = getattr(command, name), f"{within}{name}"
         required = any(getattr(limit, "min_length", 0) for limit in field.metadata)
         if isinstance(value, str) and required and not value.strip():
-            return name
+            return named
+        parts = value if isinstance(value, list | tuple) else [value]
+        for i, part in enumerate(parts):
+            where = f"{named}.{i}." if isinstance(value, list | tuple) else f"{named}."
+            if isinstance(part, BaseModel) and (blank := blank_text(part, where)):
+                return blank
+    return None
+
+
+# The longest a provider may be given to answer a referral: longer is a typo (P9999D), and a
+# referral nobody expects an answer to for years is no referral.
+LONGEST_RESPONSE_TIME = timedelta(days=365)
+
+
+def door_problem(command: BaseModel) -> str | None:
+    """Why a staff command, as sent, cannot be what its sender meant (None: it can): a text of
+    only spaces, a phone that is no phone number, a need assessed twice, a response time of
+    years. Asked at the door (service.facade, before Temporal), not by the models: the workflow
+    parses commands as it always has, so a case that took such a command once replays unchanged."""
+    if blank := blank_text(command):
+        return f"{blank}: write something, not only spaces"
+    if isinstance(command, UpdateContact) and (phone := unlikely_phone(command.phone)):
+        return f"phone: {phone}"
+    if isinstance(command, CompleteAssessment):
+        domains = [need.domain for need in command.assessment.needs]
+        if twice := sorted({d for d in domains if domains.count(d) > 1}):
+            return f"assessment.needs: {', '.join(twice)} assessed twice; give each domain once"
+    if (
+        isinstance(command, Refer)
+        and command.respond_within
+        and command.respond_within > LONGEST_RESPONSE_TIME
+    ):
+        return f"respond_within: at most {LONGEST_RESPONSE_TIME.days} days"
     return None
 
 

@@ -7,6 +7,7 @@ client use the pydantic data converter) and validate input at the edge.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -138,6 +139,23 @@ def unlikely_phone(phone: str | None) -> str | None:
     return None
 
 
+OLDEST_CLIENT_YEARS = 120
+# Characters that change how the text around them reads (bidirectional embeddings, overrides and
+# isolates): in a name they make an email or a list show something other than what is stored.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unlikely_name(name: str) -> str | None:
+    """Why `name` cannot be a person's name as written (None: it can): only spaces, or control
+    characters (a line break, a tab, a text-direction override). Joiners that some scripts need
+    (U+200C, U+200D) are letters' business and stay."""
+    if not name.strip():
+        return "write the name, not only spaces"
+    if any(unicodedata.category(ch) == "Cc" or ch in BIDI_CONTROLS for ch in name):
+        return "a name has no line breaks, tabs or other control characters"
+    return None
+
+
 class Client(Model):
     """The person the case is for. Personal data: never in search attributes or logs."""
 
@@ -156,8 +174,14 @@ class Client(Model):
         return None
 
     def unlikely_details(self, today: date) -> str | None:
-        """Why a detail given for a new client cannot be right (None: they can): a birth date
-        still to come, a phone that is no phone number."""
+        """Why a detail given for a new client cannot be right (None: they can): a name of only
+        spaces or with control characters in it, a birth date still to come or of someone older
+        than anyone alive, a phone that is no phone number."""
+        for field in ("given_name", "family_name"):
+            if problem := unlikely_name(getattr(self, field)):
+                return f"client.{field}: {problem}"
+        if self.birth_date is not None and self.birth_date.year < today.year - OLDEST_CLIENT_YEARS:
+            return f"client.birth_date: {self.birth_date} would make the client older than anyone alive"
         if phone := unlikely_phone(self.phone):
             return f"client.phone: {phone}"
         return self.unlikely_birth_date(today)

@@ -47,15 +47,14 @@ from domain.commands import (
     OpenCase,
     Refer,
     StaffCommand,
-    UpdateContact,
-    blank_text,
     command_digest,
+    door_problem,
     new_command_key,
 )
 from domain.directory import Directory
 from domain.errors import Refusal, Rejected
 from domain.events import ALL_CHANGES, ErasedChange, Event, Restore
-from domain.models import Actor, Case, Note, erased_case, unlikely_phone
+from domain.models import Actor, Case, Note, erased_case
 from domain.policy import Program
 from domain.schedule import next_deadline, overdue
 from domain.views import CaseView, Receipt, WorkflowStatus, case_view
@@ -254,12 +253,10 @@ class CaseOps:
 
     def _checked(self, command: StaffCommand) -> StaffCommand:
         """The command in the deployment's vocabulary (aliases become slugs) and, for a referral,
-        fitting the directory; a note or reason of only spaces, or a phone that is no phone
-        number, refused. Cases accept any slug: this is where the vocabulary is kept."""
-        if blank := blank_text(command):
-            raise Rejected(Refusal.VALIDATION, f"{blank}: write something, not only spaces")
-        if isinstance(command, UpdateContact) and (phone := unlikely_phone(command.phone)):
-            raise Rejected(Refusal.VALIDATION, f"phone: {phone}")
+        fitting the directory; what cannot be meant refused (domain.commands.door_problem). Cases
+        accept any slug: this is where the vocabulary is kept."""
+        if problem := door_problem(command):
+            raise Rejected(Refusal.VALIDATION, problem)
         vocabulary = self.directory.vocabulary if self.directory is not None else STOCK
         command = vocabulary.check_command(command)
         if isinstance(command, Refer) and self.directory is not None:

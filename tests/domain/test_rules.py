@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
 from domain import commands as c
 from domain.case import Rejected
 from domain.errors import Refusal
-from domain.models import Actor, GoalStatus, Outcome, RiskLevel, Role, Stage
+from domain.models import Actor, Assessment, Client, Goal, GoalStatus, Outcome, RiskLevel, Role, Stage
 from tests.scenario import ALICE, BOB, LEAD, PROVIDER, SAM, Story, assessment, goals, story_in
 
 
@@ -177,3 +177,40 @@ def test_a_note_or_a_reason_of_only_spaces_is_no_note() -> None:
     assert c.blank_text(c.Suspend(actor=ALICE, reason=" \n\t ")) == "reason"
     assert c.blank_text(c.AddNote(actor=ALICE, text=" called her ")) is None
     assert c.blank_text(c.Accept(actor=ALICE, note="  ")) is None  # optional: nothing to say is fine
+
+
+def test_what_a_sender_cannot_have_meant_is_refused_at_the_door_naming_the_field() -> None:
+    goals = [Goal(id="g1", description="   ", objective="lease signed", target_date=date(2027, 5, 1))]
+    assert c.door_problem(c.SubmitPlan(actor=ALICE, goals=goals)) == (
+        "goals.0.description: write something, not only spaces"
+    )
+    twice = Assessment(needs=["housing:1/5", "income:2/5", "housing:3/5"], risk=RiskLevel.LOW)
+    assert c.door_problem(c.CompleteAssessment(actor=ALICE, assessment=twice)) == (
+        "assessment.needs: housing assessed twice; give each domain once"
+    )
+    years = c.Refer(actor=ALICE, provider="p", service="housing", reason="needs it", respond_within="P9999D")
+    assert c.door_problem(years) == "respond_within: at most 365 days"
+    assert c.door_problem(years.model_copy(update={"respond_within": timedelta(days=5)})) is None
+    assert c.door_problem(c.UpdateContact(actor=ALICE, phone="ask mum")) is not None
+
+
+@pytest.mark.parametrize(
+    ("given", "family", "born", "problem"),
+    [
+        ("  ", "Okafor", None, "client.given_name: write the name, not only spaces"),
+        ("Ada\nEvil", "Okafor", None, "client.given_name: a name has no line breaks"),
+        ("Ada", "\u202eOkafor", None, "client.family_name: a name has no line breaks"),
+        ("Ada", "Okafor", date(1800, 1, 1), "client.birth_date: 1800-01-01 would make the client older"),
+        ("Ada", "Okafor", date(2090, 1, 1), "client.birth_date: 2090-01-01 is still to come"),
+    ],
+)
+def test_a_new_clients_details_that_cannot_be_right_are_refused(
+    given: str, family: str, born: date | None, problem: str
+) -> None:
+    client = Client(given_name=given, family_name=family, birth_date=born)
+    assert (client.unlikely_details(date(2026, 11, 27)) or "").startswith(problem)
+
+
+def test_names_in_every_script_are_names() -> None:
+    for given, family in (("Zoë", "Nasser"), ("می\u200cخواهم", "رحیمی"), ("José María", "O'Brien-Núñez")):
+        assert Client(given_name=given, family_name=family).unlikely_details(date(2026, 11, 27)) is None
