@@ -39,7 +39,7 @@ from cli import hsds, render
 from cli.apiclient import Api, ApiError, Credential, credential, forget_credential, save_credential
 from config.settings import Settings
 from domain import commands as c
-from domain.commands import COMMAND_KEY_PATTERN, COMMAND_KEY_RULE, new_command_key
+from domain.commands import CASE_NUMBER, COMMAND_KEY_PATTERN, COMMAND_KEY_RULE, new_command_key
 from domain.directory import DirectoryError, load_directory
 from domain.errors import Refusal, explain
 from domain.models import Actor, Client, RiskLevel, Stage
@@ -63,7 +63,17 @@ err = Console(stderr=True, soft_wrap=True, markup=False)
 ERROR = Text("error:", style="red")
 T = TypeVar("T")
 
-CaseArg = Annotated[str, typer.Argument(help="case number")]
+
+def case_number(value: str) -> str:
+    """A case number as the API takes it, checked before it goes into a URL (`../me` is none)."""
+    if not re.fullmatch(CASE_NUMBER, value):
+        raise typer.BadParameter(
+            f"{value!r} is not a case number (3 to 40 of A-Z a-z 0-9 -, e.g. 261126-4735)"
+        )
+    return value
+
+
+CaseArg = Annotated[str, typer.Argument(help="case number", callback=case_number)]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 

@@ -195,6 +195,9 @@ def wait_for_mail(folder: Path, subject: str, within: float = 20) -> EmailMessag
 def test_errors_are_one_clear_line_with_the_refusals_exit_code(stack: dict[str, str]) -> None:
     alice, bob = stack | {"CASEWORK_API_KEY": "dev-alice"}, stack | {"CASEWORK_API_KEY": "dev-bob"}
     assert refused("accept", "NO-SUCH-CASE", env=alice, code=3) == "error: not found: no case NO-SUCH-CASE"
+    for mistyped in ("../me", "", ".."):  # never put into a URL: bad input, not "not found"
+        assert "is not a case number" in refused("show", mistyped, env=alice, code=2)
+    assert "is not a case number" in refused("add-note", "a/b", "--text", "hi", env=alice, code=2)
     assert "unknown program 'nope'" in refused(
         "open", "--program", "nope", "--given-name", "A", "--family-name", "B", env=alice, code=2
     )
