@@ -742,7 +742,9 @@ def create_app(
             done = await ops.act(answer.case, command, key=callback_key(provider.id, body))
         except CaseError as exc:
             p = from_case_error(exc)
-            if exc.kind is Refusal.FORBIDDEN:  # do not tell a provider about referrals that are not theirs
+            # Do not tell a provider about cases or referrals that are not theirs: no case, no such
+            # referral and another provider's referral read alike (case numbers cannot be probed).
+            if exc.kind in (Refusal.FORBIDDEN, Refusal.NOT_FOUND):
                 p = Problem.refused(
                     Refusal.NOT_FOUND,
                     f"no referral {answer.referral} for {provider.id} on case {answer.case}",

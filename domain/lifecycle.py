@@ -92,7 +92,7 @@ LIFECYCLE: tuple[Rule, ...] = (
     rule("record_consent",      OPEN_STAGES,               None),
     rule("update_contact",      OPEN_STAGES,               None),
     rule("schedule_follow_up",  WORKING,                   None,            STAFF,       "room_for_follow_up", "follow_up_in_future", "client_can_be_invited"),
-    rule("record_follow_up_outcome", OPEN_STAGES,          None,            STAFF,       "follow_up_is_scheduled"),
+    rule("record_follow_up_outcome", OPEN_STAGES,          None,            STAFF,       "follow_up_exists", "follow_up_is_scheduled"),
     rule("record_follow_up",    (S.COORDINATION, S.MONITORING, S.EVALUATION), None),
     rule("review_plan",         S.MONITORING,              None,            STAFF,       "has_approved_plan"),
     rule("add_note",            tuple(Stage),              None),
@@ -331,12 +331,20 @@ def _client_can_be_invited(ctx: Context, dest: Stage) -> str | None:
     return f"the client cannot be invited: {why}, or schedule the follow-up without inviting them"
 
 
+def _follow_up_exists(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.RecordFollowUpOutcome)
+    wanted = ctx.change.follow_up_id
+    if not any(f.id == wanted for f in ctx.case.follow_ups):
+        return f"case {ctx.case.number} has no follow-up {wanted}"
+    return None
+
+
 def _follow_up_is_scheduled(ctx: Context, dest: Stage) -> str | None:
     assert isinstance(ctx.change, c.RecordFollowUpOutcome)
     wanted = ctx.change.follow_up_id
     found = next((f for f in ctx.case.follow_ups if f.id == wanted), None)
     if found is None:
-        return f"case {ctx.case.number} has no follow-up {wanted}"
+        return None  # follow_up_exists says so
     if found.status is not FollowUpStatus.SCHEDULED:
         return f"follow-up {wanted} is {found.status.value}, not scheduled"
     if isinstance(ctx.change.rescheduled_to, datetime) and ctx.change.rescheduled_to <= ctx.now:
@@ -354,6 +362,7 @@ GUARDS: dict[str, Guard] = {
     "consent_covers_sharing": _consent_covers_sharing,
     "follow_up_in_future": _follow_up_in_future,
     "client_can_be_invited": _client_can_be_invited,
+    "follow_up_exists": _follow_up_exists,
     "follow_up_is_scheduled": _follow_up_is_scheduled,
     "no_plan_awaiting_decision": _no_plan_awaiting_decision,
     "plan_awaiting_decision": _plan_awaiting_decision,
@@ -379,7 +388,7 @@ AUTHORITY_GUARDS = frozenset(
     {"approver_has_authority", "closer_has_authority", "provider_is_the_one_referred"}
 )
 # Guards that look something up on the case: their refusal means "no such thing".
-LOOKUP_GUARDS = frozenset({"referral_exists"})
+LOOKUP_GUARDS = frozenset({"referral_exists", "follow_up_exists"})
 # Guards that judge a value the command gives against the clock: a time already past is bad
 # input (fix the command), not an action refused for now.
 INPUT_GUARDS = frozenset({"follow_up_in_future"})

@@ -278,3 +278,13 @@ def test_contact_details_given_replace_those_on_file_and_the_rest_stay() -> None
         c.UpdateContact(actor=ALICE)
     with pytest.raises(ValidationError, match="email"):
         c.UpdateContact(actor=ALICE, email="not an address")
+
+
+def test_an_unknown_referral_and_an_unknown_follow_up_are_both_not_found() -> None:
+    """Both are lookups on the case: the same refusal, the same exit code (3) and status (404)."""
+    story = in_assessment()
+    with pytest.raises(Rejected, match="has no referral R99") as no_referral:
+        story.do(c.RevokeReferral(actor=ALICE, referral_id="R99", reason="not needed"))
+    with pytest.raises(Rejected, match="has no follow-up F99") as no_follow_up:
+        story.do(c.RecordFollowUpOutcome(actor=ALICE, follow_up_id="F99", outcome="attended"))
+    assert no_referral.value.kind == no_follow_up.value.kind == Refusal.NOT_FOUND

@@ -103,8 +103,10 @@ async def test_providers_answer_through_the_signed_callback(
             assert nobody.status_code == 404 and "no referral R999" in nobody.json()["detail"]
             not_theirs = await post("food-bank", accept)
             assert not_theirs.status_code == 404
-            no_case = await post("shelter-north", accept | {"case": "NO-SUCH"})
+            no_case = await post("shelter-north", accept | {"case": "NO-SUCH", "referral": "R999"})
             assert no_case.status_code == 404
+            # no case and no such referral on a real case read alike: case numbers cannot be probed
+            assert no_case.json()["detail"] == nobody.json()["detail"].replace(number, "NO-SUCH")
             malformed = await post("shelter-north", accept | {"answer": "maybe"})
             assert malformed.status_code == 422 and "answer" in malformed.json()["detail"]
             unknown = await http.post(
