@@ -231,7 +231,17 @@ class CaseOps:
                     static_summary=f"Case {command.number} · {program.name}",
                 )
         except WorkflowAlreadyStartedError:
-            raise CaseError(Refusal.CONFLICT, f"case {command.number} already exists") from None
+            # a number chosen at random, taken; or one named by a reference or key whose case has
+            # ended since (a running one is answered above: USE_EXISTING)
+            named_by = (
+                f"intake reference {command.intake_reference}"
+                if command.intake_reference
+                else "this key"
+                if key
+                else ""
+            )
+            ended = f": {named_by} opened it before, and it is no longer running" if named_by else ""
+            raise CaseError(Refusal.CONFLICT, f"case {command.number} already exists{ended}") from None
         try:
             view = await self._view(handle, command.number)
         except CaseError as unanswered:

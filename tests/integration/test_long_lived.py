@@ -83,9 +83,18 @@ async def test_a_command_sent_while_no_worker_runs_applies_once_when_retried_wit
         async with build_worker(dev_env.client, record_store, task_queue, directory=DIRECTORY):
             assert (await ops.view(waiting)).case.stage is Stage.INTAKE
             # an open retried with its key finds the case the first one opened
-            form = ("open", "--given-name", "Ana", "--family-name", "Key", "--supervisor", "sam")
-            first = await asyncio.to_thread(casework, "--key", "open-key-0001", *form, env=env)
-            reopened = await asyncio.to_thread(casework, "--key", "open-key-0001", *form, env=env)
+            # (a key of this run's own: the same key on another run of the test names its case)
+            form = (
+                "--key",
+                f"open-{uuid.uuid4().hex[:12]}",
+                "open",
+                "--given-name",
+                "Ana",
+                "--family-name",
+                "Key",
+            )
+            first = await asyncio.to_thread(casework, *form, "--supervisor", "sam", env=env)
+            reopened = await asyncio.to_thread(casework, *form, "--supervisor", "sam", env=env)
             assert first.returncode == reopened.returncode == 0, first.stderr + reopened.stderr
             number_of_key = first.stdout.split()[2]
             assert first.stdout.startswith("opened case K-")
@@ -105,6 +114,12 @@ async def test_a_command_sent_while_no_worker_runs_applies_once_when_retried_wit
                 await dev_env.client.get_workflow_handle(workflow_id(opened)).terminate(
                     reason="test finished"
                 )
+            # the key's case has ended: the key opens no second one, and the answer says why
+            ended = await asyncio.to_thread(casework, *form, "--supervisor", "sam", env=env)
+            assert (
+                ended.returncode == 5
+                and "this key opened it before, and it is no longer running" in ended.stderr
+            )
 
 
 async def test_a_terminated_case_says_so_and_a_supervisor_restores_it_with_its_deadlines(
