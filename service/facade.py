@@ -399,7 +399,14 @@ class CaseOps:
             if (recorded := await self.recorded_view(number)) is None:
                 raise
             view = recorded
-        return view.model_copy(update={"status": status})
+        if status == "running":
+            return view
+        # Nothing runs the case: it takes no command and does nothing at its next action (a lost
+        # one's deadlines still stand: a restore resumes them; an archived one owes nothing).
+        idle: dict[str, Any] = {"status": status, "allowed_actions": [], "next_action": None}
+        if status == "archived":
+            idle |= {"next_deadline": None, "overdue": []}
+        return view.model_copy(update=idle)
 
     async def recorded_case(self, number: str) -> tuple[Case, int] | None:
         """The case's live state as last recorded, and the seq of that event. An erased client's

@@ -138,6 +138,8 @@ async def test_a_terminated_case_says_so_and_a_supervisor_restores_it_with_its_d
 
         lost = await ops.view(number)
         assert lost.status == "terminated" and lost.case.stage is Stage.ASSESSMENT
+        assert lost.allowed_actions == [] and lost.next_action is None  # nothing runs it until restored
+        assert lost.next_deadline == before.next_deadline  # what it owes still stands
         with pytest.raises(CaseError, match=r"its workflow was terminated.*casework restore"):
             await ops.act(number, c.AddNote(actor=ALICE, text="hello?"))
         async with serving(create_app(ops, DIRECTORY, KEYS, record_store)) as base:
@@ -180,7 +182,11 @@ async def test_an_archived_case_is_not_restored(
         await ops.act(number, c.Decline(actor=ALICE, reason="not eligible"))
         handle = ops.client.get_workflow_handle(workflow_id(number))
         await asyncio.wait_for(handle.result(), timeout=60)  # the 20 s reopen window passes
-        assert (await ops.view(number)).status == "archived"
+        archived = await ops.view(number)
+        assert archived.status == "archived"
+        assert (
+            archived.allowed_actions == [] and archived.next_action is None and archived.next_deadline is None
+        )
         with pytest.raises(CaseError, match="archived: its reopen window has passed"):
             await ops.restore(number, SAM, "bring it back")
 
