@@ -76,14 +76,20 @@ def link_state(case: Case, referral_id: str, step: LinkStep, program: Program, n
     referral = next((r for r in case.referrals if r.id == referral_id), None)
     if referral is None:  # the live case keeps every open referral: this one finished long ago
         return LinkState(
-            verdict="answered", message=f"referral {referral_id} is finished: this link has been used"
+            verdict="answered", message=f"referral {referral_id} is finished: this link no longer applies"
         )
     if referral.status not in step_statuses(step):
+        # revoked: the case manager called it off (or the case ended), whoever held the link
+        why = (
+            "the case manager cancelled it, so no answer is needed"
+            if referral.status is ReferralStatus.REVOKED
+            else "this link has been used"
+        )
         return LinkState(
             verdict="answered",
             referral=referral,
             message=f"referral {referral.id} is already {referral.status.value.replace('_', '-')}: "
-            "this link has been used, and nothing was changed",
+            f"{why}, and nothing was changed",
         )
     if not case.is_open:
         return LinkState(verdict="closed", referral=referral, message=f"case {case.number} is closed")

@@ -60,6 +60,14 @@ def test_once_accepted_the_email_link_is_used_and_the_outcome_link_opens() -> No
     assert link_state(story.case, referral, LinkStep.OUTCOME, story.program, story.now).verdict == "answered"
 
 
+def test_a_link_to_a_revoked_referral_says_it_was_called_off_not_used() -> None:
+    story, referral = referred()
+    story.do(c.RevokeReferral(actor=ALICE, referral_id=referral, reason="she found a place"))
+    called_off = link_state(story.case, referral, LinkStep.RESPOND, story.program, story.now)
+    assert called_off.verdict == "answered" and "has been used" not in called_off.message
+    assert "already revoked: the case manager cancelled it, so no answer is needed" in called_off.message
+
+
 def test_an_outcome_link_does_nothing_before_the_referral_is_accepted() -> None:
     story, referral = referred()
     assert link_state(story.case, referral, LinkStep.OUTCOME, story.program, story.now).verdict == "answered"
