@@ -64,7 +64,7 @@ from domain.directory import Directory, load_directory
 from domain.errors import Refusal, explain
 from domain.events import Event
 from domain.models import Actor, Client, Note, ReferralAnswer, RiskLevel, Role, Stage
-from domain.policy import load_programs
+from domain.policy import Program, load_programs
 from domain.views import CaseSummary, CaseView, Order, Receipt
 from service import access_log
 from service.caselist import MAX_PAGE, CaseFilter, CaseList, Position
@@ -465,6 +465,12 @@ def create_app(
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/programs", response_model=list[Program])
+    async def programs(actor: Caller) -> list[Program]:
+        """The programs cases can be opened in, as this deployment runs them (their deadlines,
+        ladders and approvals): `casework programs` shows these, not a local folder's."""
+        return sorted(ops.programs.values(), key=lambda program: program.key)
 
     @app.get("/me", response_model=Actor)
     async def me(actor: Caller) -> Actor:

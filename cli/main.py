@@ -43,7 +43,7 @@ from domain.commands import CASE_NUMBER, COMMAND_KEY_PATTERN, COMMAND_KEY_RULE, 
 from domain.directory import DirectoryError, load_directory
 from domain.errors import Refusal, explain
 from domain.models import Actor, Client, RiskLevel, Stage
-from domain.policy import ProgramError, load_programs
+from domain.policy import Program, ProgramError, load_programs
 from domain.views import CaseSummary, CaseView, Order, Receipt, Report
 from service.refusals import EXIT_CODE, CaseError
 
@@ -441,12 +441,9 @@ def vocabulary() -> None:
 
 @app.command()
 def programs() -> None:
-    """List the programs cases can be opened in."""
-    try:
-        found = load_programs(Settings().programs_dir)
-    except ProgramError as exc:
-        raise Fail(str(exc)) from None
-    out.print(render.programs_table(list(found.values())))
+    """List the programs cases can be opened in, as the API's deployment runs them."""
+    found = call_api(lambda api: api.get("/programs"))
+    out.print(render.programs_table([Program.model_validate(p) for p in found]))
 
 
 # --- signing in ----------------------------------------------------------------------

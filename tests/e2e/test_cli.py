@@ -271,9 +271,12 @@ def test_cannot_reach_the_api_says_so(tmp_path: Path) -> None:
     assert "cannot reach the casework API" in line and "casework dev" in line
 
 
-def test_programs_are_listed(stack: dict[str, str]) -> None:
-    out = ok("programs", env=stack)
+def test_programs_are_listed_as_the_deployment_runs_them(stack: dict[str, str], tmp_path: Path) -> None:
+    """From the API, not a local folder: this terminal's programs folder is empty."""
+    elsewhere = stack | {"CASEWORK_API_KEY": "dev-alice", "CASEWORK_PROGRAMS_DIR": str(tmp_path)}
+    out = ok("programs", env=elsewhere)
     assert "general" in out and "housing" in out
+    assert "not signed in" in refused("programs", env=stack | {"CASEWORK_API_KEY": ""}, code=4)
 
 
 def test_demo_cases_feed_the_list_and_the_report(stack: dict[str, str], tmp_path: Path) -> None:
