@@ -44,7 +44,7 @@ from temporalio.converter import PayloadCodec
 from activities.answer_links import AnswerLinks
 from activities.signing import PROVIDER_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from api.answer_page import add_answer_routes
-from api.auth import digest, load_keys
+from api.auth import digest, load_keys, staff_of
 from api.fhir import add_fhir_routes
 from api.sessions import COOKIE, SessionTokens, signed_in_page, signed_out_page, signin_page
 from config.codec import is_encrypted, label_of
@@ -833,11 +833,17 @@ async def connected_app(settings: Settings) -> FastAPI:
     directory = load_directory(settings.directory_dir)
     record = make_engine(settings.database_url)
     timeout = timedelta(seconds=settings.command_timeout)
+    keys = load_keys(settings.api_keys_file)
     ops = CaseOps(
-        client, load_programs(settings.programs_dir), settings.task_queue, directory, record, timeout
+        client,
+        load_programs(settings.programs_dir),
+        settings.task_queue,
+        directory,
+        record,
+        timeout,
+        staff=staff_of(keys),
     )
     secret = settings.api_token_secret.get_secret_value().encode() if settings.api_token_secret else None
-    keys = load_keys(settings.api_keys_file)
     link_secrets = answer_link_secrets(settings)
     return create_app(
         ops,

@@ -42,3 +42,9 @@ def load_keys(path: Path) -> dict[str, Actor]:
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         raise ApiKeysError(f"{path}: {exc}") from exc
     return {k.sha256: Actor(id=k.actor, role=k.role) for k in keys}
+
+
+def staff_of(keys: dict[str, Actor]) -> dict[str, Actor]:
+    """The people the keys stand for, by id: whom a case may name as its manager or supervisor
+    (domain.access.not_staff_for). Providers are in it too, and refused there by their role."""
+    return {actor.id: actor for actor in keys.values()}

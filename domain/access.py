@@ -9,6 +9,7 @@ What may happen to one case, and by whom, is the lifecycle's (domain/lifecycle.p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from domain.errors import Refusal, Rejected
@@ -61,6 +62,25 @@ def may_open(actor: Actor, manager: str) -> str | None:
         return f"a {actor.role.value} may not open cases"
     if actor.role is Role.CASE_MANAGER and manager != actor.id:
         return "a case manager opens cases on their own caseload"
+    return None
+
+
+# Who may carry a caseload, and who may oversee one (a high-risk plan's approval, escalations).
+MANAGES = frozenset({Role.CASE_MANAGER, Role.SUPERVISOR})
+OVERSEES = frozenset({Role.SUPERVISOR, Role.PROGRAM_LEAD})
+
+
+def not_staff_for(person: str, duty: str, staff: Mapping[str, Actor]) -> str | None:
+    """Why `person` cannot be a case's `duty` ("manager" or "supervisor"), or None if they can:
+    someone casework does not know (no key names them: a typo, or someone gone) would leave the
+    case in nobody's caseload, and a case manager as supervisor could never approve its plan."""
+    known = staff.get(person)
+    if known is None:
+        return f"{person} is not one of casework's staff (no API key names them): check the id"
+    roles = MANAGES if duty == "manager" else OVERSEES
+    if known.role not in roles:
+        allowed = " or ".join(sorted(r.value.replace("_", " ") for r in roles))
+        return f"{person} is a {known.role.value.replace('_', ' ')}: a case's {duty} is a {allowed}"
     return None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,12 +41,13 @@ from config.codec import key_ring_of
 from config.settings import Settings
 from config.temporal import actor_keys
 from domain import bounds
-from domain.access import may_open
+from domain.access import may_open, not_staff_for
 from domain.case import apply_open, decide, intake_conflict
 from domain.commands import (
     OpenCase,
     Refer,
     StaffCommand,
+    Transfer,
     command_digest,
     door_problem,
     new_command_key,
@@ -179,6 +180,7 @@ class CaseOps:
         keys: ActorKeys | None = None,
         clock: Callable[[], Awaitable[datetime]] | None = None,
         data_keys: KeyRing | None = None,
+        staff: Mapping[str, Actor] | None = None,
     ) -> None:
         self.client, self.programs, self.task_queue = signing(client), programs, task_queue
         # clients' data keys: the record's personal fields are sealed with them (store/keys.py)
@@ -190,6 +192,9 @@ class CaseOps:
         self.clock = clock or _wall_clock
         self.directory, self.command_timeout = directory, command_timeout
         self.record = record  # the SQL record: cases stay readable after Temporal forgets them
+        # the people casework knows, by id (from the API keys): a case's manager and supervisor
+        # are checked against them; None (tests, operator tools) checks nobody
+        self.staff = staff
 
     def program(self, key: str) -> Program:
         try:
@@ -206,6 +211,10 @@ class CaseOps:
             raise CaseError(Refusal.FORBIDDEN, refusal)
         if unlikely := command.client.unlikely_details(utcnow().date()):
             raise CaseError(Refusal.VALIDATION, unlikely)
+        if self.staff is not None:
+            for duty, person in (("manager", command.manager), ("supervisor", command.supervisor)):
+                if person is not None and (refusal := not_staff_for(person, duty, self.staff)):
+                    raise CaseError(Refusal.VALIDATION, f"{duty}: {refusal}")
         program = self.program(command.program)
         if command.request_id is None:  # to tell this request's case from one opened before
             command = command.model_copy(update={"request_id": new_command_key()})
@@ -267,6 +276,13 @@ class CaseOps:
         accept any slug: this is where the vocabulary is kept."""
         if problem := door_problem(command):
             raise Rejected(Refusal.VALIDATION, problem)
+        moved_to = command.to_manager if isinstance(command, Transfer) else None
+        if (
+            moved_to
+            and self.staff is not None
+            and (refusal := not_staff_for(moved_to, "manager", self.staff))
+        ):
+            raise Rejected(Refusal.VALIDATION, f"to_manager: {refusal}")
         vocabulary = self.directory.vocabulary if self.directory is not None else STOCK
         command = vocabulary.check_command(command)
         if isinstance(command, Refer) and self.directory is not None:

@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from api.auth import staff_of
 from service.facade import CaseOps
 from store.tables import record_access
 from tests.conftest import case_worker
@@ -49,7 +50,7 @@ class Api:
 @asynccontextmanager
 async def served(dev_env: WorkflowEnvironment, store: AsyncEngine) -> AsyncIterator[Api]:
     async with case_worker(dev_env, store, DIRECTORY) as ops:
-        ops.directory = DIRECTORY
+        ops.directory, ops.staff = DIRECTORY, staff_of(KEYS)  # as connected_app wires them
         app = create_app(ops, DIRECTORY, KEYS, store)
         async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
             yield Api(http)
@@ -167,6 +168,27 @@ async def test_an_open_retried_with_its_key_opens_one_case(api: Api) -> None:
     # keys are per caller: bob's same key opens his own case
     by_bob = await open_as("bob", form | {"supervisor": "sam"})
     assert by_bob.status_code == 201 and by_bob.json()["case"]["number"] != number
+
+
+async def test_a_case_is_managed_and_overseen_by_people_casework_knows(api: Api) -> None:
+    """A typo or a wrong role would leave a case in nobody's caseload, or with nobody to approve it."""
+    form = {"program": "general", "client": CLIENT}
+    unknown = await api.call("sam", "POST", "/cases", json=form | {"manager": "alcie", "supervisor": "sam"})
+    assert "manager: alcie is not one of casework's staff" in problem_of(unknown, 422)
+    no_overseer = await api.call("alice", "POST", "/cases", json=form | {"supervisor": "bob"})
+    assert "supervisor: bob is a case manager: a case's supervisor is a program lead or supervisor" in (
+        problem_of(no_overseer, 422)
+    )
+    opened = await api.call("alice", "POST", "/cases", json=form | {"supervisor": "sam"})
+    number = opened.json()["case"]["number"]
+    to_nobody = await api.act("sam", number, "transfer", to_manager="nobody2", reason="caseload balance")
+    assert "to_manager: nobody2 is not one of casework's staff" in problem_of(to_nobody, 422)
+    to_provider = await api.act(
+        "sam", number, "transfer", to_manager="shelter-north", reason="caseload balance"
+    )
+    assert "shelter-north is a provider" in problem_of(to_provider, 422)
+    moved = await api.act("sam", number, "transfer", to_manager="bob", reason="caseload balance")
+    assert moved.status_code == 200, moved.text
 
 
 async def test_every_error_has_its_status_and_the_domains_words(api: Api) -> None:
