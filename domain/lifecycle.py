@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from domain import bounds
 from domain import commands as c
@@ -27,6 +27,7 @@ from domain.models import (
     OPEN_STAGES,
     Case,
     FollowUpStatus,
+    Outcome,
     Referral,
     ReferralAnswer,
     ReferralStatus,
@@ -79,7 +80,7 @@ LIFECYCLE: tuple[Rule, ...] = (
     rule("reassess",            S.MONITORING,              S.ASSESSMENT),
     rule("begin_evaluation",    S.MONITORING,              S.EVALUATION),
     rule("resume_monitoring",   S.EVALUATION,              S.MONITORING),
-    rule("close",               S.EVALUATION,              S.CLOSED,        STAFF,       "goal_results_name_plan_goals", "closer_has_authority"),
+    rule("close",               S.EVALUATION,              S.CLOSED,        STAFF,       "goal_results_name_plan_goals", "outcome_fits_goals", "closer_has_authority"),
     rule("withdraw",            OPEN_STAGES,               S.CLOSED),
     rule("suspend",             HOLDABLE,                  S.ON_HOLD),
     *(rule("resume",            S.ON_HOLD,                 stage,           STAFF,       "returns_to_held_stage") for stage in HOLDABLE),
@@ -92,7 +93,7 @@ LIFECYCLE: tuple[Rule, ...] = (
     rule("record_consent",      OPEN_STAGES,               None),
     rule("update_contact",      OPEN_STAGES,               None),
     rule("schedule_follow_up",  WORKING,                   None,            STAFF,       "room_for_follow_up", "follow_up_in_future", "client_can_be_invited"),
-    rule("record_follow_up_outcome", OPEN_STAGES,          None,            STAFF,       "follow_up_exists", "follow_up_is_scheduled"),
+    rule("record_follow_up_outcome", OPEN_STAGES,          None,            STAFF,       "follow_up_exists", "follow_up_is_scheduled", "follow_up_has_come"),
     rule("record_follow_up",    (S.COORDINATION, S.MONITORING, S.EVALUATION), None),
     rule("review_plan",         S.MONITORING,              None,            STAFF,       "has_approved_plan"),
     rule("add_note",            tuple(Stage),              None),
@@ -152,6 +153,27 @@ def _goal_results_name_plan_goals(ctx: Context, dest: Stage) -> str | None:
     if unknown:
         return f"goals_met names goals that are not in the plan: {', '.join(unknown)}"
     return None
+
+
+def _outcome_fits_goals(ctx: Context, dest: Stage) -> str | None:
+    """goals_met: every goal of the plan met; goals_not_met: none; partially_met: some, not all."""
+    assert isinstance(ctx.change, c.Close)
+    plan_goals = {g.id for g in ctx.case.plan.goals} if ctx.case.plan else set()
+    if not plan_goals or not ctx.program.outcomes_fit_the_facts:
+        return None
+    met = plan_goals & set(ctx.change.goals_met)
+    fits = {
+        Outcome.GOALS_MET: met == plan_goals,
+        Outcome.GOALS_NOT_MET: not met,
+        Outcome.PARTIALLY_MET: bool(met) and met != plan_goals,
+    }[ctx.change.outcome]
+    if fits:
+        return None
+    said = f"{len(met)} of {len(plan_goals)} goals met" if met else "no goal met"
+    right = (
+        Outcome.GOALS_MET if met == plan_goals else Outcome.PARTIALLY_MET if met else Outcome.GOALS_NOT_MET
+    )
+    return f"the outcome {ctx.change.outcome.value} does not fit the goals ({said}): close as {right.value}"
 
 
 def _closer_has_authority(ctx: Context, dest: Stage) -> str | None:
@@ -339,6 +361,24 @@ def _follow_up_exists(ctx: Context, dest: Stage) -> str | None:
     return None
 
 
+# A visit is recorded as attended or missed from the day before its time on (it may have been
+# brought forward a little); a rescheduling may come any time.
+OUTCOME_RECORDED_FROM = timedelta(days=1)
+
+
+def _follow_up_has_come(ctx: Context, dest: Stage) -> str | None:
+    assert isinstance(ctx.change, c.RecordFollowUpOutcome)
+    found = next((f for f in ctx.case.follow_ups if f.id == ctx.change.follow_up_id), None)
+    if found is None or ctx.change.rescheduled_to is not None or not ctx.program.outcomes_fit_the_facts:
+        return None
+    if ctx.now >= found.due_at - OUTCOME_RECORDED_FROM:
+        return None
+    return (
+        f"follow-up {found.id} is on {found.due_at:%Y-%m-%d %H:%M} UTC: record how it went once it has "
+        "happened, or reschedule it"
+    )
+
+
 def _follow_up_is_scheduled(ctx: Context, dest: Stage) -> str | None:
     assert isinstance(ctx.change, c.RecordFollowUpOutcome)
     wanted = ctx.change.follow_up_id
@@ -364,6 +404,8 @@ GUARDS: dict[str, Guard] = {
     "client_can_be_invited": _client_can_be_invited,
     "follow_up_exists": _follow_up_exists,
     "follow_up_is_scheduled": _follow_up_is_scheduled,
+    "follow_up_has_come": _follow_up_has_come,
+    "outcome_fits_goals": _outcome_fits_goals,
     "no_plan_awaiting_decision": _no_plan_awaiting_decision,
     "plan_awaiting_decision": _plan_awaiting_decision,
     "approver_has_authority": _approver_has_authority,

@@ -99,12 +99,15 @@ TAKES_EVERY_CHANGE = "takes-every-change-v5"
 # its first task upserts nothing (the client starts it with every attribute). The input is in
 # the run's history, so a replay decides the same. A change made after this one can be asked as
 # `self.generation >= 7` for runs started since, and `workflow.patched` for older runs.
-GENERATION = 7
+GENERATION = 8
 WITHOUT_MARKERS_SINCE = 6  # the generation since which runs ask no patch and publish with slack
 # Since generation 7 a follow-up inviting a client no invitation can reach is refused. Older runs
 # accepted some and replay them as they were; their validator refuses new ones (a refused update
 # leaves nothing in the history, so no marker is needed).
 REACHABLE_INVITEES_SINCE = 7
+# Since generation 8 an outcome must fit the facts (domain/policy.py, `outcomes_fit_the_facts`):
+# older runs replay what they took, and their validator refuses new such commands, as above.
+FITTING_OUTCOMES_SINCE = 8
 
 
 BEFORE_EVERY_CHANGE = (BOUNDED_HISTORY, EVERY_DEADLINE_HONOURS_HOLDS, DELIVERY_IN_ROUNDS, UPSERT_ONLY_CHANGES)
@@ -126,15 +129,22 @@ class CaseWorkflow:
         # Set both ways: a run continued as new from an old-path run carries the flag off.
         honours = self._patched(EVERY_DEADLINE_HONOURS_HOLDS)
         reachable = self.generation >= REACHABLE_INVITEES_SINCE
+        fitting = self.generation >= FITTING_OUTCOMES_SINCE
         self.program = start.program.model_copy(
-            update={"holds_pause_every_deadline": honours, "invitations_need_a_reachable_client": reachable}
+            update={
+                "holds_pause_every_deadline": honours,
+                "invitations_need_a_reachable_client": reachable,
+                "outcomes_fit_the_facts": fitting,
+            }
         )
         # what a new command is judged by: every rule, also those this run's history predates
         # (the same object for a run of today's generation: no second program per cached case)
         self.rules_now = (
             self.program
-            if reachable
-            else self.program.model_copy(update={"invitations_need_a_reachable_client": True})
+            if reachable and fitting
+            else self.program.model_copy(
+                update={"invitations_need_a_reachable_client": True, "outcomes_fit_the_facts": True}
+            )
         )
         self.recent: dict[str, CommandKey] = {k.key: k for k in start.recent}
         self.updates = 0  # updates taken by this run (Temporal allows 2,000 per run)

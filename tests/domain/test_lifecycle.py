@@ -47,8 +47,9 @@ EXAMPLES: dict[str, Change] = {
     "record_consent": c.RecordConsent(actor=SAM, share=frozenset({"name"})),
     "update_contact": c.UpdateContact(actor=SAM, email="maria@example.org"),
     "schedule_follow_up": c.ScheduleFollowUp(actor=SAM, kind="phone_call", at=T0 + timedelta(days=90)),
+    # rescheduled: recordable in every stage whenever the follow-up is (attended waits for its time)
     "record_follow_up_outcome": c.RecordFollowUpOutcome(
-        actor=SAM, follow_up_id=FOLLOW_UP, outcome="attended"
+        actor=SAM, follow_up_id=FOLLOW_UP, outcome="rescheduled", rescheduled_to=T0 + timedelta(days=900)
     ),
     "record_follow_up": c.RecordFollowUp(actor=SAM, summary="phone call, doing well"),
     "review_plan": c.ReviewPlan(actor=SAM, summary="on track"),

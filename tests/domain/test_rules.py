@@ -214,3 +214,70 @@ def test_a_new_clients_details_that_cannot_be_right_are_refused(
 def test_names_in_every_script_are_names() -> None:
     for given, family in (("Zoë", "Nasser"), ("می\u200cخواهم", "رحیمی"), ("José María", "O'Brien-Núñez")):
         assert Client(given_name=given, family_name=family).unlikely_details(date(2026, 11, 27)) is None
+
+
+@pytest.mark.parametrize(
+    ("outcome", "met", "refusal"),
+    [
+        (
+            "goals_not_met",
+            ["g1", "g2"],
+            "the outcome goals_not_met does not fit the goals (2 of 2 goals met): close as goals_met",
+        ),
+        (
+            "goals_met",
+            ["g1"],
+            "the outcome goals_met does not fit the goals (1 of 2 goals met): close as partially_met",
+        ),
+        (
+            "partially_met",
+            [],
+            "the outcome partially_met does not fit the goals (no goal met): close as goals_not_met",
+        ),
+        ("partially_met", ["g2"], None),
+        ("goals_met", ["g1", "g2"], None),
+    ],
+)
+def test_a_closing_outcome_fits_the_goals_it_names_as_met(
+    outcome: str, met: list[str], refusal: str | None
+) -> None:
+    story = story_in(Stage.EVALUATION)
+    close = c.Close(actor=SAM, outcome=outcome, goals_met=met)
+    if refusal is None:
+        assert story.do(close).stage_after is Stage.CLOSED
+        return
+    with pytest.raises(Rejected) as refused:
+        story.do(close)
+    assert refused.value.kind == Refusal.GUARD_FAILED and refused.value.message == refusal
+
+
+def test_a_visit_is_recorded_as_attended_once_its_time_has_nearly_come() -> None:
+    story = story_in(Stage.COORDINATION)
+    story.do(c.ScheduleFollowUp(actor=ALICE, kind="home_visit", at=story.now + timedelta(days=10)))
+    visit = story.case.follow_ups[-1]
+    attended = c.RecordFollowUpOutcome(actor=ALICE, follow_up_id=visit.id, outcome="attended")
+    with pytest.raises(
+        Rejected, match=f"follow-up {visit.id} is on .*: record how it went once it has happened"
+    ):
+        story.do(attended)
+    moved = c.RecordFollowUpOutcome(
+        actor=ALICE,
+        follow_up_id=visit.id,
+        outcome="rescheduled",
+        rescheduled_to=visit.due_at + timedelta(days=2),
+    )
+    story.do(moved)  # a rescheduling may come any time
+    later = story.case.follow_ups[-1]
+    early = c.RecordFollowUpOutcome(actor=ALICE, follow_up_id=later.id, outcome="attended")
+    story.do(early, after=later.due_at - story.now - timedelta(hours=20))  # the day before: brought forward
+    assert story.case.follow_ups[-1].status.value == "attended"
+
+
+def test_a_run_from_before_the_rule_replays_what_it_took() -> None:
+    """Its handler's program has the rule off (workflows/case.py sets it by the run's generation)."""
+    story = story_in(Stage.EVALUATION)
+    story.program = story.program.model_copy(update={"outcomes_fit_the_facts": False})
+    assert (
+        story.do(c.Close(actor=SAM, outcome="goals_not_met", goals_met=["g1", "g2"])).stage_after
+        is Stage.CLOSED
+    )

@@ -173,7 +173,8 @@ def test_an_open_referral_keeps_the_hold_its_deadline_spans_until_it_is_answered
     story.do(c.Resume(actor=ALICE), after=10 * DAY)
     # every other clock restarts after the hold: only the referral's began before it
     [visit] = [f for f in story.case.follow_ups if f.status is FollowUpStatus.SCHEDULED]
-    story.do(c.RecordFollowUpOutcome(actor=ALICE, follow_up_id=visit.id, outcome=FollowUpStatus.MISSED))
+    missed = c.RecordFollowUpOutcome(actor=ALICE, follow_up_id=visit.id, outcome=FollowUpStatus.MISSED)
+    story.do(missed, after=max(timedelta(0), visit.due_at - story.now))  # once its time has come
     story.do(c.RecordFollowUp(actor=ALICE, summary="called her"))
     story.do(c.ReviewPlan(actor=ALICE, summary="still fits"))
     assert [o.kind for o in obligations(story.case, story.program)] == [

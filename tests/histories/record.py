@@ -35,7 +35,7 @@ from workflows.search import workflow_id
 HERE = Path(__file__).parent
 # Bump this when the workflow changes in a way running cases must survive (behind
 # workflow.patched), and keep the older versions' files: CI replays them all.
-VERSION = "v7"
+VERSION = "v8"
 DAY = timedelta(days=1)
 
 
@@ -127,6 +127,43 @@ async def main() -> None:
             await env.sleep(5 * DAY)
             await ops.act(invited, c.AddNote(actor=ALICE, text="called; visit to be booked"))
             await save(env, invited, "invited_unreachable_client")
+
+            # Outcomes against the facts: until v7 a visit ten days away could be recorded as
+            # attended at once, and a case whose every goal was met closed as goals_not_met; from
+            # v8 both are refused, no trace left, and the true outcomes follow.
+            against = (await ops.open_case(opening("general", number="H-AGAINST"))).case.number
+            for change in (
+                c.Accept(actor=ALICE),
+                c.CompleteAssessment(actor=ALICE, assessment=assessment()),
+                c.SubmitPlan(actor=ALICE, goals=goals()),
+                c.ApprovePlan(actor=ALICE),
+            ):
+                await ops.act(against, change)
+            await ops.act(
+                against,
+                c.ScheduleFollowUp(
+                    actor=ALICE, kind="home_visit", at=await env.get_current_time() + 10 * DAY
+                ),
+            )
+            booked = (await ops.view(against)).case.follow_ups[-1].id
+            with contextlib.suppress(CaseError):
+                await ops.act(
+                    against, c.RecordFollowUpOutcome(actor=ALICE, follow_up_id=booked, outcome="attended")
+                )
+            await env.sleep(11 * DAY)
+            with contextlib.suppress(CaseError):  # already recorded where v7 took the first
+                await ops.act(
+                    against, c.RecordFollowUpOutcome(actor=ALICE, follow_up_id=booked, outcome="attended")
+                )
+            await ops.act(against, c.StartMonitoring(actor=ALICE))
+            await ops.act(against, c.BeginEvaluation(actor=ALICE))
+            every_goal = [g.id for g in goals()]
+            with contextlib.suppress(CaseError):
+                await ops.act(against, c.Close(actor=SAM, outcome="goals_not_met", goals_met=every_goal))
+            with contextlib.suppress(CaseError):  # already closed where v7 took the first
+                await ops.act(against, c.Close(actor=SAM, outcome="goals_met", goals_met=every_goal))
+            await env.sleep(DAY)
+            await save(env, against, "outcomes_against_the_facts")
         await store.dispose()
     await env.shutdown()
     sink.stop()

@@ -9,7 +9,8 @@ honoured holds and deliveries went in rounds ("every-deadline-honours-holds", "d
 `v6-*` from runs whose input says their code's generation (6: no marker at all, and a case starts
 with its search attributes, so its opening upserts none), `v7-*` from runs of generation 7, which
 refuse a follow-up inviting a client no invitation can reach (`v6-invited_unreachable_client`
-accepted one, and replays it so).
+accepted one, and replays it so), `v8-*` from runs of generation 8, which refuse outcomes that do
+not fit the facts (`v7-outcomes_against_the_facts` took two, and replays them so).
 A change that breaks replay would break every case already open in production.
 """
 
@@ -46,10 +47,13 @@ HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
 def test_there_are_histories_from_several_stages_before_and_after_each_change() -> None:
     stages = {"archived_after_closure", "escalated_in_monitoring", "resumed_after_hold"}
-    for version in ("v1", "v2", "v3", "v4", "v5", "v6", "v7"):
+    for version in ("v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"):
         assert {p.stem for p in HISTORIES} >= {f"{version}-{stage}" for stage in stages}
-    for version in ("v6", "v7"):
+    for version in ("v6", "v7", "v8"):
         assert f"{version}-invited_unreachable_client" in {p.stem for p in HISTORIES}
+    # v7 took a visit recorded as attended ten days early and a close against its goals; v8 refuses both
+    for version in ("v7", "v8"):
+        assert f"{version}-outcomes_against_the_facts" in {p.stem for p in HISTORIES}
 
 
 async def workflow_type(env: WorkflowEnvironment, number: str) -> str:
