@@ -974,7 +974,8 @@ def reassign(
 
     def reassign_all(api: Api) -> Any:
         me = Actor.model_validate(api.get("/me"))
-        if refusal := may_reassign(me, from_manager, to_manager, load_programs(Settings().programs_dir)):
+        programs = {p["key"]: Program.model_validate(p) for p in api.get("/programs")}  # the deployment's
+        if refusal := may_reassign(me, from_manager, to_manager, programs):
             raise ApiError(Refusal.FORBIDDEN, refusal)  # the API would refuse each case alike
         return reassign_caseload(api, from_manager, to_manager, reason, update)
 
