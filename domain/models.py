@@ -245,6 +245,7 @@ def _need_from_text(value: str) -> dict[str, Any]:
     level, _, notes = rest.partition(":")
     if not level:
         raise ValueError(f"{value!r}: expected DOMAIN:SCORE/5[:NOTES], e.g. housing:1/5")
+    domain = domain.strip().lower()  # "Housing:2/5" is typed as often as "housing:2/5"
     if level.endswith("/5"):
         return {"domain": domain, "score": level.removesuffix("/5"), "notes": notes}
     return {"domain": domain, "severity": level, "notes": notes}

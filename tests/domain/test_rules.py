@@ -9,7 +9,7 @@ import pytest
 from domain import commands as c
 from domain.case import Rejected
 from domain.errors import Refusal
-from domain.models import Actor, Assessment, Client, Goal, GoalStatus, Outcome, RiskLevel, Role, Stage
+from domain.models import Actor, Assessment, Client, Goal, GoalStatus, Need, Outcome, RiskLevel, Role, Stage
 from tests.scenario import ALICE, BOB, LEAD, PROVIDER, SAM, Story, assessment, goals, story_in
 
 
@@ -281,3 +281,7 @@ def test_a_run_from_before_the_rule_replays_what_it_took() -> None:
         story.do(c.Close(actor=SAM, outcome="goals_not_met", goals_met=["g1", "g2"])).stage_after
         is Stage.CLOSED
     )
+
+
+def test_a_need_typed_with_capitals_is_the_need() -> None:
+    assert Need.model_validate("Housing:2/5").domain == Need.model_validate("housing:2/5").domain == "housing"
