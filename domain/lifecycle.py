@@ -507,9 +507,34 @@ def _first_refusal(ctx: Context, rules: list[Rule]) -> tuple[str, str]:
     return (meaningful or refusals or [("", f"{ctx.change.action} is not allowed now")])[0]
 
 
+# Actions on something the case holds: offered only while it holds one (a case in intake with no
+# referral offers no answer to one).
+ACTS_ON = {
+    "answer_referral": lambda case: any(r.status in ACTIVE_REFERRAL for r in case.referrals),
+    "revoke_referral": lambda case: any(r.status in REVOCABLE for r in case.referrals),
+    "record_follow_up_outcome": lambda case: any(
+        f.status is FollowUpStatus.SCHEDULED for f in case.follow_ups
+    ),
+}
+
+
 def allowed_actions(case: Case) -> list[str]:
-    """Staff actions that exist from the case's stage (guards and roles aside): for views and help."""
-    return sorted({r.trigger for r in LIFECYCLE if case.stage in r.sources and r.trigger in c.STAFF_ACTIONS})
+    """Staff actions that exist from the case's stage and have something to act on (guards and
+    roles aside otherwise): for views and help."""
+    return sorted(
+        {
+            r.trigger
+            for r in LIFECYCLE
+            if case.stage in r.sources
+            and r.trigger in c.STAFF_ACTIONS
+            and _has_what_it_acts_on(r.trigger, case)
+        }
+    )
+
+
+def _has_what_it_acts_on(trigger: str, case: Case) -> bool:
+    holds = ACTS_ON.get(trigger)
+    return holds is None or holds(case)
 
 
 # The README's diagram leaves out `withdraw` (from every open stage to closed: the text says

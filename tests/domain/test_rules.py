@@ -9,6 +9,7 @@ import pytest
 from domain import commands as c
 from domain.case import Rejected
 from domain.errors import Refusal
+from domain.lifecycle import allowed_actions
 from domain.models import Actor, Assessment, Client, Goal, GoalStatus, Need, Outcome, RiskLevel, Role, Stage
 from tests.scenario import ALICE, BOB, LEAD, PROVIDER, SAM, Story, assessment, goals, story_in
 
@@ -285,3 +286,20 @@ def test_a_run_from_before_the_rule_replays_what_it_took() -> None:
 
 def test_a_need_typed_with_capitals_is_the_need() -> None:
     assert Need.model_validate("Housing:2/5").domain == Need.model_validate("housing:2/5").domain == "housing"
+
+
+def test_a_case_offers_actions_on_referrals_and_follow_ups_only_while_it_holds_some() -> None:
+    story = Story("general")
+    story.do(c.Accept(actor=ALICE))
+    offered = set(allowed_actions(story.case))
+    assert {"answer_referral", "revoke_referral", "record_follow_up_outcome"}.isdisjoint(offered)
+    assert {"refer", "schedule_follow_up", "add_note"} <= offered
+    story.do(
+        c.Refer(
+            actor=ALICE, provider="shelter-north", service="housing", reason="needs a bed", share=frozenset()
+        )
+    )
+    story.do(c.ScheduleFollowUp(actor=ALICE, kind="phone_call", at=story.now + timedelta(days=2)))
+    assert {"answer_referral", "revoke_referral", "record_follow_up_outcome"} <= set(
+        allowed_actions(story.case)
+    )
