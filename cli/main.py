@@ -64,13 +64,18 @@ ERROR = Text("error:", style="red")
 T = TypeVar("T")
 
 
+# The numbers casework gives (a day and 4 hex digits; I- or K- and 10, from a reference or a key)
+# are upper case: typed in lower case they are the same case.
+ISSUED_NUMBER = re.compile(r"\d{6}-[0-9a-f]{4}|[ik]-[0-9a-f]{10}", re.IGNORECASE)
+
+
 def case_number(value: str) -> str:
     """A case number as the API takes it, checked before it goes into a URL (`../me` is none)."""
     if not re.fullmatch(CASE_NUMBER, value):
         raise typer.BadParameter(
             f"{value!r} is not a case number (3 to 40 of A-Z a-z 0-9 -, e.g. 261126-4735)"
         )
-    return value
+    return value.upper() if ISSUED_NUMBER.fullmatch(value) else value
 
 
 CaseArg = Annotated[str, typer.Argument(help="case number", callback=case_number)]

@@ -135,6 +135,7 @@ def test_a_case_from_the_terminal(stack: dict[str, str], tmp_path: Path) -> None
     ok("record-follow-up", number, "--summary", "safe, attending court", env=alice)
 
     shown = ok("show", number, env=alice)
+    assert ok("show", number.lower(), env=alice) == shown  # typed in lower case, the same case
     for fact in ("Amina Haddad", "monitoring", "alice", "high", "Safety plan in place", "legal-aid-east"):
         assert fact in shown
     history = json.loads(ok("history", number, "--json", env=alice))
