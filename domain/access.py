@@ -77,10 +77,31 @@ def not_staff_for(person: str, duty: str, staff: Mapping[str, Actor]) -> str | N
     known = staff.get(person)
     if known is None:
         return f"{person} is not one of casework's staff (no API key names them): check the id"
-    roles = MANAGES if duty == "manager" else OVERSEES
+    roles = {"manager": MANAGES, "supervisor": OVERSEES}.get(duty, frozenset({Role.CASE_MANAGER}))
     if known.role not in roles:
         allowed = " or ".join(sorted(r.value.replace("_", " ") for r in roles))
         return f"{person} is a {known.role.value.replace('_', ' ')}: a case's {duty} is a {allowed}"
+    return None
+
+
+def why_case_would_be_unseen(
+    manager: str, supervisor: str | None, program: Program, staff: Mapping[str, Actor]
+) -> str | None:
+    """Why a new case with these people would sit where nobody who should can see it, or None.
+    Supervisors see the cases they supervise and leads their own program's: a lead of another
+    program as supervisor, or a supervisor managing a case someone else supervises, would leave
+    it out of every caseload but the lead's."""
+    if refusal := not_staff_for(manager, "manager", staff):
+        return f"manager: {refusal}"
+    if supervisor is not None:
+        if refusal := not_staff_for(supervisor, "supervisor", staff):
+            return f"supervisor: {refusal}"
+        if staff[supervisor].role is Role.PROGRAM_LEAD and program.lead != supervisor:
+            return (
+                f"supervisor: {supervisor} does not lead program {program.key} (its lead is {program.lead})"
+            )
+    if staff[manager].role is Role.SUPERVISOR and supervisor != manager:
+        return f"manager: {manager} is a supervisor: one who manages a case supervises it too"
     return None
 
 

@@ -322,10 +322,22 @@ def _room_for_follow_up(ctx: Context, dest: Stage) -> str | None:
     return None
 
 
+# The farthest ahead a follow-up is booked: later is a typo (2126 for 2026), and a date near the
+# calendar's end broke the case (its escalations fell past year 9999).
+FARTHEST_FOLLOW_UP = timedelta(days=5 * 366)
+
+
+def _too_far_ahead(at: datetime, now: datetime) -> str | None:
+    if at - now <= FARTHEST_FOLLOW_UP:
+        return None
+    return f"{at:%Y-%m-%d} is more than 5 years ahead; book a follow-up within them"
+
+
 def _follow_up_in_future(ctx: Context, dest: Stage) -> str | None:
     assert isinstance(ctx.change, c.ScheduleFollowUp)
     if ctx.change.at > ctx.now:
-        return None
+        far = _too_far_ahead(ctx.change.at, ctx.now)
+        return f"at: {far}" if far else None
     return f"at: {ctx.change.at.isoformat()} has passed; a follow-up is scheduled for a time still to come"
 
 
@@ -389,6 +401,10 @@ def _follow_up_is_scheduled(ctx: Context, dest: Stage) -> str | None:
         return f"follow-up {wanted} is {found.status.value}, not scheduled"
     if isinstance(ctx.change.rescheduled_to, datetime) and ctx.change.rescheduled_to <= ctx.now:
         return "a follow-up is rescheduled to a time still to come"
+    if isinstance(ctx.change.rescheduled_to, datetime) and (
+        far := _too_far_ahead(ctx.change.rescheduled_to, ctx.now)
+    ):
+        return f"rescheduled_to: {far}"
     return None
 
 

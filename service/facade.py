@@ -41,7 +41,7 @@ from config.codec import key_ring_of
 from config.settings import Settings
 from config.temporal import actor_keys
 from domain import bounds
-from domain.access import may_open, not_staff_for
+from domain.access import may_open, not_staff_for, why_case_would_be_unseen
 from domain.case import apply_open, decide, intake_conflict
 from domain.commands import (
     OpenCase,
@@ -211,11 +211,11 @@ class CaseOps:
             raise CaseError(Refusal.FORBIDDEN, refusal)
         if unlikely := command.client.unlikely_details(utcnow().date()):
             raise CaseError(Refusal.VALIDATION, unlikely)
-        if self.staff is not None:
-            for duty, person in (("manager", command.manager), ("supervisor", command.supervisor)):
-                if person is not None and (refusal := not_staff_for(person, duty, self.staff)):
-                    raise CaseError(Refusal.VALIDATION, f"{duty}: {refusal}")
         program = self.program(command.program)
+        if self.staff is not None and (
+            unseen := why_case_would_be_unseen(command.manager, command.supervisor, program, self.staff)
+        ):
+            raise CaseError(Refusal.VALIDATION, unseen)
         if command.request_id is None:  # to tell this request's case from one opened before
             command = command.model_copy(update={"request_id": new_command_key()})
         if command.intake_reference:
@@ -274,17 +274,17 @@ class CaseOps:
         """The command in the deployment's vocabulary (aliases become slugs) and, for a referral,
         fitting the directory; what cannot be meant refused (domain.commands.door_problem). Cases
         accept any slug: this is where the vocabulary is kept."""
-        if problem := door_problem(command):
-            raise Rejected(Refusal.VALIDATION, problem)
         moved_to = command.to_manager if isinstance(command, Transfer) else None
         if (
             moved_to
             and self.staff is not None
-            and (refusal := not_staff_for(moved_to, "manager", self.staff))
+            and (refusal := not_staff_for(moved_to, "new manager", self.staff))
         ):
             raise Rejected(Refusal.VALIDATION, f"to_manager: {refusal}")
         vocabulary = self.directory.vocabulary if self.directory is not None else STOCK
         command = vocabulary.check_command(command)
+        if problem := door_problem(command):  # after the vocabulary: an alias and its slug are one need
+            raise Rejected(Refusal.VALIDATION, problem)
         if isinstance(command, Refer) and self.directory is not None:
             command = self.directory.check_referral(command)
         return command

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -303,3 +303,22 @@ def test_a_case_offers_actions_on_referrals_and_follow_ups_only_while_it_holds_s
     assert {"answer_referral", "revoke_referral", "record_follow_up_outcome"} <= set(
         allowed_actions(story.case)
     )
+
+
+def test_a_follow_up_years_away_is_a_typo_not_a_booking() -> None:
+    """A date near the calendar's end once broke the case: its escalations fell past year 9999."""
+    story = story_in(Stage.COORDINATION)
+    for far in (story.now + timedelta(days=6 * 366), datetime(9999, 12, 30, tzinfo=UTC)):
+        with pytest.raises(Rejected, match="is more than 5 years ahead") as refused:
+            story.do(c.ScheduleFollowUp(actor=ALICE, kind="check_in", at=far))
+        assert refused.value.kind == Refusal.VALIDATION
+    story.do(c.ScheduleFollowUp(actor=ALICE, kind="check_in", at=story.now + timedelta(days=30)))
+    booked = story.case.follow_ups[-1]
+    moved = c.RecordFollowUpOutcome(
+        actor=ALICE,
+        follow_up_id=booked.id,
+        outcome="rescheduled",
+        rescheduled_to=datetime(9999, 12, 31, tzinfo=UTC),
+    )
+    with pytest.raises(Rejected, match="rescheduled_to: 9999-12-31 is more than 5 years ahead"):
+        story.do(moved)

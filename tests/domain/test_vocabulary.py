@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from domain import commands as c
 from domain.commands import CompleteAssessment, Refer, SubmitPlan
 from domain.directory import DirectoryError, load_directory
 from domain.errors import Refusal, Rejected
@@ -119,3 +120,11 @@ def test_every_shipped_program_has_a_provider_for_each_service_it_names() -> Non
     assert {"sober_housing", "transport_voucher", "peer_support", "psychiatric_care"} <= set(
         programs["recovery"].services
     )
+
+
+def test_a_need_and_its_alias_given_together_are_one_need_given_twice() -> None:
+    """The door asks its rule of the command in the vocabulary's words (service.facade._checked)."""
+    vocabulary = load_directory(Path(__file__).parents[2] / "directory").vocabulary
+    both = Assessment(needs=["health:2/5", "health_care:3/5"], risk=RiskLevel.LOW)
+    command = vocabulary.check_command(c.CompleteAssessment(actor=ALICE, assessment=both))
+    assert c.door_problem(command) == "assessment.needs: health assessed twice; give each domain once"

@@ -179,8 +179,21 @@ async def test_a_case_is_managed_and_overseen_by_people_casework_knows(api: Api)
     assert "supervisor: bob is a case manager: a case's supervisor is a program lead or supervisor" in (
         problem_of(no_overseer, 422)
     )
+    # a lead of another program, or a supervisor managing a case someone else supervises: nobody
+    # who should could see the case
+    other_lead = await api.call(
+        "sam", "POST", "/cases", json=form | {"program": "housing", "supervisor": "lead-general"}
+    )
+    assert "lead-general does not lead program housing" in problem_of(other_lead, 422)
+    assert "sam is a supervisor: one who manages a case supervises it too" in problem_of(
+        await api.call("sam", "POST", "/cases", json=form), 422
+    )
+    own = await api.call("sam", "POST", "/cases", json=form | {"supervisor": "sam"})
+    assert own.status_code == 201, own.text
     opened = await api.call("alice", "POST", "/cases", json=form | {"supervisor": "sam"})
     number = opened.json()["case"]["number"]
+    to_supervisor = await api.act("sam", number, "transfer", to_manager="sam", reason="caseload balance")
+    assert "a case's new manager is a case manager" in problem_of(to_supervisor, 422)
     to_nobody = await api.act("sam", number, "transfer", to_manager="nobody2", reason="caseload balance")
     assert "to_manager: nobody2 is not one of casework's staff" in problem_of(to_nobody, 422)
     to_provider = await api.act(
