@@ -49,16 +49,18 @@ class Erasure(Model):
 async def erase_client(ops: CaseOps, actor: Actor, number: str, reason: str) -> Erasure:
     """Erase case `number`'s client (a program lead, once the case is closed). Raises CaseError."""
     record = ops.record_engine()
-    if (before := await _erasure(ops, number)) is not None:
-        return before.model_copy(update={"repeated": True})
     recorded = await ops.recorded_case(number)
     if recorded is None:
         if await ops.status(number) is None:
             raise CaseError(Refusal.NOT_FOUND, f"no case {number}")
         raise CaseError(Refusal.UNAVAILABLE, f"case {number} is not in the record yet; try again shortly")
     case, seq = recorded
+    # who may erase is asked first, of an erased case too (its facts say its program): a retry is
+    # answered only to someone who could have erased it
     if refused := may_erase(actor, case, ops.programs):
         raise CaseError.rejected(refused)
+    if (before := await _erasure(ops, number)) is not None:
+        return before.model_copy(update={"repeated": True})
     await _end_workflow(ops, number)
     now = datetime.now(UTC)
     async with writing(record) as conn:

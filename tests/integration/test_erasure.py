@@ -239,6 +239,13 @@ async def test_casework_erase_client_asks_first_and_says_what_it_did(
     assert f"case {number}: client data erased by lead-general (program_lead)" in done.stdout
     again = await asyncio.to_thread(casework, *args, "--yes", env=as_lead)
     assert again.returncode == 0 and "it had been erased before" in again.stdout
+    # a retry is answered only to someone who could have erased it: the case manager is refused
+    by_alice = await asyncio.to_thread(
+        casework, *args, "--yes", env=environment(api_url=base, api_key="key-alice")
+    )
+    assert by_alice.returncode == 4 and "erased before" not in by_alice.stdout + by_alice.stderr, (
+        by_alice.stderr
+    )
 
     shown = await asyncio.to_thread(casework, "show", number, env=as_lead)
     assert shown.returncode == 0, shown.stderr
