@@ -98,7 +98,8 @@ class Program(_Strict):
     # a command new to them is still checked (their validator's program has it True).
     invitations_need_a_reachable_client: bool = True
     # An outcome must fit the facts: a follow-up is recorded as attended or missed only once its
-    # time has (nearly) come, and a closing outcome fits the goals it names as met. Runs started
+    # time has (nearly) come, and a closing outcome fits the goals it names as met; and a
+    # follow-up is booked at most 5 years ahead (domain/lifecycle.py). Runs started
     # before the rule took some such commands and replay them with this False (the workflow sets
     # it by the run's generation); a command new to them is still checked (the validator's program).
     outcomes_fit_the_facts: bool = True

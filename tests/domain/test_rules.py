@@ -322,3 +322,12 @@ def test_a_follow_up_years_away_is_a_typo_not_a_booking() -> None:
     )
     with pytest.raises(Rejected, match="rescheduled_to: 9999-12-31 is more than 5 years ahead"):
         story.do(moved)
+
+
+def test_a_run_from_before_the_bound_replays_a_follow_up_booked_years_ahead() -> None:
+    """A rule of generation 8: an older run's handler has it off, and takes what it took then."""
+    story = story_in(Stage.COORDINATION)
+    story.program = story.program.model_copy(update={"outcomes_fit_the_facts": False})
+    far = story.now + timedelta(days=6 * 366)
+    story.do(c.ScheduleFollowUp(actor=ALICE, kind="check_in", at=far))
+    assert story.case.follow_ups[-1].due_at == far
