@@ -65,19 +65,24 @@ def may_open(actor: Actor, manager: str) -> str | None:
     return None
 
 
-# Who may carry a caseload, and who may oversee one (a high-risk plan's approval, escalations).
-MANAGES = frozenset({Role.CASE_MANAGER, Role.SUPERVISOR})
-OVERSEES = frozenset({Role.SUPERVISOR, Role.PROGRAM_LEAD})
+# Who may hold each duty on a case: carry it (a supervisor only a case they supervise too, see
+# why_case_would_be_unseen), oversee it (a high-risk plan's approval, escalations), or take it
+# over at a transfer.
+DUTIES: dict[str, frozenset[Role]] = {
+    "manager": frozenset({Role.CASE_MANAGER, Role.SUPERVISOR}),
+    "supervisor": frozenset({Role.SUPERVISOR, Role.PROGRAM_LEAD}),
+    "new manager": frozenset({Role.CASE_MANAGER}),
+}
 
 
 def not_staff_for(person: str, duty: str, staff: Mapping[str, Actor]) -> str | None:
-    """Why `person` cannot be a case's `duty` ("manager" or "supervisor"), or None if they can:
-    someone casework does not know (no key names them: a typo, or someone gone) would leave the
-    case in nobody's caseload, and a case manager as supervisor could never approve its plan."""
+    """Why `person` cannot take `duty` (one of DUTIES) on a case, or None if they can: someone
+    casework does not know (no key names them: a typo, or someone gone) would leave the case in
+    nobody's caseload, and a case manager as supervisor could never approve its plan."""
     known = staff.get(person)
     if known is None:
         return f"{person} is not one of casework's staff (no API key names them): check the id"
-    roles = {"manager": MANAGES, "supervisor": OVERSEES}.get(duty, frozenset({Role.CASE_MANAGER}))
+    roles = DUTIES[duty]
     if known.role not in roles:
         allowed = " or ".join(sorted(r.value.replace("_", " ") for r in roles))
         return f"{person} is a {known.role.value.replace('_', ' ')}: a case's {duty} is a {allowed}"

@@ -151,16 +151,11 @@ class Notes:
     next_before: int | None  # pass as `before` for older notes; None: there are none
 
 
-def intake_case_number(intake_reference: str) -> str:
-    """The case number for an intake reference: the same reference always names the same case,
-    so a retried open never opens a second one."""
-    return "I-" + hashlib.sha256(intake_reference.encode()).hexdigest()[:10].upper()
-
-
-def keyed_case_number(key: str) -> str:
-    """The case number for an opening sent with an idempotency key (the caller's, prefixed with
-    their id): the same key always names the same case, so a retried open never opens a second."""
-    return "K-" + hashlib.sha256(key.encode()).hexdigest()[:10].upper()
+def named_case_number(prefix: str, name: str) -> str:
+    """The case number an opening's name gives it: an intake reference (I-), or an idempotency key
+    (K-: the caller's, prefixed with their id). The same name always names the same case, so a
+    retried open never opens a second one."""
+    return f"{prefix}-" + hashlib.sha256(name.encode()).hexdigest()[:10].upper()
 
 
 def new_case_number(now: datetime) -> str:
@@ -219,13 +214,12 @@ class CaseOps:
         if command.request_id is None:  # to tell this request's case from one opened before
             command = command.model_copy(update={"request_id": new_command_key()})
         if command.intake_reference:
-            command = command.model_copy(update={"number": intake_case_number(command.intake_reference)})
+            command = command.model_copy(update={"number": named_case_number("I", command.intake_reference)})
         elif key:
-            command = command.model_copy(update={"number": keyed_case_number(key)})
+            command = command.model_copy(update={"number": named_case_number("K", key)})
+        conflict_uses_it = bool(command.intake_reference or key)  # a named case: a retry finds it
         conflict = (
-            WorkflowIDConflictPolicy.USE_EXISTING
-            if command.intake_reference or key
-            else WorkflowIDConflictPolicy.FAIL
+            WorkflowIDConflictPolicy.USE_EXISTING if conflict_uses_it else WorkflowIDConflictPolicy.FAIL
         )
         try:
             with await self._acting(command.actor, command.number):
@@ -243,13 +237,9 @@ class CaseOps:
             # a number chosen at random, taken; or one named by a reference or key whose case has
             # ended since (a running one is answered above: USE_EXISTING)
             named_by = (
-                f"intake reference {command.intake_reference}"
-                if command.intake_reference
-                else "this key"
-                if key
-                else ""
+                f"intake reference {command.intake_reference}" if command.intake_reference else "this key"
             )
-            ended = f": {named_by} opened it before, and it is no longer running" if named_by else ""
+            ended = f": {named_by} opened it before, and it is no longer running" if conflict_uses_it else ""
             raise CaseError(Refusal.CONFLICT, f"case {command.number} already exists{ended}") from None
         try:
             view = await self._view(handle, command.number)
@@ -404,9 +394,7 @@ class CaseOps:
         if status == "erased":  # the record's facts: nothing of the client can be read, or done
             found = await self.recorded_view(number)
             assert found is not None
-            nothing_more: dict[str, Any] = {"allowed_actions": [], "next_action": None}
-            nothing_more |= {"next_deadline": None, "overdue": []}
-            return found.model_copy(update={"status": status} | nothing_more)
+            return idle(found, status)
         try:
             view = await self._view(self._handle(number), number)
         except CaseError as exc:
@@ -415,14 +403,7 @@ class CaseOps:
             if (recorded := await self.recorded_view(number)) is None:
                 raise
             view = recorded
-        if status == "running":
-            return view
-        # Nothing runs the case: it takes no command and does nothing at its next action (a lost
-        # one's deadlines still stand: a restore resumes them; an archived one owes nothing).
-        idle: dict[str, Any] = {"status": status, "allowed_actions": [], "next_action": None}
-        if status == "archived":
-            idle |= {"next_deadline": None, "overdue": []}
-        return view.model_copy(update=idle)
+        return view if status == "running" else idle(view, status)
 
     async def recorded_case(self, number: str) -> tuple[Case, int] | None:
         """The case's live state as last recorded, and the seq of that event. An erased client's
@@ -616,6 +597,15 @@ class CaseOps:
                 Refusal.UNAVAILABLE, f"case {number}: no worker answered within {wait} s; try again"
             )
         return CaseError(Refusal.UNAVAILABLE, f"case {number}: {exc.message}")
+
+
+def idle(view: CaseView, status: WorkflowStatus) -> CaseView:
+    """A case nothing runs: it takes no command and does nothing at its next action. A lost
+    one's deadlines still stand (a restore resumes them); an archived or erased one owes nothing."""
+    update: dict[str, Any] = {"status": status, "allowed_actions": [], "next_action": None}
+    if status in ("archived", "erased"):
+        update |= {"next_deadline": None, "overdue": []}
+    return view.model_copy(update=update)
 
 
 def starting_attributes(case: Case, program: Program) -> TypedSearchAttributes:
